@@ -1,0 +1,183 @@
+//! `BankClient`: one bank's system integration — a single-tenant app with a rotating client secret
+//! and the `System` role on the platform's API, published in the bank-clients registry.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::{Duration, Overlap, cel_duration};
+use super::{Conditions, LocalRef, OBJECT_NAME_PATTERN};
+
+/// The shape of a BankId: lowercase letters, digits and '-', as used in resource names and registries.
+pub const BANK_ID_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+
+/// A bank's system integration with the platform's API.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "entra.bookme.io",
+    version = "v1alpha1",
+    kind = "BankClient",
+    namespaced,
+    status = "BankClientStatus",
+    shortname = "bc",
+    category = "entra",
+    doc = "A bank's system integration: a single-tenant app registration holding the API's System role, with a client secret in a Secret that is rotated well before it expires.",
+    printcolumn(name = "Bank", type_ = "string", json_path = ".spec.bankId"),
+    printcolumn(name = "Client ID", type_ = "string", json_path = ".status.clientId"),
+    printcolumn(
+        name = "Secret Expires",
+        type_ = "date",
+        json_path = ".status.secretExpiresAt"
+    ),
+    printcolumn(
+        name = "Next Rotation",
+        type_ = "date",
+        json_path = ".status.nextRotationAt",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BankClientSpec {
+    /// The bank's BankId, as the API's BankClients table knows it: lowercase letters, digits and '-'
+    /// (e.g. `dnb` or `sparebank1-sr`). Immutable: a different bank is a different BankClient.
+    #[schemars(length(min = 1, max = 63), regex(pattern = BANK_ID_PATTERN))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("bankId is immutable; create a new BankClient for another bank"))]
+    pub bank_id: String,
+
+    /// Name of the app registration in Entra. Default: `BookMe System Integration (<bankId>)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub display_name: Option<String>,
+
+    /// The platform API the bank calls and the app role it is granted there.
+    pub api: BankApiSpec,
+
+    /// Where the client secret goes and how it is rotated.
+    pub secret: BankSecretSpec,
+}
+
+/// The API a bank calls.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BankApiSpec {
+    /// The API's AppRegistration in this namespace (e.g. the API System Integration app).
+    pub app_ref: LocalRef,
+    /// The application permission (app role value) the bank gets. Default `System`.
+    #[serde(default = "default_role")]
+    #[schemars(length(min = 1, max = 120), regex(pattern = "^[^\\s.][^\\s]*$"))]
+    pub role: String,
+}
+
+fn default_role() -> String {
+    "System".to_string()
+}
+
+fn bank_lifetime_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "{} <= duration('17520h')",
+        cel_duration("self.lifetime")
+    ))
+    .message("lifetime must be at most 730d (2 years, Entra's limit for a client secret)")
+}
+
+fn bank_renew_before_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "{} < {}",
+        cel_duration("self.renewBefore"),
+        cel_duration("self.lifetime")
+    ))
+    .message("renewBefore must be shorter than lifetime, or the secret would be rotated as soon as it is created")
+}
+
+/// The bank's client secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = bank_lifetime_rule())]
+#[x_kube(validation = bank_renew_before_rule())]
+pub struct BankSecretSpec {
+    /// Name of the Kubernetes Secret (in this namespace) that receives the credential, in the keys
+    /// the Azure SDKs read (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID, ...).
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
+    pub name: String,
+    /// How long each secret is valid. Default `730d` (2 years, Entra's maximum).
+    #[serde(default = "default_lifetime")]
+    pub lifetime: Duration,
+    /// How long before expiry a new secret is issued. Default `60d`.
+    #[serde(default = "default_renew_before")]
+    pub renew_before: Duration,
+    /// How long the previous secret stays valid after a rotation. Default `UntilExpiry`: the bank
+    /// switches on its own schedule.
+    #[serde(default = "default_overlap")]
+    pub overlap: Overlap,
+}
+
+fn default_lifetime() -> Duration {
+    Duration::from_secs(730 * 86_400)
+}
+
+fn default_renew_before() -> Duration {
+    Duration::from_secs(60 * 86_400)
+}
+
+fn default_overlap() -> Overlap {
+    Overlap::UntilExpiry
+}
+
+/// Observed state of a BankClient.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BankClientStatus {
+    /// Ready, with reasons such as WaitingForReference, Conflict or the child's reason.
+    #[serde(default)]
+    pub conditions: Conditions,
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The bank's application (client) ID — the `azp` claim of its tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The child AppRegistration that holds the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_registration_name: Option<String>,
+    /// The Secret holding the credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// When the current secret expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_expires_at: Option<String>,
+    /// When the next rotation is due (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_at: Option<String>,
+    /// The app role granted on the API, and whether the assignment exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_assignment: Option<RoleAssignmentStatus>,
+}
+
+/// A granted application permission.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleAssignmentStatus {
+    /// The role value, e.g. `System`.
+    pub role: String,
+    /// The API's application ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_app_id: Option<String>,
+    /// Whether the assignment exists in Entra (admin consent granted).
+    pub granted: bool,
+}

@@ -1,0 +1,119 @@
+//! The custom resources of `entra.bookme.io/v1alpha1`, one module per kind, and the types they share.
+//!
+//! Doc comments on fields are what `kubectl explain` prints: they are written for an operator on call.
+//! Validation that can happen at `kubectl apply` lives here, as schema constraints and CEL rules.
+
+pub mod appregistration;
+pub mod bankclient;
+pub mod duration;
+pub mod naaintegration;
+pub mod tenantmapping;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use appregistration::{AppRegistration, AppRegistrationSpec, AppRegistrationStatus};
+pub use bankclient::{BankClient, BankClientSpec, BankClientStatus};
+pub use duration::{Duration, DurationError, Overlap};
+pub use naaintegration::{NaaIntegration, NaaIntegrationSpec, NaaIntegrationStatus};
+pub use tenantmapping::{TenantMapping, TenantMappingSpec, TenantMappingStatus};
+
+/// The API group of every kind here.
+pub const GROUP: &str = "entra.bookme.io";
+/// The served and stored version.
+pub const VERSION: &str = "v1alpha1";
+
+/// A GUID as Entra writes them (tenant IDs, application/client IDs, object IDs).
+pub const GUID_PATTERN: &str =
+    "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+
+/// A Kubernetes object name (DNS-1123 subdomain), for Secrets, ConfigMaps and references.
+pub const OBJECT_NAME_PATTERN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A host name without scheme, path or port, e.g. `addin.bookme.io`.
+pub const FQDN_PATTERN: &str =
+    "^([a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$";
+
+/// Annotation whose new value forces a credential rotation.
+pub const ROTATE_ANNOTATION: &str = "entra.bookme.io/rotate";
+/// Annotation whose new value forces a consent recheck of a TenantMapping.
+pub const RECHECK_ANNOTATION: &str = "entra.bookme.io/recheck";
+
+/// Condition types used across kinds.
+pub mod condition {
+    /// Everything declared is in place in Entra and in the cluster.
+    pub const READY: &str = "Ready";
+    /// The Entra objects match the spec (last write succeeded).
+    pub const SYNCED: &str = "Synced";
+    /// Every declared credential exists, is written to its Secret, and is not due.
+    pub const CREDENTIALS_READY: &str = "CredentialsReady";
+    /// Every required permission is consented.
+    pub const CONSENT_GRANTED: &str = "ConsentGranted";
+}
+
+/// A reference to another resource of this API in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct LocalRef {
+    /// Name of the referenced resource, in the same namespace as this one.
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
+    pub name: String,
+}
+
+/// The conditions of a resource, kept as a list keyed by `type` so server-side apply merges them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(transparent)]
+pub struct Conditions(
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub Vec<Condition>,
+);
+
+impl Conditions {
+    /// The condition of the given type, if present.
+    pub fn get(&self, type_: &str) -> Option<&Condition> {
+        self.0.iter().find(|c| c.type_ == type_)
+    }
+
+    /// Whether the condition of the given type is `True`.
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.get(type_).is_some_and(|c| c.status == "True")
+    }
+}
+
+/// Every CRD this operator serves, in a stable order.
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![
+        AppRegistration::crd(),
+        BankClient::crd(),
+        TenantMapping::crd(),
+        NaaIntegration::crd(),
+    ]
+}
+
+/// The file name under `crds/` of each CRD, matching [`crds`].
+pub fn crd_file_name(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
+}
+
+/// One CRD rendered as the YAML document checked in under `crds/`.
+pub fn crd_yaml(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(crd)
+}
+
+/// All CRDs as one multi-document YAML stream (what `entra-operator crd` prints).
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for crd in crds() {
+        out.push_str("---\n");
+        out.push_str(&crd_yaml(&crd)?);
+    }
+    Ok(out)
+}
