@@ -1,1 +1,4 @@
-//! See ARCHITECTURE.md.
+//! One module per kind, each an observe → plan → execute → report pipeline (see ARCHITECTURE.md),
+//! plus the pieces they share.
+
+pub mod conditions;

@@ -1,0 +1,132 @@
+//! Building status conditions: the same condition written twice keeps its `lastTransitionTime`, so a
+//! resync that changes nothing produces an identical status (and the status write is skipped).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::Conditions;
+
+/// One condition as a controller wants it, before timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredCondition {
+    pub type_: &'static str,
+    pub status: bool,
+    /// CamelCase reason a human can act on, e.g. `WaitingForReference`.
+    pub reason: String,
+    pub message: String,
+}
+
+impl DesiredCondition {
+    pub fn new(
+        type_: &'static str,
+        status: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        DesiredCondition {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn ok(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(type_, true, reason, message)
+    }
+
+    pub fn failed(
+        type_: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(type_, false, reason, message)
+    }
+}
+
+/// Merge desired conditions into the previous ones. A condition whose status did not change keeps
+/// its transition time; conditions of other types are kept as they were.
+pub fn merge_conditions(
+    previous: &Conditions,
+    desired: &[DesiredCondition],
+    observed_generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> Conditions {
+    let mut out: Vec<Condition> = previous
+        .0
+        .iter()
+        .filter(|c| !desired.iter().any(|d| d.type_ == c.type_))
+        .cloned()
+        .collect();
+    for d in desired {
+        let status = if d.status { "True" } else { "False" };
+        let last_transition_time = previous
+            .get(d.type_)
+            .filter(|p| p.status == status)
+            .map(|p| p.last_transition_time.clone())
+            .unwrap_or(Time(now));
+        out.push(Condition {
+            type_: d.type_.to_string(),
+            status: status.to_string(),
+            reason: d.reason.clone(),
+            message: d.message.clone(),
+            observed_generation,
+            last_transition_time,
+        });
+    }
+    out.sort_by(|a, b| a.type_.cmp(&b.type_));
+    Conditions(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn unchanged_status_keeps_transition_time() {
+        let first = merge_conditions(
+            &Conditions::default(),
+            &[DesiredCondition::ok("Ready", "Synced", "all good")],
+            Some(1),
+            ts("2026-01-01T00:00:00Z"),
+        );
+        let second = merge_conditions(
+            &first,
+            &[DesiredCondition::ok("Ready", "Synced", "all good")],
+            Some(1),
+            ts("2026-01-02T00:00:00Z"),
+        );
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn flipped_status_moves_transition_time_and_keeps_other_types() {
+        let first = merge_conditions(
+            &Conditions::default(),
+            &[
+                DesiredCondition::ok("Ready", "Synced", "ok"),
+                DesiredCondition::ok("Synced", "Applied", "ok"),
+            ],
+            Some(1),
+            ts("2026-01-01T00:00:00Z"),
+        );
+        let second = merge_conditions(
+            &first,
+            &[DesiredCondition::failed(
+                "Ready",
+                "GraphBadRequest",
+                "identifier URI not on a verified domain",
+            )],
+            Some(2),
+            ts("2026-01-02T00:00:00Z"),
+        );
+        let ready = second.get("Ready").unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.last_transition_time.0, ts("2026-01-02T00:00:00Z"));
+        assert_eq!(ready.observed_generation, Some(2));
+        assert_eq!(second.get("Synced"), first.get("Synced"));
+    }
+}
