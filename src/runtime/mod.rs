@@ -1,1 +1,3 @@
-//! See ARCHITECTURE.md.
+//! Controller wiring, metrics, and the admin HTTP server.
+
+pub mod metrics;
