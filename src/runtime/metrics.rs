@@ -180,7 +180,10 @@ mod tests {
             text.contains("entra_operator_credential_expiry_timestamp_seconds{kind=\"AppRegistration\",namespace=\"default\",name=\"management-api\",secret=\"management-api-credentials\"} 1900000000"),
             "{text}"
         );
-        assert!(text.contains("entra_operator_graph_throttled_total 1"), "{text}");
+        assert!(
+            text.contains("entra_operator_graph_throttled_total 1"),
+            "{text}"
+        );
         m.forget_credential(&labels);
         assert!(!m.render().contains("management-api-credentials"));
     }
