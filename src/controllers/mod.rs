@@ -2,3 +2,4 @@
 //! plus the pieces they share.
 
 pub mod conditions;
+pub mod status;

@@ -1,4 +1,5 @@
-//! Controller wiring, metrics, and the admin HTTP server.
+//! Controller wiring, configuration, metrics, and the admin HTTP server.
 
 pub mod admin;
+pub mod config;
 pub mod metrics;

@@ -1,0 +1,143 @@
+//! `entra-operator run` configuration: flags, each with a matching environment variable.
+//!
+//! Azure credentials follow the Azure SDK conventions (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, and one of
+//! `AZURE_FEDERATED_TOKEN_FILE`, `AZURE_CLIENT_SECRET`, `AZURE_CLIENT_CERTIFICATE_PATH`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::api::Duration;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log collectors).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Flags of `entra-operator run`.
+#[derive(Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma-separated. Empty: all namespaces.
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Reconciles running at once, per kind.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+
+    /// How often every resource is reconciled even without changes (e.g. `1h`).
+    #[arg(long, env = "RESYNC_PERIOD", default_value = "1h")]
+    pub resync: Duration,
+
+    /// Prefix of the `uniqueName` given to applications: `<prefix>-<namespace>-<name>`. Changing it
+    /// orphans existing applications, so pick it once per cluster.
+    #[arg(long, env = "UNIQUE_NAME_PREFIX", default_value = "entra-operator")]
+    pub unique_name_prefix: String,
+
+    /// Microsoft Graph endpoint (sovereign clouds or the emulator), without `/v1.0`.
+    #[arg(
+        long,
+        env = "GRAPH_ENDPOINT",
+        default_value = "https://graph.microsoft.com"
+    )]
+    pub graph_endpoint: String,
+
+    /// Entra authority host (sovereign clouds or the emulator).
+    #[arg(
+        long,
+        env = "AZURE_AUTHORITY_HOST",
+        default_value = "https://login.microsoftonline.com"
+    )]
+    pub authority_host: String,
+
+    /// Extra CA certificate (PEM) to trust for Graph and the authority, e.g. the emulator's.
+    #[arg(long, env = "ENTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Log level or filter, e.g. `info` or `entra_operator=debug,kube=info`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Address of the admin server (`/livez`, `/readyz`, `/metrics`).
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+
+    /// Elect a leader through a Lease so only one replica reconciles.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "entra-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the leader-election Lease (usually the operator's own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// This replica's identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+impl RunArgs {
+    /// The watched namespaces, or `None` for all.
+    pub fn watched_namespaces(&self) -> Option<Vec<String>> {
+        let list: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
+        (!list.is_empty()).then_some(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn defaults_watch_everything_and_lists_parse() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert_eq!(cli.run.watched_namespaces(), None);
+        assert_eq!(cli.run.resync.as_secs(), 3600);
+        let cli = Cli::try_parse_from([
+            "x",
+            "--namespaces",
+            "a,b",
+            "--resync",
+            "90s",
+            "--leader-election",
+            "false",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.run.watched_namespaces(),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(cli.run.resync.as_secs(), 90);
+        assert!(!cli.run.leader_election);
+        assert!(Cli::try_parse_from(["x", "--resync", "soon"]).is_err());
+    }
+}
