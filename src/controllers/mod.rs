@@ -1,5 +1,7 @@
 //! One module per kind, each an observe → plan → execute → report pipeline (see ARCHITECTURE.md),
 //! plus the pieces they share.
 
+pub mod bankclient;
 pub mod conditions;
+pub mod naaintegration;
 pub mod status;
