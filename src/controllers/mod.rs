@@ -5,3 +5,4 @@ pub mod bankclient;
 pub mod conditions;
 pub mod naaintegration;
 pub mod status;
+pub mod tenantmapping;
