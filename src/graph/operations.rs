@@ -1,0 +1,604 @@
+//! Typed Graph operations the controllers use. Each states the permission a 403 most likely
+//! lacks and whether it is safe to resend (see `client::Kind`).
+
+use reqwest::Method;
+use serde::Serialize;
+use serde_json::json;
+
+use super::auth::{TokenProbe, request_client_credentials};
+use super::client::{Call, GraphClient, Kind, encode, odata_str};
+use super::error::{GraphError, Permission};
+use super::models::{
+    AppRoleAssignment, Application, DirectoryObject, FederatedIdentityCredential,
+    NewPasswordCredential, OAuth2PermissionGrant, PasswordCredentialRequest, ServicePrincipal,
+    TenantInformation, Upserted,
+};
+use super::secret::SecretString;
+
+use Permission::{
+    AppRoleAssignmentReadWriteAll as ROLE_ASSIGN, ApplicationReadAll as APP_READ,
+    ApplicationReadWriteOwnedBy as APP_WRITE, CrossTenantInformationReadBasicAll as TENANT_READ,
+    DelegatedPermissionGrantReadWriteAll as GRANTS,
+};
+
+const CREATE_IF_MISSING: &str = "create-if-missing";
+
+fn app_keys(app: &Application) -> Vec<String> {
+    [&app.id, &app.app_id, &app.unique_name]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+fn sp_keys(sp: &ServicePrincipal) -> Vec<String> {
+    [&sp.id, &sp.app_id]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+impl GraphClient {
+    // ---- applications -------------------------------------------------------------------
+
+    /// `GET /applications/{id}` by object id.
+    pub async fn get_application(&self, id: &str) -> Result<Application, GraphError> {
+        let call = Call::get(
+            format!("/applications/{}", encode(id)),
+            "/applications/{id}",
+            APP_READ,
+            2,
+        )
+        .keys([id]);
+        self.fetch(&call).await
+    }
+
+    /// `GET /applications(appId='…')`.
+    pub async fn get_application_by_app_id(&self, app_id: &str) -> Result<Application, GraphError> {
+        let call = Call::get(
+            format!("/applications(appId={})", odata_str(app_id)),
+            "/applications(appId=…)",
+            APP_READ,
+            2,
+        )
+        .keys([app_id]);
+        self.fetch(&call).await
+    }
+
+    /// `GET /applications(uniqueName='…')`.
+    pub async fn get_application_by_unique_name(
+        &self,
+        unique_name: &str,
+    ) -> Result<Application, GraphError> {
+        let call = Call::get(
+            format!("/applications(uniqueName={})", odata_str(unique_name)),
+            "/applications(uniqueName=…)",
+            APP_READ,
+            2,
+        )
+        .keys([unique_name]);
+        self.fetch(&call).await
+    }
+
+    /// `PATCH /applications(uniqueName='…')` with `Prefer: create-if-missing`. `body` must hold
+    /// `displayName`; it is the whole desired state on create and the changed fields on update.
+    /// `Created` carries the new application (id, appId); `Updated` has no body (Graph's 204).
+    pub async fn upsert_application_by_unique_name(
+        &self,
+        unique_name: &str,
+        body: &impl Serialize,
+    ) -> Result<Upserted<Application>, GraphError> {
+        let call = Call::new(
+            Method::PATCH,
+            format!("/applications(uniqueName={})", odata_str(unique_name)),
+            "/applications(uniqueName=…)",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(body)?
+        .prefer(CREATE_IF_MISSING)
+        .keys([unique_name]);
+        self.upsert(&call, app_keys).await
+    }
+
+    /// `PATCH /applications/{id}` with only the fields to change (a [`serde_json::Value`] or a
+    /// partial [`Application`]). Collections sent replace the stored ones whole.
+    pub async fn update_application(
+        &self,
+        id: &str,
+        patch: &impl Serialize,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::PATCH,
+            format!("/applications/{}", encode(id)),
+            "/applications/{id}",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(patch)?
+        .keys([id]);
+        self.send(&call).await
+    }
+
+    /// `DELETE /applications/{id}` (soft delete: restorable for 30 days).
+    pub async fn delete_application(&self, id: &str) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!("/applications/{}", encode(id)),
+            "/applications/{id}",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .keys([id]);
+        self.send(&call).await
+    }
+
+    /// `POST /applications/{id}/addPassword`. Returns the value, which Graph never shows again.
+    ///
+    /// Not idempotent: a second call mints a second secret. It is therefore not retried after a
+    /// lost response or a 5xx (only after 429, a replication 404, or a refused connection). On
+    /// error, the caller's state machine finds out what happened by listing the application's
+    /// `passwordCredentials` for the nonce it put in `displayName`, and removes an orphan.
+    pub async fn add_password(
+        &self,
+        application_id: &str,
+        credential: &PasswordCredentialRequest,
+    ) -> Result<NewPasswordCredential, GraphError> {
+        let call = Call::new(
+            Method::POST,
+            format!("/applications/{}/addPassword", encode(application_id)),
+            "/applications/{id}/addPassword",
+            APP_WRITE,
+            Kind::WriteOnce,
+        )
+        .json(&json!({ "passwordCredential": credential }))?
+        .keys([application_id]);
+        self.fetch(&call).await
+    }
+
+    /// `POST /applications/{id}/removePassword`. A key that is already gone is `NotFound` or
+    /// `BadRequest` from Graph; callers treat both as done.
+    pub async fn remove_password(
+        &self,
+        application_id: &str,
+        key_id: &str,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::POST,
+            format!("/applications/{}/removePassword", encode(application_id)),
+            "/applications/{id}/removePassword",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(&json!({ "keyId": key_id }))?
+        .keys([application_id]);
+        self.send(&call).await
+    }
+
+    // ---- federated identity credentials -------------------------------------------------
+
+    /// `GET /applications/{id}/federatedIdentityCredentials`.
+    pub async fn list_federated_identity_credentials(
+        &self,
+        application_id: &str,
+    ) -> Result<Vec<FederatedIdentityCredential>, GraphError> {
+        let call = Call::get(
+            format!(
+                "/applications/{}/federatedIdentityCredentials",
+                encode(application_id)
+            ),
+            "/applications/{id}/federatedIdentityCredentials",
+            APP_READ,
+            1,
+        )
+        .keys([application_id]);
+        self.list(call).await
+    }
+
+    /// `PATCH /applications/{id}/federatedIdentityCredentials(name='…')` with
+    /// `Prefer: create-if-missing`. `name` is immutable, so it is the key.
+    pub async fn upsert_federated_identity_credential(
+        &self,
+        application_id: &str,
+        credential: &FederatedIdentityCredential,
+    ) -> Result<Upserted<FederatedIdentityCredential>, GraphError> {
+        let call = Call::new(
+            Method::PATCH,
+            format!(
+                "/applications/{}/federatedIdentityCredentials(name={})",
+                encode(application_id),
+                odata_str(&credential.name)
+            ),
+            "/applications/{id}/federatedIdentityCredentials(name=…)",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(credential)?
+        .prefer(CREATE_IF_MISSING)
+        .keys([application_id]);
+        self.upsert(&call, |_: &FederatedIdentityCredential| Vec::new())
+            .await
+    }
+
+    /// `DELETE /applications/{id}/federatedIdentityCredentials/{credentialId}`.
+    pub async fn delete_federated_identity_credential(
+        &self,
+        application_id: &str,
+        credential_id: &str,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!(
+                "/applications/{}/federatedIdentityCredentials/{}",
+                encode(application_id),
+                encode(credential_id)
+            ),
+            "/applications/{id}/federatedIdentityCredentials/{id}",
+            APP_WRITE,
+            Kind::Write,
+        );
+        self.send(&call).await
+    }
+
+    // ---- owners ---------------------------------------------------------------------------
+
+    /// `GET /applications/{id}/owners`.
+    pub async fn list_application_owners(
+        &self,
+        application_id: &str,
+    ) -> Result<Vec<DirectoryObject>, GraphError> {
+        let call = Call::get(
+            format!("/applications/{}/owners", encode(application_id)),
+            "/applications/{id}/owners",
+            APP_READ,
+            1,
+        )
+        .keys([application_id]);
+        self.list(call).await
+    }
+
+    /// `POST /applications/{id}/owners/$ref`. An owner that is already one is success.
+    pub async fn add_application_owner(
+        &self,
+        application_id: &str,
+        owner_object_id: &str,
+    ) -> Result<(), GraphError> {
+        let reference = format!(
+            "{}/v1.0/directoryObjects/{}",
+            self.inner.endpoint,
+            encode(owner_object_id)
+        );
+        let call = Call::new(
+            Method::POST,
+            format!("/applications/{}/owners/$ref", encode(application_id)),
+            "/applications/{id}/owners/$ref",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(&json!({ "@odata.id": reference }))?
+        .keys([application_id, owner_object_id]);
+        match self.send(&call).await {
+            Err(GraphError::Conflict(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// `DELETE /applications/{id}/owners/{ownerId}/$ref`. An owner already gone is success.
+    pub async fn remove_application_owner(
+        &self,
+        application_id: &str,
+        owner_object_id: &str,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!(
+                "/applications/{}/owners/{}/$ref",
+                encode(application_id),
+                encode(owner_object_id)
+            ),
+            "/applications/{id}/owners/{id}/$ref",
+            APP_WRITE,
+            Kind::Write,
+        );
+        match self.send(&call).await {
+            Err(GraphError::NotFound(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    // ---- service principals ---------------------------------------------------------------
+
+    /// `GET /servicePrincipals/{id}`.
+    pub async fn get_service_principal(&self, id: &str) -> Result<ServicePrincipal, GraphError> {
+        let call = Call::get(
+            format!("/servicePrincipals/{}", encode(id)),
+            "/servicePrincipals/{id}",
+            APP_READ,
+            1,
+        )
+        .keys([id]);
+        self.fetch(&call).await
+    }
+
+    /// `GET /servicePrincipals(appId='…')`: the service principal of an app in this tenant.
+    pub async fn get_service_principal_by_app_id(
+        &self,
+        app_id: &str,
+    ) -> Result<ServicePrincipal, GraphError> {
+        let call = Call::get(
+            format!("/servicePrincipals(appId={})", odata_str(app_id)),
+            "/servicePrincipals(appId=…)",
+            APP_READ,
+            1,
+        )
+        .keys([app_id]);
+        self.fetch(&call).await
+    }
+
+    /// `PATCH /servicePrincipals(appId='…')` with `Prefer: create-if-missing`. Retries Graph's
+    /// "does not reference a valid application object" while the new app replicates.
+    pub async fn upsert_service_principal_by_app_id(
+        &self,
+        app_id: &str,
+        body: &impl Serialize,
+    ) -> Result<Upserted<ServicePrincipal>, GraphError> {
+        let call = Call::new(
+            Method::PATCH,
+            format!("/servicePrincipals(appId={})", odata_str(app_id)),
+            "/servicePrincipals(appId=…)",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(body)?
+        .prefer(CREATE_IF_MISSING)
+        .keys([app_id])
+        .retry_no_backing_app();
+        self.upsert(&call, sp_keys).await
+    }
+
+    /// `POST /servicePrincipals {appId}`; a duplicate is `Conflict`. Retries the replication 400.
+    pub async fn create_service_principal(
+        &self,
+        app_id: &str,
+    ) -> Result<ServicePrincipal, GraphError> {
+        let call = Call::new(
+            Method::POST,
+            "/servicePrincipals".into(),
+            "/servicePrincipals",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(&json!({ "appId": app_id }))?
+        .retry_no_backing_app();
+        let sp: ServicePrincipal = self.fetch(&call).await?;
+        self.note_created(sp_keys(&sp));
+        Ok(sp)
+    }
+
+    /// `PATCH /servicePrincipals/{id}` with only the fields to change.
+    pub async fn update_service_principal(
+        &self,
+        id: &str,
+        patch: &impl Serialize,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::PATCH,
+            format!("/servicePrincipals/{}", encode(id)),
+            "/servicePrincipals/{id}",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(patch)?
+        .keys([id]);
+        self.send(&call).await
+    }
+
+    // ---- application permissions (app role assignments) -----------------------------------
+
+    /// `GET /servicePrincipals/{id}/appRoleAssignments`: the app roles granted to this principal.
+    pub async fn list_app_role_assignments(
+        &self,
+        service_principal_id: &str,
+    ) -> Result<Vec<AppRoleAssignment>, GraphError> {
+        let call = Call::get(
+            format!(
+                "/servicePrincipals/{}/appRoleAssignments",
+                encode(service_principal_id)
+            ),
+            "/servicePrincipals/{id}/appRoleAssignments",
+            APP_READ,
+            2,
+        )
+        .keys([service_principal_id]);
+        self.list(call).await
+    }
+
+    /// `GET /servicePrincipals/{id}/appRoleAssignedTo`: who holds roles of this resource.
+    pub async fn list_app_role_assigned_to(
+        &self,
+        resource_service_principal_id: &str,
+    ) -> Result<Vec<AppRoleAssignment>, GraphError> {
+        let call = Call::get(
+            format!(
+                "/servicePrincipals/{}/appRoleAssignedTo",
+                encode(resource_service_principal_id)
+            ),
+            "/servicePrincipals/{id}/appRoleAssignedTo",
+            APP_READ,
+            2,
+        )
+        .keys([resource_service_principal_id]);
+        self.list(call).await
+    }
+
+    /// `POST /servicePrincipals/{resourceId}/appRoleAssignedTo`: grants an application permission
+    /// (admin consent for an app role). An existing assignment is `Conflict`.
+    pub async fn create_app_role_assignment(
+        &self,
+        resource_service_principal_id: &str,
+        principal_id: &str,
+        app_role_id: &str,
+    ) -> Result<AppRoleAssignment, GraphError> {
+        let body = AppRoleAssignment {
+            principal_id: principal_id.into(),
+            resource_id: resource_service_principal_id.into(),
+            app_role_id: app_role_id.into(),
+            ..Default::default()
+        };
+        let call = Call::new(
+            Method::POST,
+            format!(
+                "/servicePrincipals/{}/appRoleAssignedTo",
+                encode(resource_service_principal_id)
+            ),
+            "/servicePrincipals/{id}/appRoleAssignedTo",
+            ROLE_ASSIGN,
+            Kind::Write,
+        )
+        .json(&body)?
+        .keys([resource_service_principal_id, principal_id]);
+        self.fetch(&call).await
+    }
+
+    /// `DELETE /servicePrincipals/{resourceId}/appRoleAssignedTo/{assignmentId}`.
+    pub async fn delete_app_role_assignment(
+        &self,
+        resource_service_principal_id: &str,
+        assignment_id: &str,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!(
+                "/servicePrincipals/{}/appRoleAssignedTo/{}",
+                encode(resource_service_principal_id),
+                encode(assignment_id)
+            ),
+            "/servicePrincipals/{id}/appRoleAssignedTo/{id}",
+            ROLE_ASSIGN,
+            Kind::Write,
+        );
+        self.send(&call).await
+    }
+
+    // ---- delegated permissions (oauth2PermissionGrants) ----------------------------------
+
+    /// Tenant-wide delegated grants of a client:
+    /// `GET /oauth2PermissionGrants?$filter=clientId eq '…' and consentType eq 'AllPrincipals'`.
+    pub async fn list_oauth2_permission_grants(
+        &self,
+        client_service_principal_id: &str,
+    ) -> Result<Vec<OAuth2PermissionGrant>, GraphError> {
+        let filter = format!(
+            "clientId eq '{}' and consentType eq 'AllPrincipals'",
+            client_service_principal_id.replace('\'', "''")
+        );
+        let call = Call::get(
+            format!("/oauth2PermissionGrants?$filter={}", encode(&filter)),
+            "/oauth2PermissionGrants?$filter=clientId…",
+            GRANTS,
+            2,
+        )
+        .keys([client_service_principal_id]);
+        self.list(call).await
+    }
+
+    /// `POST /oauth2PermissionGrants` with `consentType: AllPrincipals` (admin consent for
+    /// delegated `scopes`).
+    pub async fn create_oauth2_permission_grant(
+        &self,
+        client_service_principal_id: &str,
+        resource_service_principal_id: &str,
+        scopes: &[&str],
+    ) -> Result<OAuth2PermissionGrant, GraphError> {
+        let body = OAuth2PermissionGrant {
+            client_id: client_service_principal_id.into(),
+            consent_type: "AllPrincipals".into(),
+            resource_id: resource_service_principal_id.into(),
+            scope: scopes.join(" "),
+            ..Default::default()
+        };
+        let call = Call::new(
+            Method::POST,
+            "/oauth2PermissionGrants".into(),
+            "/oauth2PermissionGrants",
+            GRANTS,
+            Kind::Write,
+        )
+        .json(&body)?
+        .keys([client_service_principal_id, resource_service_principal_id]);
+        self.fetch(&call).await
+    }
+
+    /// `PATCH /oauth2PermissionGrants/{id} {scope}`: replaces the granted scopes.
+    pub async fn update_oauth2_permission_grant(
+        &self,
+        grant_id: &str,
+        scopes: &[&str],
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::PATCH,
+            format!("/oauth2PermissionGrants/{}", encode(grant_id)),
+            "/oauth2PermissionGrants/{id}",
+            GRANTS,
+            Kind::Write,
+        )
+        .json(&json!({ "scope": scopes.join(" ") }))?;
+        self.send(&call).await
+    }
+
+    /// `DELETE /oauth2PermissionGrants/{id}`.
+    pub async fn delete_oauth2_permission_grant(&self, grant_id: &str) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!("/oauth2PermissionGrants/{}", encode(grant_id)),
+            "/oauth2PermissionGrants/{id}",
+            GRANTS,
+            Kind::Write,
+        );
+        self.send(&call).await
+    }
+
+    // ---- tenants --------------------------------------------------------------------------
+
+    /// `GET /tenantRelationships/findTenantInformationByTenantId(tenantId='…')`. An unknown tenant
+    /// is `NotFound`.
+    pub async fn find_tenant_information(
+        &self,
+        tenant_id: &str,
+    ) -> Result<TenantInformation, GraphError> {
+        let call = Call::get(
+            format!(
+                "/tenantRelationships/findTenantInformationByTenantId(tenantId={})",
+                odata_str(tenant_id)
+            ),
+            "/tenantRelationships/findTenantInformationByTenantId(tenantId=…)",
+            TENANT_READ,
+            1,
+        );
+        self.fetch(&call).await
+    }
+
+    /// Requests a client-credentials token for `client_id` in `tenant_id` with the app's own
+    /// secret, through the configured authority host and trust. `Issued` carries the token's
+    /// claims (`roles` = application permissions granted there); `Rejected` carries the AADSTS
+    /// code, where `is_not_consented()` (AADSTS700016) means no admin consented in that tenant.
+    /// `scope` is e.g. `api://<api-app-id>/.default` or `https://graph.microsoft.com/.default`.
+    pub async fn probe_client_credentials(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        client_secret: &SecretString,
+        scope: &str,
+    ) -> Result<TokenProbe, GraphError> {
+        request_client_credentials(
+            &self.inner.http,
+            &self.inner.authority_host,
+            tenant_id,
+            client_id,
+            client_secret,
+            scope,
+        )
+        .await
+    }
+}
