@@ -1,0 +1,346 @@
+//! The Kubernetes Secret that receives a client secret: rendering it, and reading an existing one
+//! back into what the rotation state machine needs to know (never the value itself).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// Secret key read by the Azure SDKs' environment credential: the application (client) ID.
+pub const KEY_CLIENT_ID: &str = "AZURE_CLIENT_ID";
+/// Secret key holding the client secret value.
+pub const KEY_CLIENT_SECRET: &str = "AZURE_CLIENT_SECRET";
+/// Secret key holding the tenant ID.
+pub const KEY_TENANT_ID: &str = "AZURE_TENANT_ID";
+/// Secret key holding the authority host (`https://login.microsoftonline.com` or a sovereign cloud).
+pub const KEY_AUTHORITY_HOST: &str = "AZURE_AUTHORITY_HOST";
+/// Secret key holding the OAuth 2.0 v2 token URL, for clients that are not Azure SDKs.
+pub const KEY_TOKEN_ENDPOINT: &str = "tokenEndpoint";
+/// Secret key holding the Entra key ID of the credential whose value is in the Secret.
+pub const KEY_KEY_ID: &str = "keyId";
+/// Secret key holding when the value expires (RFC 3339).
+pub const KEY_EXPIRES_AT: &str = "expiresAt";
+
+/// Standard label naming the tool that manages the Secret.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`] on Secrets this operator writes.
+pub const MANAGED_BY: &str = "entra-operator";
+/// Label naming the AppRegistration whose credential the Secret holds.
+pub const LABEL_APP_REGISTRATION: &str = "entra.bookme.io/app-registration";
+
+/// How many leading characters of a value Entra reports as the credential's `hint`.
+pub const HINT_LEN: usize = 3;
+
+/// A client secret value. `Debug` and `Display` print `<redacted>` so it cannot leak through
+/// logs, events or error messages; read it with [`SecretValue::expose`] only to store it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself; call only where it is written into the Secret.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The first [`HINT_LEN`] characters, which Entra publishes as the credential's `hint`.
+    pub fn hint(&self) -> String {
+        self.0.chars().take(HINT_LEN).collect()
+    }
+}
+
+impl From<String> for SecretValue {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where the credential is used: what, besides the value, the Secret tells its consumers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretContext {
+    /// Name of the AppRegistration (for the label).
+    pub app_registration: String,
+    /// Namespace of the AppRegistration and the Secret.
+    pub namespace: String,
+    /// Application (client) ID.
+    pub client_id: String,
+    /// Tenant the application lives in.
+    pub tenant_id: String,
+    /// Authority host, e.g. `https://login.microsoftonline.com` (the emulator's in tests).
+    pub authority_host: String,
+}
+
+/// The credential to write: its Entra key ID, expiry and value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretCredential<'a> {
+    pub key_id: &'a str,
+    pub expires_at: Timestamp,
+    pub value: &'a SecretValue,
+}
+
+/// `{authority}/{tenant}/oauth2/v2.0/token`, tolerating a trailing slash on the authority.
+pub fn token_endpoint(authority_host: &str, tenant_id: &str) -> String {
+    format!(
+        "{}/{tenant_id}/oauth2/v2.0/token",
+        authority_host.trim_end_matches('/')
+    )
+}
+
+/// Labels on every credential Secret: the managed-by label lets the operator cache only its own
+/// Secrets, the app label finds them per AppRegistration.
+pub fn secret_labels(app_registration: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string()),
+        (
+            LABEL_APP_REGISTRATION.to_string(),
+            app_registration.to_string(),
+        ),
+    ])
+}
+
+/// The Secret's keys as strings. Holds the value in plain text: never log the result.
+pub fn secret_string_data(
+    context: &SecretContext,
+    credential: &SecretCredential<'_>,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (KEY_CLIENT_ID.to_string(), context.client_id.clone()),
+        (
+            KEY_CLIENT_SECRET.to_string(),
+            credential.value.expose().to_string(),
+        ),
+        (KEY_TENANT_ID.to_string(), context.tenant_id.clone()),
+        (
+            KEY_AUTHORITY_HOST.to_string(),
+            context.authority_host.clone(),
+        ),
+        (
+            KEY_TOKEN_ENDPOINT.to_string(),
+            token_endpoint(&context.authority_host, &context.tenant_id),
+        ),
+        (KEY_KEY_ID.to_string(), credential.key_id.to_string()),
+        (
+            KEY_EXPIRES_AT.to_string(),
+            credential.expires_at.to_string(),
+        ),
+    ])
+}
+
+/// The whole Secret, for server-side apply. Written as `data` (not `stringData`, which the API
+/// server folds into `data` and which would make apply field ownership confusing). The caller adds
+/// the owner reference. Holds the value: never log the result.
+pub fn render_secret(
+    context: &SecretContext,
+    secret_name: &str,
+    credential: &SecretCredential<'_>,
+) -> Secret {
+    let data = secret_string_data(context, credential)
+        .into_iter()
+        .map(|(key, value)| (key, ByteString(value.into_bytes())))
+        .collect();
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.to_string()),
+            namespace: Some(context.namespace.clone()),
+            labels: Some(secret_labels(&context.app_registration)),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_string()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+/// What the rotation state machine needs to know about an existing Secret: which credential it
+/// claims to hold, and the first characters of its value to check that claim against Entra's hint.
+/// The value itself is not kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedSecret {
+    /// The `keyId` key, if present.
+    pub key_id: Option<String>,
+    /// The first [`HINT_LEN`] characters of `AZURE_CLIENT_SECRET`; `None` when the key is missing or empty.
+    pub value_prefix: Option<String>,
+    /// The `expiresAt` key, as written.
+    pub expires_at: Option<String>,
+    /// Whether the Secret carries this operator's managed-by label.
+    pub managed_by_operator: bool,
+}
+
+impl ObservedSecret {
+    /// Reads `data`, falling back to `stringData` (set on objects not yet round-tripped through an
+    /// API server).
+    pub fn from_secret(secret: &Secret) -> Self {
+        let read = |key: &str| -> Option<String> {
+            secret
+                .data
+                .as_ref()
+                .and_then(|data| data.get(key))
+                .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
+                .or_else(|| {
+                    secret
+                        .string_data
+                        .as_ref()
+                        .and_then(|data| data.get(key).cloned())
+                })
+                .filter(|value| !value.is_empty())
+        };
+        ObservedSecret {
+            key_id: read(KEY_KEY_ID),
+            value_prefix: read(KEY_CLIENT_SECRET)
+                .map(|value| SecretValue::new(value).hint())
+                .filter(|prefix| !prefix.is_empty()),
+            expires_at: read(KEY_EXPIRES_AT),
+            managed_by_operator: secret
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(LABEL_MANAGED_BY))
+                .is_some_and(|value| value == MANAGED_BY),
+        }
+    }
+
+    /// Whether the Secret holds the credential with this key ID: its `keyId` matches and its value
+    /// starts with Entra's hint. An empty or unknown hint checks the key ID only.
+    pub fn holds(&self, key_id: &str, hint: Option<&str>) -> bool {
+        if self.key_id.as_deref() != Some(key_id) {
+            return false;
+        }
+        let Some(prefix) = self.value_prefix.as_deref() else {
+            return false;
+        };
+        match hint.filter(|hint| !hint.is_empty()) {
+            None => true,
+            Some(hint) => {
+                let hint_prefix: String = hint.chars().take(HINT_LEN).collect();
+                prefix == hint_prefix
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> SecretContext {
+        SecretContext {
+            app_registration: "payments-api".into(),
+            namespace: "bookme".into(),
+            client_id: "11111111-1111-1111-1111-111111111111".into(),
+            tenant_id: "22222222-2222-2222-2222-222222222222".into(),
+            authority_host: "https://login.microsoftonline.com/".into(),
+        }
+    }
+
+    fn sample_secret(value: &SecretValue) -> Secret {
+        render_secret(
+            &context(),
+            "payments-api-secret",
+            &SecretCredential {
+                key_id: "key-1",
+                expires_at: "2027-01-01T00:00:00Z".parse().unwrap(),
+                value,
+            },
+        )
+    }
+
+    #[test]
+    fn value_never_prints() {
+        let value = SecretValue::new("abc~very-secret-value");
+        assert_eq!(format!("{value:?}"), "<redacted>");
+        assert_eq!(format!("{value}"), "<redacted>");
+        assert_eq!(value.hint(), "abc");
+    }
+
+    #[test]
+    fn renders_every_key_the_azure_sdks_read() {
+        let value = SecretValue::new("abc~very-secret-value");
+        let data = secret_string_data(
+            &context(),
+            &SecretCredential {
+                key_id: "key-1",
+                expires_at: "2027-01-01T00:00:00Z".parse().unwrap(),
+                value: &value,
+            },
+        );
+        let expected = [
+            (KEY_CLIENT_ID, "11111111-1111-1111-1111-111111111111"),
+            (KEY_CLIENT_SECRET, "abc~very-secret-value"),
+            (KEY_TENANT_ID, "22222222-2222-2222-2222-222222222222"),
+            (KEY_AUTHORITY_HOST, "https://login.microsoftonline.com/"),
+            (
+                KEY_TOKEN_ENDPOINT,
+                "https://login.microsoftonline.com/22222222-2222-2222-2222-222222222222/oauth2/v2.0/token",
+            ),
+            (KEY_KEY_ID, "key-1"),
+            (KEY_EXPIRES_AT, "2027-01-01T00:00:00Z"),
+        ];
+        assert_eq!(data.len(), expected.len());
+        for (key, value) in expected {
+            assert_eq!(data.get(key).map(String::as_str), Some(value), "{key}");
+        }
+    }
+
+    #[test]
+    fn renders_labels_name_and_namespace() {
+        let secret = sample_secret(&SecretValue::new("abc~x"));
+        assert_eq!(secret.metadata.name.as_deref(), Some("payments-api-secret"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("bookme"));
+        let labels = secret.metadata.labels.unwrap();
+        assert_eq!(labels[LABEL_MANAGED_BY], "entra-operator");
+        assert_eq!(labels[LABEL_APP_REGISTRATION], "payments-api");
+        assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    }
+
+    #[test]
+    fn reads_back_what_it_rendered_without_the_value() {
+        let secret = sample_secret(&SecretValue::new("abc~very-secret-value"));
+        let observed = ObservedSecret::from_secret(&secret);
+        assert_eq!(observed.key_id.as_deref(), Some("key-1"));
+        assert_eq!(observed.value_prefix.as_deref(), Some("abc"));
+        assert_eq!(observed.expires_at.as_deref(), Some("2027-01-01T00:00:00Z"));
+        assert!(observed.managed_by_operator);
+        assert!(observed.holds("key-1", Some("abc")));
+        assert!(!observed.holds("key-1", Some("xyz")), "edited value");
+        assert!(!observed.holds("key-2", Some("abc")), "other credential");
+        assert!(observed.holds("key-1", None), "no hint: key id decides");
+        assert!(!format!("{observed:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn reads_string_data_and_missing_keys() {
+        let secret = Secret {
+            string_data: Some(BTreeMap::from([
+                (KEY_KEY_ID.to_string(), "key-9".to_string()),
+                (KEY_CLIENT_SECRET.to_string(), String::new()),
+            ])),
+            ..Secret::default()
+        };
+        let observed = ObservedSecret::from_secret(&secret);
+        assert_eq!(observed.key_id.as_deref(), Some("key-9"));
+        assert_eq!(observed.value_prefix, None);
+        assert!(!observed.managed_by_operator);
+        assert!(
+            !observed.holds("key-9", None),
+            "an empty value holds nothing"
+        );
+    }
+}
