@@ -1,6 +1,7 @@
 //! One module per kind, each an observe → plan → execute → report pipeline (see ARCHITECTURE.md),
 //! plus the pieces they share.
 
+pub mod appregistration;
 pub mod bankclient;
 pub mod conditions;
 pub mod naaintegration;

@@ -1,0 +1,234 @@
+//! Admin consent in the operator's own tenant: which required permissions are granted, the grants
+//! to create when `grantAdminConsent` is set, and the admin-consent URL otherwise.
+//!
+//! Application permissions are granted by an app role assignment of our service principal on the
+//! resource's; delegated ones by an `AllPrincipals` oauth2PermissionGrant of our service principal on
+//! the resource's whose `scope` string holds the value.
+
+use std::collections::BTreeMap;
+
+use crate::api::appregistration::{ConsentState, ConsentStatus};
+
+use super::observed::Observed;
+use super::plan::GraphOperation;
+
+/// Delegated (a scope, `Scope` in `requiredResourceAccess`) or application (an app role, `Role`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PermissionKind {
+    Delegated,
+    Application,
+}
+
+impl PermissionKind {
+    /// The `type` of a `resourceAccess` entry.
+    pub fn resource_access_type(&self) -> &'static str {
+        match self {
+            PermissionKind::Delegated => "Scope",
+            PermissionKind::Application => "Role",
+        }
+    }
+}
+
+/// One required permission with its ID resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequiredPermission {
+    /// How `consent.missing` names the API: the well-known name, the appRef name, or the appId.
+    pub api: String,
+    pub resource_app_id: String,
+    /// The permission's value, e.g. `User.Read`.
+    pub value: String,
+    /// The scope's or app role's ID.
+    pub id: String,
+    pub kind: PermissionKind,
+}
+
+impl RequiredPermission {
+    /// `<api>/<permission>`, as status lists missing permissions.
+    pub fn display(&self) -> String {
+        format!("{}/{}", self.api, self.value)
+    }
+}
+
+/// Where and how to build the admin-consent URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentSettings {
+    /// e.g. `https://login.microsoftonline.com` (no trailing slash needed).
+    pub authority_host: String,
+    /// The operator's tenant ID.
+    pub tenant_id: String,
+}
+
+/// The consent part of a plan.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConsentPlan {
+    pub status: ConsentStatus,
+    /// Grants to create or extend (only with `grantAdminConsent`).
+    pub operations: Vec<GraphOperation>,
+}
+
+/// The v1 admin-consent URL: `{authority}/{tenant}/adminconsent?client_id={appId}`.
+///
+/// The v1 form consents to everything the app declares in `requiredResourceAccess` across all
+/// resources, which is exactly what the spec asks for; the v2 form needs one `scope=…/.default`
+/// per resource and a resource identifier URI the operator does not always know.
+pub fn admin_consent_url(settings: &ConsentSettings, app_id: &str) -> String {
+    format!(
+        "{}/{}/adminconsent?client_id={}",
+        settings.authority_host.trim_end_matches('/'),
+        settings.tenant_id,
+        app_id
+    )
+}
+
+/// Computes consent state for `required` and, when `grant` is set, the grants that are missing.
+///
+/// `our_sp_id` is `None` when our service principal does not exist yet: then nothing is granted
+/// and nothing can be granted until it exists.
+pub fn plan_consent(
+    required: &[RequiredPermission],
+    our_sp_id: Option<&str>,
+    app_id: Option<&str>,
+    observed: &Observed,
+    grant: bool,
+    settings: &ConsentSettings,
+) -> ConsentPlan {
+    if required.is_empty() {
+        return ConsentPlan {
+            status: ConsentStatus {
+                state: ConsentState::NotRequired,
+                missing: Vec::new(),
+                admin_consent_url: None,
+            },
+            operations: Vec::new(),
+        };
+    }
+
+    let mut missing: Vec<&RequiredPermission> = Vec::new();
+    for permission in required {
+        let resource_sp = observed
+            .resource_service_principals
+            .get(&permission.resource_app_id)
+            .map(|sp| sp.id.as_str());
+        let granted = match (our_sp_id, resource_sp) {
+            (Some(ours), Some(resource)) => is_granted(permission, ours, resource, observed),
+            _ => false,
+        };
+        if !granted {
+            missing.push(permission);
+        }
+    }
+
+    let state = if missing.is_empty() {
+        ConsentState::Granted
+    } else if missing.len() == required.len() {
+        ConsentState::NotGranted
+    } else {
+        ConsentState::Partial
+    };
+
+    let mut operations = Vec::new();
+    if grant && let Some(ours) = our_sp_id {
+        operations = grants_for(&missing, ours, observed);
+    }
+
+    ConsentPlan {
+        status: ConsentStatus {
+            state,
+            missing: missing.iter().map(|p| p.display()).collect(),
+            admin_consent_url: match state {
+                ConsentState::Granted | ConsentState::NotRequired => None,
+                _ => app_id.map(|id| admin_consent_url(settings, id)),
+            },
+        },
+        operations,
+    }
+}
+
+fn admin_grant<'a>(
+    observed: &'a Observed,
+    our_sp_id: &str,
+    resource_sp_id: &str,
+) -> Option<&'a super::observed::ObservedPermissionGrant> {
+    observed.oauth2_permission_grants.iter().find(|g| {
+        g.client_id == our_sp_id
+            && g.resource_id == resource_sp_id
+            && g.consent_type == "AllPrincipals"
+    })
+}
+
+fn is_granted(
+    permission: &RequiredPermission,
+    our_sp_id: &str,
+    resource_sp_id: &str,
+    observed: &Observed,
+) -> bool {
+    match permission.kind {
+        PermissionKind::Application => observed.app_role_assignments.iter().any(|a| {
+            a.principal_id == our_sp_id
+                && a.resource_id == resource_sp_id
+                && a.app_role_id.eq_ignore_ascii_case(&permission.id)
+        }),
+        PermissionKind::Delegated => observed
+            .oauth2_permission_grants
+            .iter()
+            .filter(|g| {
+                g.client_id == our_sp_id
+                    && g.resource_id == resource_sp_id
+                    && g.consent_type == "AllPrincipals"
+            })
+            .any(|g| g.scopes().any(|s| s == permission.value)),
+    }
+}
+
+/// The writes that grant `missing`: one app role assignment per application permission, and per
+/// resource one new grant or one extension of the existing grant's scope string.
+fn grants_for(
+    missing: &[&RequiredPermission],
+    our_sp_id: &str,
+    observed: &Observed,
+) -> Vec<GraphOperation> {
+    let mut operations = Vec::new();
+    let mut delegated: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for permission in missing {
+        // A resource without a service principal cannot be granted; it stays missing.
+        let Some(resource) = observed
+            .resource_service_principals
+            .get(&permission.resource_app_id)
+        else {
+            continue;
+        };
+        match permission.kind {
+            PermissionKind::Application => {
+                operations.push(GraphOperation::CreateAppRoleAssignment {
+                    resource_sp_id: resource.id.clone(),
+                    principal_id: our_sp_id.to_string(),
+                    app_role_id: permission.id.clone(),
+                })
+            }
+            PermissionKind::Delegated => {
+                let values = delegated.entry(resource.id.as_str()).or_default();
+                if !values.contains(&permission.value.as_str()) {
+                    values.push(&permission.value);
+                }
+            }
+        }
+    }
+    for (resource_sp_id, values) in delegated {
+        match admin_grant(observed, our_sp_id, resource_sp_id) {
+            Some(existing) => {
+                let mut scopes: Vec<&str> = existing.scopes().collect();
+                scopes.extend(values);
+                operations.push(GraphOperation::PatchOAuth2PermissionGrant {
+                    id: existing.id.clone(),
+                    scope: scopes.join(" "),
+                });
+            }
+            None => operations.push(GraphOperation::CreateOAuth2PermissionGrant {
+                client_id: our_sp_id.to_string(),
+                resource_id: resource_sp_id.to_string(),
+                scope: values.join(" "),
+            }),
+        }
+    }
+    operations
+}

@@ -1,0 +1,118 @@
+//! What the observe stage read from Graph, as the plan needs it.
+//!
+//! The application is kept as Graph's JSON: the plan compares desired and observed property by
+//! property, so a property Graph adds or returns as `null` never produces a spurious write. The other
+//! objects are small typed views that deserialize straight from Graph's JSON (unknown fields ignored).
+// TODO(graph): switch these views to `crate::graph::models` once that module is committed.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Everything observed for one AppRegistration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// The application as `GET /applications(uniqueName='…')` (or, when adopting,
+    /// `GET /applications(appId='…')`) returned it; `None` when it does not exist.
+    pub application: Option<Value>,
+    /// The application's service principal in this tenant; `None` when it does not exist.
+    pub service_principal: Option<ObservedServicePrincipal>,
+    /// Object IDs of the application's owners (`GET /applications/{id}/owners?$select=id`).
+    pub owners: Vec<String>,
+    /// The application's federated identity credentials.
+    pub federated_credentials: Vec<ObservedFederatedCredential>,
+    /// Service principal of every resource API named in `requiredResourceAccess`, by its appId
+    /// (`GET /servicePrincipals(appId='…')` with `appRoles` and `oauth2PermissionScopes`). A resource
+    /// missing here has no service principal in this tenant.
+    pub resource_service_principals: BTreeMap<String, ObservedServicePrincipal>,
+    /// Application permissions granted to our service principal
+    /// (`GET /servicePrincipals/{id}/appRoleAssignments`).
+    pub app_role_assignments: Vec<ObservedAppRoleAssignment>,
+    /// Delegated grants of our service principal
+    /// (`GET /oauth2PermissionGrants?$filter=clientId eq '{id}'`).
+    pub oauth2_permission_grants: Vec<ObservedPermissionGrant>,
+}
+
+/// A service principal: ours, or a resource API's.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObservedServicePrincipal {
+    pub id: String,
+    pub app_id: String,
+    pub app_role_assignment_required: Option<bool>,
+    pub account_enabled: Option<bool>,
+    #[serde(deserialize_with = "null_default")]
+    pub tags: Vec<String>,
+    /// The resource's application permissions.
+    #[serde(deserialize_with = "null_default")]
+    pub app_roles: Vec<ObservedEntitlement>,
+    /// The resource's delegated permissions.
+    #[serde(deserialize_with = "null_default")]
+    pub oauth2_permission_scopes: Vec<ObservedEntitlement>,
+}
+
+/// An app role or delegated scope a resource publishes.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObservedEntitlement {
+    pub id: String,
+    pub value: Option<String>,
+    #[serde(deserialize_with = "null_default")]
+    pub is_enabled: bool,
+    #[serde(deserialize_with = "null_default")]
+    pub allowed_member_types: Vec<String>,
+}
+
+/// An application permission granted to a principal.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObservedAppRoleAssignment {
+    pub id: String,
+    pub principal_id: String,
+    /// The resource service principal's object ID.
+    pub resource_id: String,
+    pub app_role_id: String,
+}
+
+/// A delegated permission grant.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObservedPermissionGrant {
+    pub id: String,
+    /// Our service principal's object ID.
+    pub client_id: String,
+    /// `AllPrincipals` (admin consent) or `Principal`.
+    pub consent_type: String,
+    /// The resource service principal's object ID.
+    pub resource_id: String,
+    /// Space-separated scope values.
+    pub scope: String,
+}
+
+impl ObservedPermissionGrant {
+    /// The granted scope values.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split_whitespace()
+    }
+}
+
+/// A federated identity credential on the application.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ObservedFederatedCredential {
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    #[serde(deserialize_with = "null_default")]
+    pub audiences: Vec<String>,
+    pub description: Option<String>,
+}
+
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
