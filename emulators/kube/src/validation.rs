@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::cel_ext;
 
@@ -686,15 +686,8 @@ fn validate_node(v: &Value, schema: &Value, path: &str, errors: &mut Vec<FieldEr
     }
 }
 
-fn merged_with_type(sub: &Value, parent: &Value) -> Value {
-    let mut s = sub.clone();
-    if let Some(m) = s.as_object_mut()
-        && !m.contains_key("type")
-        && let Some(t) = parent.get("type")
-    {
-        let _ = t;
-    }
-    s
+fn merged_with_type(sub: &Value, _parent: &Value) -> Value {
+    sub.clone()
 }
 
 fn go_value_full(v: &Value) -> String {
@@ -951,7 +944,43 @@ pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
-#[allow(dead_code)]
-fn object(v: &Value) -> Option<&Map<String, Value>> {
-    v.as_object()
+/// Fields of `obj` that the schema does not know and does not preserve (what pruning would drop),
+/// as dotted paths; for `fieldValidation=Strict`.
+pub fn unknown_fields(obj: &Value, schema: &Value) -> Vec<String> {
+    fn walk(v: &Value, schema: &Value, path: &str, root: bool, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                let props = schema["properties"].as_object();
+                let additional = &schema["additionalProperties"];
+                let keep = preserves(schema) || additional == &Value::Bool(true);
+                let embedded = schema["x-kubernetes-embedded-resource"] == true;
+                for (k, child) in map {
+                    if (root || embedded)
+                        && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                    {
+                        continue;
+                    }
+                    let cs = props.and_then(|p| p.get(k)).or(if additional.is_object() {
+                        Some(additional)
+                    } else {
+                        None
+                    });
+                    match cs {
+                        Some(cs) => walk(child, cs, &child_path(path, k), false, out),
+                        None if !keep => out.push(child_path(path, k)),
+                        None => {}
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &schema["items"], &format!("{path}[{i}]"), false, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(obj, schema, "", true, &mut out);
+    out
 }
