@@ -355,8 +355,11 @@ def test_security_context_is_restricted(variant):
     assert not sc.get("capabilities", {}).get("add")
     assert not sc.get("privileged")
     assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    # Pod Security "restricted" allows only these volume types.
+    allowed = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"}
     for volume in pod.get("volumes", []):
-        assert "hostPath" not in volume
+        assert set(volume) - {"name"} <= allowed, volume
+    assert not any("ports" in c and any("hostPort" in p for p in c["ports"]) for c in pod["containers"])
 
 
 def test_probes_ports_and_service():
