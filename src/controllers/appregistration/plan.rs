@@ -475,3 +475,911 @@ fn plan_federated_credentials(
     }
     operations
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::appregistration::ConsentState;
+    use crate::controllers::appregistration::observed::{
+        ObservedAppRoleAssignment, ObservedEntitlement, ObservedFederatedCredential,
+        ObservedPermissionGrant,
+    };
+    use crate::controllers::appregistration::references::ResolvedApp;
+
+    const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+    const USER_READ: &str = "e1fe6dd8-ba31-4d61-89e7-88639da4683d";
+    const USER_READ_ALL: &str = "df021288-bdef-4463-88db-98f22de89214";
+    const APP_ID: &str = "6e5c1a8e-0000-4000-8000-00000000a001";
+    const OBJECT_ID: &str = "0b1ec7e1-0000-4000-8000-00000000a002";
+    const OUR_SP: &str = "5e1f0000-0000-4000-8000-00000000a003";
+    const GRAPH_SP: &str = "9aa90000-0000-4000-8000-0000000000g1";
+    const OWNER: &str = "0a0e0000-0000-4000-8000-000000000001";
+
+    fn settings() -> PlanSettings {
+        PlanSettings {
+            unique_name_prefix: ids::DEFAULT_UNIQUE_NAME_PREFIX.to_string(),
+            consent: ConsentSettings {
+                authority_host: "https://login.microsoftonline.com".into(),
+                tenant_id: "72f988bf-0000-4000-8000-000000000000".into(),
+            },
+        }
+    }
+
+    /// A spec using most of what an AppRegistration can declare.
+    fn full_spec() -> AppRegistrationSpec {
+        serde_json::from_value(json!({
+            "displayName": "BookMe Management API",
+            "description": "Management API",
+            "signInAudience": "AzureADMyOrg",
+            "identifierUris": ["api://{appId}"],
+            "api": {
+                "requestedAccessTokenVersion": 2,
+                "scopes": [
+                    {"value": "Access", "whoCanConsent": "AdminsAndUsers"},
+                    {"value": "Admin.Manage"}
+                ],
+                "preAuthorizedApplications": [
+                    {"appId": "c11e0000-0000-4000-8000-000000000001"}
+                ]
+            },
+            "appRoles": [
+                {"value": "System", "allowedMemberTypes": ["Application"]},
+                {"value": "Reader", "description": "Reads", "allowedMemberTypes": ["User", "Application"]}
+            ],
+            "web": {"redirectUris": ["https://bookme.example/signin-oidc"], "homePageUrl": "https://bookme.example"},
+            "spa": {"redirectUris": ["https://bookme.example/spa"]},
+            "requiredResourceAccess": [
+                {"wellKnownApi": "MicrosoftGraph", "delegated": ["User.Read"], "application": ["User.Read.All"]}
+            ],
+            "owners": [OWNER],
+            "credentials": {"federated": [
+                {"name": "aks", "issuer": "https://oidc.aks.example/x", "subject": "system:serviceaccount:bookme:api"}
+            ]}
+        }))
+        .unwrap()
+    }
+
+    fn graph_sp() -> ObservedServicePrincipal {
+        ObservedServicePrincipal {
+            id: GRAPH_SP.into(),
+            app_id: GRAPH_APP_ID.into(),
+            oauth2_permission_scopes: vec![ObservedEntitlement {
+                id: USER_READ.into(),
+                value: Some("User.Read".into()),
+                is_enabled: true,
+                ..Default::default()
+            }],
+            app_roles: vec![ObservedEntitlement {
+                id: USER_READ_ALL.into(),
+                value: Some("User.Read.All".into()),
+                is_enabled: true,
+                allowed_member_types: vec!["Application".into()],
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn nothing_yet() -> Observed {
+        Observed {
+            resource_service_principals: [(GRAPH_APP_ID.to_string(), graph_sp())].into(),
+            ..Observed::default()
+        }
+    }
+
+    fn plan_for(
+        spec: &AppRegistrationSpec,
+        observed: &Observed,
+        references: &ResolvedReferences,
+    ) -> Plan {
+        plan_app_registration(PlanInput {
+            spec,
+            name: "mgmt-api",
+            namespace: "bookme",
+            references,
+            observed,
+            settings: &settings(),
+        })
+    }
+
+    fn plan(spec: &AppRegistrationSpec, observed: &Observed) -> Plan {
+        plan_for(spec, observed, &ResolvedReferences::default())
+    }
+
+    /// An application as Graph returns it right after a create: every property present, unset
+    /// ones as `null` or `[]`, read-only extras, and collections in an order of Graph's choosing.
+    fn graph_default_application(unique_name: &str) -> Value {
+        json!({
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#applications/$entity",
+            "id": OBJECT_ID,
+            "appId": APP_ID,
+            "uniqueName": unique_name,
+            "deletedDateTime": null,
+            "displayName": null,
+            "description": null,
+            "signInAudience": "AzureADMyOrg",
+            "identifierUris": [],
+            "tags": [],
+            "groupMembershipClaims": null,
+            "api": {
+                "requestedAccessTokenVersion": null,
+                "acceptMappedClaims": null,
+                "knownClientApplications": [],
+                "oauth2PermissionScopes": [],
+                "preAuthorizedApplications": []
+            },
+            "appRoles": [],
+            "info": {"logoUrl": null},
+            "keyCredentials": [],
+            "passwordCredentials": [],
+            "publicClient": {"redirectUris": []},
+            "requiredResourceAccess": [],
+            "web": {
+                "homePageUrl": null,
+                "logoutUrl": null,
+                "redirectUris": [],
+                "implicitGrantSettings": {"enableAccessTokenIssuance": false, "enableIdTokenIssuance": false},
+                "redirectUriSettings": []
+            },
+            "spa": {"redirectUris": []}
+        })
+    }
+
+    /// What Graph stores for a written property: `origin` added to roles, collections reversed.
+    fn as_graph_stores(key: &str, value: &Value) -> Value {
+        let mut value = value.clone();
+        if key == "appRoles"
+            && let Some(roles) = value.as_array_mut()
+        {
+            for role in roles.iter_mut() {
+                role["origin"] = json!("Application");
+            }
+            roles.reverse();
+        }
+        if key == "api"
+            && let Some(scopes) = value["oauth2PermissionScopes"].as_array_mut()
+        {
+            scopes.reverse();
+        }
+        if key == "web" {
+            value["redirectUriSettings"] = json!([]);
+        }
+        value
+    }
+
+    /// A fake executor: applies the plan's writes the way Graph would.
+    fn execute(plan: &Plan, observed: &mut Observed) {
+        for op in &plan.operations {
+            match op {
+                GraphOperation::UpsertApplication { unique_name, body } => {
+                    let mut app = graph_default_application(unique_name);
+                    for (k, v) in body.as_object().unwrap() {
+                        app[k] = as_graph_stores(k, v);
+                    }
+                    observed.application = Some(app);
+                }
+                GraphOperation::PatchApplication { object_id, body } => {
+                    let app = observed.application.as_mut().unwrap();
+                    assert_eq!(app["id"], json!(object_id));
+                    for (k, v) in body.as_object().unwrap() {
+                        app[k] = as_graph_stores(k, v);
+                    }
+                }
+                GraphOperation::UpsertServicePrincipal { app_id, body } => {
+                    observed.service_principal = Some(ObservedServicePrincipal {
+                        id: OUR_SP.into(),
+                        app_id: app_id.clone(),
+                        ..serde_json::from_value(body.clone()).unwrap()
+                    });
+                }
+                GraphOperation::PatchServicePrincipal { id, body } => {
+                    let sp = observed.service_principal.as_mut().unwrap();
+                    assert_eq!(&sp.id, id);
+                    let mut current = json!({
+                        "id": sp.id, "appId": sp.app_id, "tags": sp.tags,
+                        "accountEnabled": sp.account_enabled,
+                        "appRoleAssignmentRequired": sp.app_role_assignment_required,
+                    });
+                    for (k, v) in body.as_object().unwrap() {
+                        current[k] = v.clone();
+                    }
+                    *sp = serde_json::from_value(current).unwrap();
+                }
+                GraphOperation::AddOwner { owner_id, .. } => observed.owners.push(owner_id.clone()),
+                GraphOperation::DeleteFederatedCredential { name, .. } => {
+                    observed.federated_credentials.retain(|f| &f.name != name)
+                }
+                GraphOperation::UpsertFederatedCredential { name, body, .. } => {
+                    observed.federated_credentials.retain(|f| &f.name != name);
+                    observed
+                        .federated_credentials
+                        .push(serde_json::from_value(body.clone()).unwrap());
+                }
+                GraphOperation::CreateAppRoleAssignment {
+                    resource_sp_id,
+                    principal_id,
+                    app_role_id,
+                } => observed
+                    .app_role_assignments
+                    .push(ObservedAppRoleAssignment {
+                        id: format!("a-{app_role_id}"),
+                        principal_id: principal_id.clone(),
+                        resource_id: resource_sp_id.clone(),
+                        app_role_id: app_role_id.clone(),
+                    }),
+                GraphOperation::CreateOAuth2PermissionGrant {
+                    client_id,
+                    resource_id,
+                    scope,
+                } => observed
+                    .oauth2_permission_grants
+                    .push(ObservedPermissionGrant {
+                        id: format!("g-{resource_id}"),
+                        client_id: client_id.clone(),
+                        consent_type: "AllPrincipals".into(),
+                        resource_id: resource_id.clone(),
+                        scope: scope.clone(),
+                    }),
+                GraphOperation::PatchOAuth2PermissionGrant { id, scope } => {
+                    let grant = observed
+                        .oauth2_permission_grants
+                        .iter_mut()
+                        .find(|g| &g.id == id)
+                        .unwrap();
+                    grant.scope = scope.clone();
+                }
+            }
+        }
+    }
+
+    /// Plans and executes until a plan writes nothing; returns the settled state.
+    fn converge(spec: &AppRegistrationSpec, mut observed: Observed) -> Observed {
+        for _ in 0..5 {
+            let p = plan(spec, &observed);
+            if p.operations.is_empty() {
+                return observed;
+            }
+            execute(&p, &mut observed);
+        }
+        panic!("no convergence after 5 plans: {:#?}", plan(spec, &observed));
+    }
+
+    fn patch_body(p: &Plan) -> &Map<String, Value> {
+        match p.operations.as_slice() {
+            [GraphOperation::PatchApplication { body, .. }] => body.as_object().unwrap(),
+            other => panic!("expected one application patch, got {other:#?}"),
+        }
+    }
+
+    fn roles_by_value(body: &Map<String, Value>) -> BTreeMap<String, bool> {
+        body["appRoles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["value"].as_str().unwrap().to_string(),
+                    r["isEnabled"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn create_from_nothing_upserts_the_application_by_unique_name_only() {
+        let p = plan(&full_spec(), &nothing_yet());
+        let [GraphOperation::UpsertApplication { unique_name, body }] = p.operations.as_slice()
+        else {
+            panic!("expected one upsert: {:#?}", p.operations);
+        };
+        assert_eq!(unique_name, "entra-operator-bookme-mgmt-api");
+        assert_eq!(body["displayName"], json!("BookMe Management API"));
+        // `api://{appId}` needs the appId Graph assigns: left out now, patched by the next plan.
+        assert_eq!(body["identifierUris"], json!([]));
+        assert_eq!(
+            body["api"]["oauth2PermissionScopes"][0]["id"],
+            json!("89da3642-7503-5e14-b26b-6496a1544b0c")
+        );
+        assert_eq!(
+            body["api"]["oauth2PermissionScopes"][0]["type"],
+            json!("User")
+        );
+        assert_eq!(
+            body["api"]["oauth2PermissionScopes"][1]["type"],
+            json!("Admin")
+        );
+        assert_eq!(
+            body["appRoles"][0]["id"],
+            json!("51a940b5-b246-56fd-be63-511a59121ff3")
+        );
+        assert_eq!(
+            body["requiredResourceAccess"],
+            json!([{"resourceAppId": GRAPH_APP_ID, "resourceAccess": [
+                // Sorted by ID, so the rendering is deterministic.
+                {"id": USER_READ_ALL, "type": "Role"}, {"id": USER_READ, "type": "Scope"}
+            ]}])
+        );
+        assert!(p.reobserve_after_execute);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            p.status.unique_name.as_deref(),
+            Some("entra-operator-bookme-mgmt-api")
+        );
+        assert_eq!(
+            p.status.scope_ids["Access"],
+            "89da3642-7503-5e14-b26b-6496a1544b0c"
+        );
+    }
+
+    #[test]
+    fn second_plan_patches_identifier_uris_and_creates_sp_owner_and_credentials_in_order() {
+        let spec = full_spec();
+        let mut observed = nothing_yet();
+        execute(&plan(&spec, &observed), &mut observed);
+        let p = plan(&spec, &observed);
+        let kinds: Vec<&str> = p
+            .operations
+            .iter()
+            .map(|op| match op {
+                GraphOperation::PatchApplication { body, .. } => {
+                    assert_eq!(
+                        body,
+                        &json!({"identifierUris": [format!("api://{APP_ID}")]})
+                    );
+                    "app"
+                }
+                GraphOperation::UpsertServicePrincipal { app_id, body } => {
+                    assert_eq!(app_id, APP_ID);
+                    assert_eq!(body["tags"], json!([INTEGRATED_APP_TAG]));
+                    "sp"
+                }
+                GraphOperation::AddOwner { owner_id, .. } => {
+                    assert_eq!(owner_id, OWNER);
+                    "owner"
+                }
+                GraphOperation::UpsertFederatedCredential { name, .. } => {
+                    assert_eq!(name, "aks");
+                    "fic"
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["app", "sp", "owner", "fic"]);
+        assert_eq!(p.status.identifier_uris, [format!("api://{APP_ID}")]);
+        // No service principal yet: nothing is consented.
+        assert_eq!(p.status.consent.state, ConsentState::NotGranted);
+    }
+
+    #[test]
+    fn resync_of_an_unchanged_app_writes_nothing() {
+        let spec = full_spec();
+        let settled = converge(&spec, nothing_yet());
+        let p = plan(&spec, &settled);
+        assert_eq!(p.operations, vec![]);
+        assert!(!p.reobserve_after_execute);
+        assert_eq!(p.status.app_id.as_deref(), Some(APP_ID));
+        assert_eq!(p.status.object_id.as_deref(), Some(OBJECT_ID));
+        assert_eq!(p.status.service_principal_id.as_deref(), Some(OUR_SP));
+        assert_eq!(p.status.federated_credentials, ["aks"]);
+        // A minimal spec settles too (all of Graph's defaults count as "not set").
+        let minimal: AppRegistrationSpec =
+            serde_json::from_value(json!({"displayName": "x"})).unwrap();
+        let settled = converge(&minimal, Observed::default());
+        assert_eq!(plan(&minimal, &settled).operations, vec![]);
+    }
+
+    #[test]
+    fn one_edit_patches_exactly_that_property() {
+        let spec = full_spec();
+        let settled = converge(&spec, nothing_yet());
+        type Edit = fn(&mut AppRegistrationSpec);
+        let cases: [(&str, Edit, Value); 4] = [
+            (
+                "displayName",
+                |s| s.display_name = "Renamed".into(),
+                json!("Renamed"),
+            ),
+            (
+                "signInAudience",
+                |s| {
+                    s.sign_in_audience =
+                        crate::api::appregistration::SignInAudience::AzureADMultipleOrgs
+                },
+                json!("AzureADMultipleOrgs"),
+            ),
+            (
+                "web",
+                |s| s.web.as_mut().unwrap().home_page_url = Some("https://new.example".into()),
+                json!({
+                    "redirectUris": ["https://bookme.example/signin-oidc"],
+                    "homePageUrl": "https://new.example",
+                    "logoutUrl": null,
+                    "implicitGrantSettings": {"enableAccessTokenIssuance": false, "enableIdTokenIssuance": false}
+                }),
+            ),
+            ("spa", |s| s.spa = None, json!({"redirectUris": []})),
+        ];
+        for (property, edit, want) in cases {
+            let mut edited = spec.clone();
+            edit(&mut edited);
+            let p = plan(&edited, &settled);
+            let body = patch_body(&p);
+            assert_eq!(
+                body.keys().collect::<Vec<_>>(),
+                [property],
+                "editing {property}"
+            );
+            assert_eq!(body[property], want, "editing {property}");
+        }
+    }
+
+    #[test]
+    fn a_removed_role_is_disabled_first_and_removed_by_the_next_plan() {
+        let spec = full_spec();
+        let mut observed = converge(&spec, nothing_yet());
+        let mut edited = spec.clone();
+        edited.app_roles.retain(|r| r.value != "Reader");
+
+        let first = plan(&edited, &observed);
+        let body = patch_body(&first);
+        assert_eq!(body.keys().collect::<Vec<_>>(), ["appRoles"]);
+        assert_eq!(
+            roles_by_value(body),
+            [("Reader".to_string(), false), ("System".to_string(), true)].into()
+        );
+        // Everything else about the retired role stays as it was.
+        let reader = body["appRoles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["value"] == "Reader")
+            .unwrap();
+        assert_eq!(reader["description"], json!("Reads"));
+        assert!(!first.status.role_ids.contains_key("Reader"));
+        execute(&first, &mut observed);
+
+        let second = plan(&edited, &observed);
+        let body = patch_body(&second);
+        assert_eq!(roles_by_value(body), [("System".to_string(), true)].into());
+        execute(&second, &mut observed);
+        assert_eq!(plan(&edited, &observed).operations, vec![]);
+    }
+
+    #[test]
+    fn a_removed_scope_is_disabled_first_and_removed_by_the_next_plan() {
+        let spec = full_spec();
+        let mut observed = converge(&spec, nothing_yet());
+        let mut edited = spec.clone();
+        edited
+            .api
+            .as_mut()
+            .unwrap()
+            .scopes
+            .retain(|s| s.value != "Admin.Manage");
+        let scopes = |p: &Plan| -> BTreeMap<String, bool> {
+            patch_body(p)["api"]["oauth2PermissionScopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["value"].as_str().unwrap().to_string(),
+                        s["isEnabled"] == true,
+                    )
+                })
+                .collect()
+        };
+
+        let first = plan(&edited, &observed);
+        assert_eq!(
+            scopes(&first),
+            [
+                ("Access".to_string(), true),
+                ("Admin.Manage".to_string(), false)
+            ]
+            .into()
+        );
+        // Pre-authorized for "all scopes" now means only the enabled ones.
+        assert_eq!(
+            patch_body(&first)["api"]["preAuthorizedApplications"][0]["delegatedPermissionIds"],
+            json!([ids::scope_id("entra-operator-bookme-mgmt-api", "Access")])
+        );
+        execute(&first, &mut observed);
+        let second = plan(&edited, &observed);
+        assert_eq!(scopes(&second), [("Access".to_string(), true)].into());
+        execute(&second, &mut observed);
+        assert_eq!(plan(&edited, &observed).operations, vec![]);
+    }
+
+    #[test]
+    fn an_enabled_entitlement_whose_value_changes_is_disabled_first() {
+        let spec = full_spec();
+        let mut observed = converge(&spec, nothing_yet());
+        // Someone renamed the System role's value in the portal, keeping it enabled.
+        let app = observed.application.as_mut().unwrap();
+        for role in app["appRoles"].as_array_mut().unwrap() {
+            if role["value"] == "System" {
+                role["value"] = json!("Sys");
+            }
+        }
+        let system_id = ids::role_id("entra-operator-bookme-mgmt-api", "System");
+        let p = plan(&spec, &observed);
+        let role = patch_body(&p)["appRoles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == json!(system_id))
+            .unwrap()
+            .clone();
+        assert_eq!(role["value"], json!("Sys"));
+        assert_eq!(role["isEnabled"], json!(false));
+        execute(&p, &mut observed);
+        let p = plan(&spec, &observed);
+        assert!(roles_by_value(patch_body(&p))["System"]);
+    }
+
+    #[test]
+    fn unknown_permission_names_are_errors_and_hold_required_resource_access() {
+        let mut spec = full_spec();
+        spec.required_resource_access[0]
+            .delegated
+            .push("Mail.Nonsense".into());
+        let observed = converge(&full_spec(), nothing_yet());
+        let p = plan(&spec, &observed);
+        assert_eq!(
+            p.errors,
+            [PlanError::PermissionNotFound {
+                api: "MicrosoftGraph".into(),
+                permission: "Mail.Nonsense".into()
+            }]
+        );
+        assert_eq!(
+            p.blocking_reason().unwrap(),
+            (
+                "PermissionNotFound",
+                "PermissionNotFound: MicrosoftGraph/Mail.Nonsense".to_string()
+            )
+        );
+        // Nothing else changed, and what Graph holds is not overwritten with a partial list.
+        assert_eq!(p.operations, vec![]);
+
+        // On create the property is left out rather than written partially.
+        let p = plan(&spec, &nothing_yet());
+        let [GraphOperation::UpsertApplication { body, .. }] = p.operations.as_slice() else {
+            panic!()
+        };
+        assert!(body.get("requiredResourceAccess").is_none());
+
+        // A resource API without a service principal cannot be resolved by name.
+        let p = plan(&full_spec(), &Observed::default());
+        assert_eq!(
+            p.errors,
+            [PlanError::ResourceNotFound {
+                api: "MicrosoftGraph".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn app_refs_resolve_through_the_referenced_status() {
+        let spa_app_id = "5ba00000-0000-4000-8000-000000000001";
+        let spec: AppRegistrationSpec = serde_json::from_value(json!({
+            "displayName": "Web API",
+            "api": {
+                "scopes": [{"value": "Access"}, {"value": "Other"}],
+                "preAuthorizedApplications": [{"appRef": {"name": "spa"}, "scopes": ["Access"]}]
+            },
+            "requiredResourceAccess": [{"appRef": {"name": "backend"}, "application": ["System"]}]
+        }))
+        .unwrap();
+        let resolved = ResolvedReferences {
+            apps: [
+                (
+                    "spa".to_string(),
+                    ResolvedApp {
+                        app_id: spa_app_id.into(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "backend".to_string(),
+                    ResolvedApp {
+                        app_id: "bac00000-0000-4000-8000-000000000001".into(),
+                        role_ids: [("System".to_string(), "r-system".to_string())].into(),
+                        ..Default::default()
+                    },
+                ),
+            ]
+            .into(),
+            waiting: Default::default(),
+        };
+        let p = plan_for(&spec, &Observed::default(), &resolved);
+        let [GraphOperation::UpsertApplication { body, .. }] = p.operations.as_slice() else {
+            panic!("{p:#?}")
+        };
+        let access_id = ids::scope_id("entra-operator-bookme-mgmt-api", "Access");
+        assert_eq!(
+            body["api"]["preAuthorizedApplications"],
+            json!([{"appId": spa_app_id, "delegatedPermissionIds": [access_id]}])
+        );
+        assert_eq!(
+            body["requiredResourceAccess"],
+            json!([{"resourceAppId": "bac00000-0000-4000-8000-000000000001",
+                    "resourceAccess": [{"id": "r-system", "type": "Role"}]}])
+        );
+        assert_eq!(p.status.consent.missing, ["backend/System"]);
+
+        // Unresolved: reported, and existing pre-authorizations are kept, not revoked.
+        let waiting = ResolvedReferences {
+            apps: Default::default(),
+            waiting: ["backend".to_string(), "spa".to_string()].into(),
+        };
+        let mut observed = Observed::default();
+        let mut app = graph_default_application("entra-operator-bookme-mgmt-api");
+        app["displayName"] = json!("Web API");
+        app["api"]["preAuthorizedApplications"] =
+            json!([{"appId": spa_app_id, "delegatedPermissionIds": [access_id]}]);
+        observed.application = Some(app);
+        let p = plan_for(&spec, &observed, &waiting);
+        assert_eq!(
+            p.errors,
+            [
+                PlanError::WaitingForReference {
+                    name: "backend".into()
+                },
+                PlanError::WaitingForReference { name: "spa".into() }
+            ]
+        );
+        assert_eq!(p.blocking_reason().unwrap().0, "WaitingForReference");
+        let GraphOperation::PatchApplication { body, .. } = &p.operations[0] else {
+            panic!("{p:#?}")
+        };
+        assert_eq!(
+            body["api"]["preAuthorizedApplications"],
+            json!([{"appId": spa_app_id, "delegatedPermissionIds": [access_id]}])
+        );
+        assert!(body.get("requiredResourceAccess").is_none());
+    }
+
+    #[test]
+    fn service_principal_settings_and_hide_app_tag() {
+        let mut spec = full_spec();
+        spec.service_principal.visible_to_users = false;
+        spec.service_principal.tags = vec!["team-bookme".into()];
+        let mut observed = nothing_yet();
+        execute(&plan(&spec, &observed), &mut observed);
+        let p = plan(&spec, &observed);
+        let body = p
+            .operations
+            .iter()
+            .find_map(|op| match op {
+                GraphOperation::UpsertServicePrincipal { body, .. } => Some(body),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            body,
+            &json!({
+                "appRoleAssignmentRequired": false,
+                "accountEnabled": true,
+                "tags": [HIDE_APP_TAG, INTEGRATED_APP_TAG, "team-bookme"]
+            })
+        );
+
+        // Visible again and sign-in disabled: one patch with just those two properties.
+        let settled = converge(&spec, observed);
+        let mut edited = spec.clone();
+        edited.service_principal.visible_to_users = true;
+        edited.service_principal.enabled_for_sign_in = false;
+        let p = plan(&edited, &settled);
+        assert_eq!(
+            p.operations,
+            [GraphOperation::PatchServicePrincipal {
+                id: OUR_SP.into(),
+                body: json!({"accountEnabled": false, "tags": [INTEGRATED_APP_TAG, "team-bookme"]})
+            }]
+        );
+    }
+
+    #[test]
+    fn consent_states_and_admin_consent_grants_only_what_is_missing() {
+        let spec = full_spec();
+        let settled = converge(&spec, nothing_yet());
+        let url = format!(
+            "https://login.microsoftonline.com/72f988bf-0000-4000-8000-000000000000/adminconsent?client_id={APP_ID}"
+        );
+        let role_assignment = ObservedAppRoleAssignment {
+            id: "a1".into(),
+            principal_id: OUR_SP.into(),
+            resource_id: GRAPH_SP.into(),
+            app_role_id: USER_READ_ALL.into(),
+        };
+        let grant = |scope: &str| ObservedPermissionGrant {
+            id: "g1".into(),
+            client_id: OUR_SP.into(),
+            consent_type: "AllPrincipals".into(),
+            resource_id: GRAPH_SP.into(),
+            scope: scope.into(),
+        };
+        struct Case {
+            name: &'static str,
+            assignments: Vec<ObservedAppRoleAssignment>,
+            grants: Vec<ObservedPermissionGrant>,
+            state: ConsentState,
+            missing: Vec<&'static str>,
+            grant_ops: Vec<GraphOperation>,
+        }
+        let cases = [
+            Case {
+                name: "nothing granted",
+                assignments: vec![],
+                grants: vec![],
+                state: ConsentState::NotGranted,
+                missing: vec!["MicrosoftGraph/User.Read", "MicrosoftGraph/User.Read.All"],
+                grant_ops: vec![
+                    GraphOperation::CreateAppRoleAssignment {
+                        resource_sp_id: GRAPH_SP.into(),
+                        principal_id: OUR_SP.into(),
+                        app_role_id: USER_READ_ALL.into(),
+                    },
+                    GraphOperation::CreateOAuth2PermissionGrant {
+                        client_id: OUR_SP.into(),
+                        resource_id: GRAPH_SP.into(),
+                        scope: "User.Read".into(),
+                    },
+                ],
+            },
+            Case {
+                name: "role granted, grant lacks the scope",
+                assignments: vec![role_assignment.clone()],
+                grants: vec![grant("openid profile")],
+                state: ConsentState::Partial,
+                missing: vec!["MicrosoftGraph/User.Read"],
+                grant_ops: vec![GraphOperation::PatchOAuth2PermissionGrant {
+                    id: "g1".into(),
+                    scope: "openid profile User.Read".into(),
+                }],
+            },
+            Case {
+                name: "a user's own grant is not admin consent",
+                assignments: vec![role_assignment.clone()],
+                grants: vec![ObservedPermissionGrant {
+                    consent_type: "Principal".into(),
+                    ..grant("User.Read")
+                }],
+                state: ConsentState::Partial,
+                missing: vec!["MicrosoftGraph/User.Read"],
+                grant_ops: vec![GraphOperation::CreateOAuth2PermissionGrant {
+                    client_id: OUR_SP.into(),
+                    resource_id: GRAPH_SP.into(),
+                    scope: "User.Read".into(),
+                }],
+            },
+            Case {
+                name: "everything granted",
+                assignments: vec![role_assignment.clone()],
+                grants: vec![grant("User.Read openid")],
+                state: ConsentState::Granted,
+                missing: vec![],
+                grant_ops: vec![],
+            },
+        ];
+        for case in cases {
+            let mut observed = settled.clone();
+            observed.app_role_assignments = case.assignments;
+            observed.oauth2_permission_grants = case.grants;
+
+            let p = plan(&spec, &observed);
+            assert_eq!(
+                p.operations,
+                vec![],
+                "{}: no grants without grantAdminConsent",
+                case.name
+            );
+            assert_eq!(p.status.consent.state, case.state, "{}", case.name);
+            assert_eq!(p.status.consent.missing, case.missing, "{}", case.name);
+            let want_url = (case.state != ConsentState::Granted).then(|| url.clone());
+            assert_eq!(
+                p.status.consent.admin_consent_url, want_url,
+                "{}",
+                case.name
+            );
+
+            let mut granting = spec.clone();
+            granting.grant_admin_consent = true;
+            let p = plan(&granting, &observed);
+            assert_eq!(p.operations, case.grant_ops, "{}", case.name);
+            // Once executed, everything is granted and the next plan writes nothing.
+            execute(&p, &mut observed);
+            let after = plan(&granting, &observed);
+            assert_eq!(after.operations, vec![], "{}", case.name);
+            assert_eq!(
+                after.status.consent.state,
+                ConsentState::Granted,
+                "{}",
+                case.name
+            );
+        }
+
+        let none: AppRegistrationSpec =
+            serde_json::from_value(json!({"displayName": "x"})).unwrap();
+        let p = plan(&none, &converge(&none, Observed::default()));
+        assert_eq!(p.status.consent.state, ConsentState::NotRequired);
+        assert_eq!(p.status.consent.admin_consent_url, None);
+    }
+
+    #[test]
+    fn federated_credentials_not_in_the_spec_are_deleted_before_upserts() {
+        let mut spec = full_spec();
+        let mut observed = converge(&spec, nothing_yet());
+        observed
+            .federated_credentials
+            .push(ObservedFederatedCredential {
+                name: "old".into(),
+                issuer: "https://oidc.aks.example/x".into(),
+                subject: "system:serviceaccount:bookme:old".into(),
+                audiences: vec!["api://AzureADTokenExchange".into()],
+                description: None,
+            });
+        spec.credentials.federated[0].subject = "system:serviceaccount:bookme:api2".into();
+        let p = plan(&spec, &observed);
+        assert_eq!(
+            p.operations,
+            [
+                GraphOperation::DeleteFederatedCredential {
+                    application_id: OBJECT_ID.into(),
+                    name: "old".into()
+                },
+                GraphOperation::UpsertFederatedCredential {
+                    application_id: OBJECT_ID.into(),
+                    name: "aks".into(),
+                    body: json!({
+                        "name": "aks",
+                        "issuer": "https://oidc.aks.example/x",
+                        "subject": "system:serviceaccount:bookme:api2",
+                        "audiences": ["api://AzureADTokenExchange"],
+                        "description": null
+                    })
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn adoption_keeps_the_unique_name_and_existing_ids() {
+        let mut spec = full_spec();
+        spec.adopt = Some(crate::api::appregistration::AdoptSpec {
+            app_id: APP_ID.into(),
+        });
+        let p = plan(&spec, &nothing_yet());
+        assert_eq!(
+            p.errors,
+            [PlanError::AdoptedApplicationNotFound {
+                app_id: APP_ID.into()
+            }]
+        );
+        assert_eq!(p.operations, vec![]);
+
+        let mut observed = nothing_yet();
+        let mut app = graph_default_application("legacy-name");
+        app["api"]["oauth2PermissionScopes"] = json!([{
+            "id": "a6b6e1e4-6b8e-4c2b-9c67-4a3d5e3f0c11", "value": "Access", "type": "User",
+            "isEnabled": true, "adminConsentDisplayName": "Access", "adminConsentDescription": "Access"
+        }]);
+        observed.application = Some(app);
+        let p = plan(&spec, &observed);
+        assert_eq!(p.status.unique_name.as_deref(), Some("legacy-name"));
+        assert_eq!(
+            p.status.scope_ids["Access"],
+            "a6b6e1e4-6b8e-4c2b-9c67-4a3d5e3f0c11"
+        );
+        assert!(matches!(
+            &p.operations[0],
+            GraphOperation::PatchApplication { object_id, .. } if object_id == OBJECT_ID
+        ));
+        assert!(
+            !p.operations
+                .iter()
+                .any(|op| matches!(op, GraphOperation::UpsertApplication { .. }))
+        );
+    }
+}
