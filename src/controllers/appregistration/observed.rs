@@ -2,13 +2,16 @@
 //!
 //! The application is kept as Graph's JSON: the plan compares desired and observed property by
 //! property, so a property Graph adds or returns as `null` never produces a spurious write. The other
-//! objects are small typed views that deserialize straight from Graph's JSON (unknown fields ignored).
-// TODO(graph): switch these views to `crate::graph::models` once that module is committed.
+//! objects are small typed views that deserialize straight from Graph's JSON (unknown fields ignored)
+//! and convert from the Graph client's models (`From<&graph::…>`), so the plan does not depend on
+//! which optional fields the client's `$select` filled in.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::graph;
 
 /// Everything observed for one AppRegistration.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -115,4 +118,106 @@ where
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The observed application as the plan compares it, from the Graph client's model.
+pub fn application_json(app: &graph::Application) -> Value {
+    serde_json::to_value(app).unwrap_or(Value::Null)
+}
+
+impl From<&graph::ServicePrincipal> for ObservedServicePrincipal {
+    fn from(sp: &graph::ServicePrincipal) -> Self {
+        ObservedServicePrincipal {
+            id: sp.id.clone().unwrap_or_default(),
+            app_id: sp.app_id.clone().unwrap_or_default(),
+            app_role_assignment_required: sp.app_role_assignment_required,
+            account_enabled: sp.account_enabled,
+            tags: sp.tags.clone().unwrap_or_default(),
+            app_roles: sp
+                .app_roles
+                .iter()
+                .flatten()
+                .map(|r| ObservedEntitlement {
+                    id: r.id.clone(),
+                    value: r.value.clone(),
+                    is_enabled: r.is_enabled,
+                    allowed_member_types: r.allowed_member_types.clone(),
+                })
+                .collect(),
+            oauth2_permission_scopes: sp
+                .oauth2_permission_scopes
+                .iter()
+                .flatten()
+                .map(|s| ObservedEntitlement {
+                    id: s.id.clone(),
+                    value: s.value.clone(),
+                    is_enabled: s.is_enabled,
+                    allowed_member_types: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&graph::AppRoleAssignment> for ObservedAppRoleAssignment {
+    fn from(a: &graph::AppRoleAssignment) -> Self {
+        ObservedAppRoleAssignment {
+            id: a.id.clone().unwrap_or_default(),
+            principal_id: a.principal_id.clone(),
+            resource_id: a.resource_id.clone(),
+            app_role_id: a.app_role_id.clone(),
+        }
+    }
+}
+
+impl From<&graph::OAuth2PermissionGrant> for ObservedPermissionGrant {
+    fn from(g: &graph::OAuth2PermissionGrant) -> Self {
+        ObservedPermissionGrant {
+            id: g.id.clone().unwrap_or_default(),
+            client_id: g.client_id.clone(),
+            consent_type: g.consent_type.clone(),
+            resource_id: g.resource_id.clone(),
+            scope: g.scope.clone(),
+        }
+    }
+}
+
+impl From<&graph::FederatedIdentityCredential> for ObservedFederatedCredential {
+    fn from(f: &graph::FederatedIdentityCredential) -> Self {
+        ObservedFederatedCredential {
+            name: f.name.clone(),
+            issuer: f.issuer.clone(),
+            subject: f.subject.clone(),
+            audiences: f.audiences.clone(),
+            description: f.description.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_graph_models() {
+        let sp: graph::ServicePrincipal = serde_json::from_value(serde_json::json!({
+            "id": "sp", "appId": "app", "tags": null, "accountEnabled": true,
+            "appRoles": [{"id": "r", "value": "User.Read.All", "isEnabled": true, "allowedMemberTypes": ["Application"]}],
+            "oauth2PermissionScopes": [{"id": "s", "value": "User.Read", "isEnabled": true, "type": "User"}]
+        }))
+        .unwrap();
+        let view = ObservedServicePrincipal::from(&sp);
+        assert_eq!(view.id, "sp");
+        assert!(view.tags.is_empty());
+        assert_eq!(view.app_roles[0].value.as_deref(), Some("User.Read.All"));
+        assert_eq!(view.oauth2_permission_scopes[0].id, "s");
+
+        let app: graph::Application = serde_json::from_value(serde_json::json!({
+            "id": "o", "appId": "a", "web": {"redirectUris": ["https://x"], "implicitGrantSettings": null}
+        }))
+        .unwrap();
+        let json = application_json(&app);
+        assert_eq!(json["appId"], "a");
+        assert_eq!(json["web"]["redirectUris"][0], "https://x");
+    }
 }
