@@ -661,7 +661,8 @@ impl State {
         new["apiVersion"] = Value::String(ri.rt.api_version(&ri.rt.storage_version));
         let rv = inner.next_rv();
         new["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-        let deleting = !new["metadata"]["deletionTimestamp"].is_null()
+        let deleting = ri.rt.plural != "namespaces"
+            && !new["metadata"]["deletionTimestamp"].is_null()
             && new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(|f| f.is_empty());
@@ -815,29 +816,24 @@ impl State {
                             ApiError::bad_request(format!("error decoding JSON patch: {e}"))
                         })?;
                     let mut doc = view.clone();
-                    if let Err(e) = json_patch::patch(&mut doc, &p) {
-                        let msg = e.to_string();
-                        return Err(
-                            if msg.contains("test")
-                                || matches!(e.kind, json_patch::PatchErrorKind::TestFailed)
-                            {
-                                ApiError::new(
-                                    422,
-                                    "Invalid",
-                                    format!(
-                                        "the server rejected our request due to an error in our request: {msg}"
-                                    ),
-                                )
-                            } else {
-                                ApiError::new(
-                                    422,
-                                    "Invalid",
-                                    format!(
-                                        "the server rejected our request due to an error in our request: {msg}"
-                                    ),
-                                )
-                            },
-                        );
+                    // As in Kubernetes (evanphx/json-patch), `test` of a missing path against
+                    // null succeeds.
+                    for op in p.0.iter() {
+                        if let json_patch::PatchOperation::Test(t) = op
+                            && t.value.is_null()
+                            && doc.pointer(&t.path.to_string()).is_none()
+                        {
+                            continue;
+                        }
+                        if let Err(e) = json_patch::patch(&mut doc, std::slice::from_ref(op)) {
+                            return Err(ApiError::new(
+                                422,
+                                "Invalid",
+                                format!(
+                                    "the server rejected our request due to an error in our request: {e}"
+                                ),
+                            ));
+                        }
                     }
                     doc
                 }

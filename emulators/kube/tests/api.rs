@@ -1,0 +1,731 @@
+//! The API server semantics, through kube-rs (a real client) and raw requests.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchEvent,
+    WatchParams,
+};
+
+use serde_json::{Value, json};
+
+fn code(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => {
+            let s: kube::core::Status = *s;
+            (s.code, s.message)
+        }
+        other => panic!("not an API error: {other:?}"),
+    }
+}
+
+fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn create_get_update_with_optimistic_concurrency() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let created = api
+        .create(&PostParams::default(), &cm("a", &[("k", "v")]))
+        .await
+        .unwrap();
+    let meta = &created.metadata;
+    assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
+    let rv1: u64 = meta.resource_version.as_ref().unwrap().parse().unwrap();
+    let e = code(
+        api.create(&PostParams::default(), &cm("a", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.0, 409);
+    assert!(e.1.contains("already exists"), "{}", e.1);
+
+    let mut fresh = api.get("a").await.unwrap();
+    fresh.data = Some(BTreeMap::from([("k".to_string(), "w".to_string())]));
+    let updated = api
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    let rv2: u64 = updated
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv2 > rv1);
+    // The first version is now stale.
+    let e = code(
+        api.replace("a", &PostParams::default(), &created)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.0, 409);
+    assert!(e.1.contains("the object has been modified"), "{}", e.1);
+    // A no-op update does not bump the resource version.
+    let same = api
+        .replace("a", &PostParams::default(), &updated)
+        .await
+        .unwrap();
+    assert_eq!(
+        same.metadata.resource_version,
+        updated.metadata.resource_version
+    );
+
+    let e = code(api.get("missing").await.unwrap_err());
+    assert_eq!(e.0, 404);
+    // Namespaces must exist.
+    let other: Api<ConfigMap> = Api::namespaced(client, "nope");
+    assert_eq!(
+        code(
+            other
+                .create(&PostParams::default(), &cm("x", &[]))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn generation_and_status_subresource() {
+    let (_emu, client) = start().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let w = api
+        .create(&PostParams::default(), &widget("w", 2))
+        .await
+        .unwrap();
+    assert_eq!(w.metadata.generation, Some(1));
+    assert_eq!(
+        w.spec.color.as_deref(),
+        Some("red"),
+        "schema default applied"
+    );
+
+    // Status through the main endpoint is ignored.
+    let mut with_status = w.clone();
+    with_status.status = Some(WidgetStatus {
+        observed: Some(9),
+        conditions: vec![],
+    });
+    with_status.metadata.labels = Some(BTreeMap::from([("l".into(), "1".into())]));
+    let r = api
+        .replace("w", &PostParams::default(), &with_status)
+        .await
+        .unwrap();
+    assert_eq!(r.status, None);
+    assert_eq!(
+        r.metadata.generation,
+        Some(1),
+        "metadata change keeps generation"
+    );
+
+    // The status subresource changes only status.
+    let patch = json!({"apiVersion": "test.example.com/v1", "kind": "Widget",
+        "spec": {"size": 50}, "status": {"observed": 1, "conditions": [{"type": "Ready", "status": "True"}]}});
+    let s = api
+        .patch_status(
+            "w",
+            &PatchParams::apply("ctl").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.status.as_ref().unwrap().observed, Some(1));
+    assert_eq!(s.spec.size, 2);
+    assert_eq!(s.metadata.generation, Some(1));
+
+    // Spec changes bump the generation.
+    let p = api
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.metadata.generation, Some(2));
+    assert_eq!(p.status.unwrap().observed, Some(1), "status kept");
+}
+
+#[tokio::test]
+async fn invalid_custom_resources_get_422_naming_the_field() {
+    let (_emu, client) = start().await;
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let mut bad = widget("bad", 3);
+    let (c, msg) = code(api.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!(c, 422);
+    assert_eq!(
+        msg,
+        "Widget.test.example.com \"bad\" is invalid: spec.size: Invalid value: \"object\": odd sizes must be blue"
+    );
+    bad.spec.size = 200;
+    let (c, msg) = code(api.create(&PostParams::default(), &bad).await.unwrap_err());
+    assert_eq!(c, 422);
+    assert!(
+        msg.contains(
+            "spec.size: Invalid value: 200: spec.size in body should be less than or equal to 100"
+        ),
+        "{msg}"
+    );
+    bad.spec.size = 2;
+    bad.spec.color = Some("green".into());
+    let msg = code(api.create(&PostParams::default(), &bad).await.unwrap_err()).1;
+    assert!(
+        msg.contains(
+            "spec.color: Unsupported value: \"green\": supported values: \"red\", \"blue\""
+        ),
+        "{msg}"
+    );
+
+    // The Status body lists the causes.
+    let (status, body) = raw(&client, "POST", "/apis/test.example.com/v1/namespaces/default/widgets", &[],
+        Some(json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": "x"}, "spec": {"size": 2, "note": "UPPER"}}))).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["reason"], "Invalid");
+    assert_eq!(body["details"]["causes"][0]["field"], "spec.note");
+    assert_eq!(body["details"]["causes"][0]["reason"], "FieldValueInvalid");
+
+    // Transition rule: runs on update only.
+    api.create(&PostParams::default(), &widget("t", 10))
+        .await
+        .unwrap();
+    let msg = code(
+        api.patch(
+            "t",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 4}})),
+        )
+        .await
+        .unwrap_err(),
+    )
+    .1;
+    assert!(msg.contains("size may not shrink"), "{msg}");
+
+    // Unknown fields are pruned; fieldValidation=Strict rejects them.
+    let (status, body) = raw(&client, "POST", "/apis/test.example.com/v1/namespaces/default/widgets", &[],
+        Some(json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": "p"}, "spec": {"size": 2, "extra": 1}}))).await;
+    assert_eq!(status, 201);
+    assert!(body["spec"].get("extra").is_none());
+    let (status, body) = raw(&client, "POST", "/apis/test.example.com/v1/namespaces/default/widgets?fieldValidation=Strict", &[],
+        Some(json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": "q"}, "spec": {"size": 2, "extra": 1}}))).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"spec.extra\""),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let (_emu, client) = start().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let mut w = widget("f", 2);
+    w.metadata.finalizers = Some(vec!["test/hold".into()]);
+    api.create(&PostParams::default(), &w).await.unwrap();
+    api.delete("f", &DeleteParams::default()).await.unwrap();
+    let marked = api.get("f").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    // JSON patch with a test op, as kube-rs's finalizer helper sends it.
+    let bad = json_patch::Patch(
+        serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers/0", "value": "other"},
+        {"op": "remove", "path": "/metadata/finalizers/0"}]))
+        .unwrap(),
+    );
+    let e = code(
+        api.patch("f", &PatchParams::default(), &Patch::<()>::Json(bad))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.0, 422);
+    let good = json_patch::Patch(
+        serde_json::from_value(json!([
+        {"op": "test", "path": "/metadata/finalizers/0", "value": "test/hold"},
+        {"op": "remove", "path": "/metadata/finalizers/0"}]))
+        .unwrap(),
+    );
+    api.patch("f", &PatchParams::default(), &Patch::<()>::Json(good))
+        .await
+        .unwrap();
+    assert_eq!(code(api.get("f").await.unwrap_err()).0, 404);
+}
+
+#[tokio::test]
+async fn owner_references_are_garbage_collected() {
+    let (_emu, client) = start().await;
+    let widgets: Api<Widget> = Api::namespaced(client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for (owner, policy) in [
+        ("bg", PropagationPolicy::Background),
+        ("fg", PropagationPolicy::Foreground),
+    ] {
+        let w = widgets
+            .create(&PostParams::default(), &widget(owner, 2))
+            .await
+            .unwrap();
+        let mut child = cm(&format!("{owner}-child"), &[]);
+        child.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "test.example.com/v1".into(),
+                kind: "Widget".into(),
+                name: owner.into(),
+                uid: w.metadata.uid.clone().unwrap(),
+                block_owner_deletion: Some(true),
+                controller: Some(true),
+            },
+        ]);
+        cms.create(&PostParams::default(), &child).await.unwrap();
+        let dp = DeleteParams {
+            propagation_policy: Some(policy),
+            ..Default::default()
+        };
+        widgets.delete(owner, &dp).await.unwrap();
+        let name = format!("{owner}-child");
+        eventually("dependent deleted", || {
+            let cms = cms.clone();
+            let name = name.clone();
+            async move { cms.get_opt(&name).await.unwrap().is_none() }
+        })
+        .await;
+        eventually("owner deleted", || {
+            let w = widgets.clone();
+            async move { w.get_opt(owner).await.unwrap().is_none() }
+        })
+        .await;
+    }
+    // Deleting a namespace deletes its content.
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("gone".into());
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    let in_ns: Api<ConfigMap> = Api::namespaced(client.clone(), "gone");
+    in_ns
+        .create(&PostParams::default(), &cm("c", &[]))
+        .await
+        .unwrap();
+    nss.delete("gone", &DeleteParams::default()).await.unwrap();
+    eventually("namespace gone", || {
+        let nss = nss.clone();
+        async move { nss.get_opt("gone").await.unwrap().is_none() }
+    })
+    .await;
+    assert!(in_ns.get_opt("c").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn selectors_and_pagination() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..7 {
+        let mut c = cm(&format!("c{i}"), &[]);
+        c.metadata.labels = Some(BTreeMap::from([(
+            "parity".into(),
+            if i % 2 == 0 { "even" } else { "odd" }.into(),
+        )]));
+        api.create(&PostParams::default(), &c).await.unwrap();
+    }
+    let even = api
+        .list(&ListParams::default().labels("parity=even"))
+        .await
+        .unwrap();
+    assert_eq!(even.items.len(), 4);
+    let not_odd = api
+        .list(&ListParams::default().labels("parity notin (odd)"))
+        .await
+        .unwrap();
+    assert_eq!(not_odd.items.len(), 4);
+    let one = api
+        .list(&ListParams::default().fields("metadata.name=c3"))
+        .await
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+    let all: Api<ConfigMap> = Api::all(client);
+    let ns = all
+        .list(&ListParams::default().fields("metadata.namespace=default"))
+        .await
+        .unwrap();
+    assert_eq!(ns.items.len(), 7);
+    // Pages of 3.
+    let mut names = Vec::new();
+    let mut lp = ListParams::default().limit(3);
+    loop {
+        let page = api.list(&lp).await.unwrap();
+        assert!(page.items.len() <= 3);
+        names.extend(page.items.iter().map(|c| c.metadata.name.clone().unwrap()));
+        match page.metadata.continue_ {
+            Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+            _ => break,
+        }
+    }
+    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4", "c5", "c6"]);
+}
+
+#[tokio::test]
+async fn merge_json_strategic_and_apply_patches() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("p", &[("a", "1"), ("b", "2")]))
+        .await
+        .unwrap();
+    let p = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"b": null, "c": "3"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        p.data.unwrap(),
+        BTreeMap::from([("a".into(), "1".into()), ("c".into(), "3".into())])
+    );
+    let p = api
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"data": {"d": "4"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.data.unwrap().len(), 3);
+    let jp = json_patch::Patch(serde_json::from_value(json!([{"op": "test", "path": "/data/a", "value": "1"}, {"op": "replace", "path": "/data/a", "value": "9"}])).unwrap());
+    let p = api
+        .patch("p", &PatchParams::default(), &Patch::<()>::Json(jp))
+        .await
+        .unwrap();
+    assert_eq!(p.data.unwrap()["a"], "9");
+
+    // Server-side apply: create, ownership, removal of omitted fields, conflicts, force.
+    let widgets: Api<Widget> = Api::namespaced(client, "default");
+    let applied = json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": "s"},
+        "spec": {"size": 2, "note": "hello"}});
+    let w = widgets
+        .patch("s", &PatchParams::apply("alice"), &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    assert_eq!(w.spec.note.as_deref(), Some("hello"));
+    let mf = w.metadata.managed_fields.clone().unwrap();
+    assert_eq!(mf[0].manager.as_deref(), Some("alice"));
+    assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+    let without_note = json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"size": 2}});
+    let w = widgets
+        .patch(
+            "s",
+            &PatchParams::apply("alice"),
+            &Patch::Apply(&without_note),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.spec.note, None, "omitted field removed");
+    let bob = json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"size": 4}});
+    let (c, msg) = code(
+        widgets
+            .patch("s", &PatchParams::apply("bob"), &Patch::Apply(&bob))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(c, 409);
+    assert!(
+        msg.contains("conflict with \"alice\"") && msg.contains(".spec.size"),
+        "{msg}"
+    );
+    let w = widgets
+        .patch("s", &PatchParams::apply("bob").force(), &Patch::Apply(&bob))
+        .await
+        .unwrap();
+    assert_eq!(w.spec.size, 4);
+    // Alice no longer owns size: her next apply without size leaves it alone.
+    let alice2 = json!({"apiVersion": "test.example.com/v1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"color": "blue"}});
+    let w = widgets
+        .patch("s", &PatchParams::apply("alice"), &Patch::Apply(&alice2))
+        .await
+        .unwrap();
+    assert_eq!(w.spec.size, 4);
+    assert_eq!(w.spec.color.as_deref(), Some("blue"));
+}
+
+#[tokio::test]
+async fn watch_delivers_every_event_in_order_under_concurrent_writes() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let start_rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(60), &start_rv)
+        .await
+        .unwrap()
+        .boxed();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let name = format!("w{w}-{i}");
+                    api.create(&PostParams::default(), &cm(&name, &[]))
+                        .await
+                        .unwrap();
+                    api.patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"data": {"x": "1"}})),
+                    )
+                    .await
+                    .unwrap();
+                    api.delete(&name, &DeleteParams::default()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut last = 0u64;
+    let mut counts = BTreeMap::new();
+    while counts.values().sum::<usize>() < 300 {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let (kind, obj) = match ev {
+            WatchEvent::Added(o) => ("ADDED", o),
+            WatchEvent::Modified(o) => ("MODIFIED", o),
+            WatchEvent::Deleted(o) => ("DELETED", o),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => panic!("{e:?}"),
+        };
+        let rv: u64 = obj.metadata.resource_version.unwrap().parse().unwrap();
+        assert!(rv > last, "resource versions increase");
+        last = rv;
+        *counts.entry(kind).or_insert(0usize) += 1;
+    }
+    assert_eq!(
+        counts,
+        BTreeMap::from([("ADDED", 100), ("DELETED", 100), ("MODIFIED", 100)])
+    );
+}
+
+#[tokio::test]
+async fn watch_bookmarks_initial_events_and_410() {
+    let (emu, client) = start_with(kube_emulator::KubeEmulatorConfig {
+        history: 10,
+        bookmark_interval: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("one", &[]))
+        .await
+        .unwrap();
+    // sendInitialEvents: the current objects, then a bookmark marking their end.
+    let (status, body) = raw(&client, "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+        &[], None).await;
+    assert_eq!(status, 200);
+    let lines: Vec<Value> = body
+        .as_str()
+        .map(|s| {
+            s.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        })
+        .unwrap_or_else(|| vec![body.clone()]);
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(lines[0]["object"]["metadata"]["name"], "one");
+    assert_eq!(lines[1]["type"], "BOOKMARK");
+    assert_eq!(
+        lines[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    // Periodic bookmarks at the current version.
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut s = api
+        .watch(&WatchParams::default().timeout(5), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(3), s.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match ev {
+        WatchEvent::Bookmark(b) => assert_eq!(b.metadata.resource_version, rv),
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+    // Too old: history holds 10 events.
+    for i in 0..20 {
+        api.create(&PostParams::default(), &cm(&format!("n{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let mut s = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match s.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(e) => assert_eq!(e.code, 410),
+        other => panic!("expected 410, got {other:?}"),
+    }
+    // Dropped watches end the stream.
+    let rv = emu.resource_version().to_string();
+    let mut s = api
+        .watch(&WatchParams::default().timeout(60), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    emu.drop_watches();
+    let end = tokio::time::timeout(Duration::from_secs(5), s.try_next())
+        .await
+        .unwrap();
+    assert!(matches!(end, Ok(None) | Err(_)), "{end:?}");
+}
+
+#[tokio::test]
+async fn fault_switches() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    emu.fail_next_writes("configmaps", 2, 500);
+    assert_eq!(
+        code(
+            api.create(&PostParams::default(), &cm("f", &[]))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        500
+    );
+    assert_eq!(
+        code(
+            api.create(&PostParams::default(), &cm("f", &[]))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        500
+    );
+    api.create(&PostParams::default(), &cm("f", &[]))
+        .await
+        .unwrap();
+    emu.fail_next_writes("configmaps", 1, 409);
+    let e = code(
+        api.patch(
+            "f",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "b"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(e.0, 409);
+    api.patch(
+        "f",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"a": "b"}})),
+    )
+    .await
+    .unwrap();
+    emu.set_latency(300);
+    let t = std::time::Instant::now();
+    api.get("f").await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    emu.set_latency(0);
+}
+
+#[tokio::test]
+async fn tables_discovery_and_tls_with_token() {
+    let (emu, client) = start_with(kube_emulator::KubeEmulatorConfig {
+        tls: true,
+        token: Some("s3cret".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(emu.base_url().starts_with("https://"));
+    let api: Api<Widget> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &widget("tw", 8))
+        .await
+        .unwrap();
+    let (status, t) = raw(
+        &client,
+        "GET",
+        "/apis/test.example.com/v1/namespaces/default/widgets",
+        &[(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(t["kind"], "Table");
+    let cols: Vec<&str> = t["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols, ["Name", "Size", "Ready"]);
+    assert_eq!(t["rows"][0]["cells"], json!(["tw", 8, null]));
+    assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+
+    let groups = client.list_api_groups().await.unwrap();
+    assert!(groups.groups.iter().any(|g| g.name == "test.example.com"));
+    let res = client
+        .list_api_group_resources("test.example.com/v1")
+        .await
+        .unwrap();
+    let names: Vec<&str> = res.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["widgets", "widgets/status"]);
+
+    // Without the token: 401.
+    let url = format!("{}/api/v1/namespaces", emu.base_url());
+    let mut cfg = kube::Config::new(url.parse().unwrap());
+    cfg.root_cert = Some(vec![pem_der(emu.ca_pem().unwrap())]);
+    let anon = kube::Client::try_from(cfg).unwrap();
+    let (status, _) = raw(&anon, "GET", "/api/v1/namespaces", &[], None).await;
+    assert_eq!(status, 401);
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
