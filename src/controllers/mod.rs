@@ -4,6 +4,7 @@
 pub mod appregistration;
 pub mod bankclient;
 pub mod conditions;
+pub mod context;
 pub mod naaintegration;
 pub mod status;
 pub mod tenantmapping;

@@ -18,6 +18,7 @@ pub mod diff;
 pub mod ids;
 pub mod observed;
 pub mod plan;
+pub mod reconcile;
 pub mod references;
 
 pub use consent::{ConsentSettings, PermissionKind, RequiredPermission};

@@ -811,6 +811,32 @@ mod tests {
     }
 
     #[test]
+    fn identifier_uris_without_the_placeholder_are_written_on_create() {
+        let mut spec = full_spec();
+        spec.identifier_uris = vec!["api://{appId}".into(), "https://api.bookme.example".into()];
+        let p = plan(&spec, &nothing_yet());
+        let [GraphOperation::UpsertApplication { body, .. }] = p.operations.as_slice() else {
+            panic!("{p:#?}")
+        };
+        assert_eq!(
+            body["identifierUris"],
+            json!(["https://api.bookme.example"])
+        );
+        assert!(p.status.identifier_uris.is_empty());
+
+        let mut observed = nothing_yet();
+        execute(&p, &mut observed);
+        let p = plan(&spec, &observed);
+        assert_eq!(
+            p.status.identifier_uris,
+            [
+                format!("api://{APP_ID}"),
+                "https://api.bookme.example".to_string()
+            ]
+        );
+    }
+
+    #[test]
     fn second_plan_patches_identifier_uris_and_creates_sp_owner_and_credentials_in_order() {
         let spec = full_spec();
         let mut observed = nothing_yet();

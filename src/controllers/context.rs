@@ -1,0 +1,94 @@
+//! What every reconcile gets: clients, settings, metrics, the event reporter, and per-object
+//! failure counts for backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::graph::GraphClient;
+use crate::runtime::metrics::Metrics;
+
+use super::appregistration::PlanSettings;
+
+/// Operator-wide settings the controllers need.
+#[derive(Clone, Debug)]
+pub struct ControllerSettings {
+    /// Unique-name prefix and consent URL settings.
+    pub plan: PlanSettings,
+    /// The operator's (home) tenant.
+    pub tenant_id: String,
+    /// Authority host written into Secrets and consent URLs, e.g. `https://login.microsoftonline.com`.
+    pub authority_host: String,
+    /// Periodic resync of settled resources.
+    pub resync: Duration,
+}
+
+/// Shared state of all reconciles.
+pub struct Context {
+    pub client: Client,
+    pub graph: GraphClient,
+    pub settings: ControllerSettings,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        graph: GraphClient,
+        settings: ControllerSettings,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Self {
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            graph,
+            settings,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count a failed reconcile of `key` and return how long to wait before the next try:
+    /// exponential from `base`, capped at 10 minutes, so a resource Graph keeps rejecting does
+    /// not turn into a retry storm.
+    pub fn record_failure(&self, key: &str, base: Duration) -> Duration {
+        let mut failures = self.failures.lock().expect("failure map poisoned");
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        backoff(base, *count)
+    }
+
+    /// Forget the failures of `key` after a successful reconcile.
+    pub fn record_success(&self, key: &str) {
+        self.failures
+            .lock()
+            .expect("failure map poisoned")
+            .remove(key);
+    }
+}
+
+/// `base * 2^(failures-1)`, at most 10 minutes.
+pub fn backoff(base: Duration, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    base.saturating_mul(factor).min(Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_secs(5);
+        assert_eq!(backoff(base, 1), Duration::from_secs(5));
+        assert_eq!(backoff(base, 2), Duration::from_secs(10));
+        assert_eq!(backoff(base, 4), Duration::from_secs(40));
+        assert_eq!(backoff(base, 30), Duration::from_secs(600));
+    }
+}
