@@ -451,7 +451,7 @@ fn collection(req: &Req, base: &str, context: &str, items: Vec<Value>) -> GResul
         .clamp(1, 999);
     let skip = req
         .query("$skiptoken")
-        .and_then(|s| crate::util::b64url_decode(s))
+        .and_then(crate::util::b64url_decode)
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.parse::<usize>().ok())
         .unwrap_or(0);
@@ -901,13 +901,13 @@ fn validate_app(
                     "Property {path}.redirectUris has a value longer than 256 characters."
                 )));
             }
-            if spa && let Some(rest) = u.strip_prefix("brk-multihub://") {
-                if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#')
-                {
-                    return Err(bad_request(format!(
-                        "Invalid brokered redirect URI '{u}': it must be an origin (brk-multihub://host[:port]) without a path."
-                    )));
-                }
+            if spa
+                && let Some(rest) = u.strip_prefix("brk-multihub://")
+                && (rest.is_empty() || rest.contains(['/', '?', '#']))
+            {
+                return Err(bad_request(format!(
+                    "Invalid brokered redirect URI '{u}': it must be an origin (brk-multihub://host[:port]) without a path."
+                )));
             }
             uris.push(u);
         }

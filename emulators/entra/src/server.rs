@@ -110,13 +110,6 @@ impl Resp {
         self.headers.push((name.to_string(), value.into()));
         self
     }
-
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// Who made a request and where, for the log.
