@@ -2,4 +2,5 @@
 
 pub mod admin;
 pub mod config;
+pub mod controllers;
 pub mod metrics;
