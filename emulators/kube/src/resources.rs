@@ -91,7 +91,7 @@ impl ResourceType {
             .filter(|v| v["served"] != false)
             .filter_map(|v| v["name"].as_str().map(String::from))
             .collect();
-        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         let storage_version = versions_doc
             .iter()
             .find(|v| v["storage"] == true)

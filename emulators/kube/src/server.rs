@@ -338,10 +338,11 @@ impl State {
                 _ => {}
             }
         }
-        if rt.status_subresource && rt.is_custom() {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if rt.status_subresource
+            && rt.is_custom()
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         {
             let meta = obj["metadata"].as_object_mut().unwrap();
@@ -842,9 +843,7 @@ impl State {
                         return Err(ApiError::new(
                             415,
                             "UnsupportedMediaType",
-                            format!(
-                                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                            ),
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_string(),
                         ));
                     }
                     let mut doc = view.clone();
@@ -1399,9 +1398,9 @@ fn manager_of(params: &Params, req_headers: &hyper::HeaderMap) -> String {
 /// Splits `/api/v1/...` or `/apis/g/v/...` into a resource request.
 pub fn parse_resource_path(state: &State, path: &str) -> Option<Result<ReqInfo, ApiError>> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, version, rest) = match segs.first()? {
-        &"api" if segs.len() >= 3 => ("", segs[1], &segs[2..]),
-        &"apis" if segs.len() >= 4 => (segs[1], segs[2], &segs[3..]),
+    let (group, version, rest) = match *segs.first()? {
+        "api" if segs.len() >= 3 => ("", segs[1], &segs[2..]),
+        "apis" if segs.len() >= 4 => (segs[1], segs[2], &segs[3..]),
         _ => return None,
     };
     let mut namespace = None;
@@ -1513,6 +1512,15 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return error_response(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml ({content_type})"
+            ),
+        ));
+    }
     let manager = manager_of(&params, &headers);
     let dry_run = params.get("dryRun") == Some("All");
     let strict = params.get("fieldValidation") == Some("Strict");
@@ -1649,7 +1657,7 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource"),
+            "the server does not allow this method on the requested resource".to_string(),
         )),
     };
     match result {

@@ -100,10 +100,8 @@ pub fn decode(v: &Value) -> FieldSet {
         let Some(m) = v.as_object() else {
             return;
         };
-        if m.is_empty() || m.contains_key(".") {
-            if !prefix.is_empty() {
-                out.insert(prefix.clone());
-            }
+        if (m.is_empty() || m.contains_key(".")) && !prefix.is_empty() {
+            out.insert(prefix.clone());
         }
         for (k, child) in m {
             if k == "." {

@@ -211,10 +211,10 @@ fn prune(v: &mut Value, schema: &Value, root: bool) {
                     if k == "metadata" && root {
                         continue;
                     }
-                    if let Some(p) = props.and_then(|p| p.get(&k)) {
-                        if k != "metadata" {
-                            prune(map.get_mut(&k).unwrap(), p, false);
-                        }
+                    if let Some(p) = props.and_then(|p| p.get(&k))
+                        && k != "metadata"
+                    {
+                        prune(map.get_mut(&k).unwrap(), p, false);
                     }
                     continue;
                 }
@@ -861,7 +861,7 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
         errors.push(FieldError::invalid(
             "metadata.name",
             &crd["metadata"]["name"],
-            format!("must be spec.names.plural+\".\"+spec.group"),
+            "must be spec.names.plural+\".\"+spec.group",
         ));
     }
     match spec["versions"].as_array() {
