@@ -31,12 +31,18 @@ fn app_keys(app: &Application) -> Vec<String> {
         .collect()
 }
 
+/// Replication keys of a service principal. Its appId is namespaced: the application with the same
+/// appId being new says nothing about whether the service principal exists yet.
 fn sp_keys(sp: &ServicePrincipal) -> Vec<String> {
-    [&sp.id, &sp.app_id]
-        .into_iter()
-        .flatten()
+    sp.id
+        .iter()
         .cloned()
+        .chain(sp.app_id.as_deref().map(sp_app_key))
         .collect()
+}
+
+fn sp_app_key(app_id: &str) -> String {
+    format!("servicePrincipal:{app_id}")
 }
 
 impl GraphClient {
@@ -332,7 +338,7 @@ impl GraphClient {
             APP_READ,
             1,
         )
-        .keys([app_id]);
+        .keys([sp_app_key(app_id)]);
         self.fetch(&call).await
     }
 
@@ -352,7 +358,7 @@ impl GraphClient {
         )
         .json(body)?
         .prefer(CREATE_IF_MISSING)
-        .keys([app_id])
+        .keys([sp_app_key(app_id)])
         .retry_no_backing_app();
         self.upsert(&call, sp_keys).await
     }

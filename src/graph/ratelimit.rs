@@ -66,6 +66,7 @@ impl SlidingWindow {
     pub async fn acquire(&self, cost: u32) -> Duration {
         let cost = cost.clamp(1, self.capacity);
         let start = Instant::now();
+        let mut slept = false;
         loop {
             let wait_until = {
                 let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,7 +82,11 @@ impl SlidingWindow {
                 if s.used + cost <= self.capacity {
                     s.entries.push_back((now, cost));
                     s.used += cost;
-                    return now.duration_since(start);
+                    return if slept {
+                        now.duration_since(start)
+                    } else {
+                        Duration::ZERO
+                    };
                 }
                 let need = s.used + cost - self.capacity;
                 let mut freed = 0;
@@ -96,6 +101,7 @@ impl SlidingWindow {
                 until
             };
             tokio::time::sleep_until(wait_until).await;
+            slept = true;
         }
     }
 
