@@ -14,6 +14,8 @@ const SIGNING_CERT_PEM: &str = include_str!("fixtures/signing-cert.pem");
 /// debug builds, never runs; Entra also shares its signing keys across tenants.
 pub(crate) struct SigningKey {
     key: RsaKeyPair,
+    /// Tokens already verified (signature only), so a busy client costs one RSA check per token.
+    verified: parking_lot::Mutex<std::collections::HashMap<String, Map<String, Value>>>,
     cert_der: Vec<u8>,
     pub(crate) kid: String,
 }
@@ -24,7 +26,12 @@ impl SigningKey {
         let cert_der = pem_decode(SIGNING_CERT_PEM, "CERTIFICATE").expect("embedded signing cert");
         let key = RsaKeyPair::from_pkcs8(&key_der).expect("embedded signing key is PKCS#8 RSA");
         let kid = b64url(&sha1(&cert_der));
-        Self { key, cert_der, kid }
+        Self {
+            key,
+            verified: Default::default(),
+            cert_der,
+            kid,
+        }
     }
 
     /// Signs `claims` as an RS256 JWT with `kid` and `x5t` headers, as Entra does.
@@ -36,6 +43,19 @@ impl SigningKey {
 
     /// Verifies a JWT that this emulator issued; returns its claims.
     pub(crate) fn verify(&self, token: &str) -> Option<Map<String, Value>> {
+        if let Some(claims) = self.verified.lock().get(token) {
+            return Some(claims.clone());
+        }
+        let claims = self.verify_uncached(token)?;
+        let mut cache = self.verified.lock();
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), claims.clone());
+        Some(claims)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Option<Map<String, Value>> {
         let jwt = Jwt::parse(token)?;
         if jwt.header.get("alg").and_then(Value::as_str) != Some("RS256") {
             return None;

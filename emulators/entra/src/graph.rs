@@ -434,12 +434,34 @@ fn matches_filter(v: &Value, clauses: &[Clause]) -> bool {
 
 /// Filters, pages and renders a collection.
 fn collection(req: &Req, base: &str, context: &str, items: Vec<Value>) -> GResult {
-    let items = match req.query("$filter") {
+    collection_of(req, base, context, items, |v, _| v.clone(), Value::clone)
+}
+
+/// Like [`collection`], but filters on a cheap `view` of each item (holding the properties the
+/// filter names) and renders only the page returned: listing stays cheap with many objects.
+fn collection_of<T>(
+    req: &Req,
+    base: &str,
+    context: &str,
+    items: Vec<T>,
+    view: impl Fn(&T, &[String]) -> Value,
+    render: impl Fn(&T) -> Value,
+) -> GResult {
+    let items: Vec<T> = match req.query("$filter") {
         Some(f) => {
             let clauses = parse_filter(f)?;
+            let keys: Vec<String> = clauses
+                .iter()
+                .map(|c| match c {
+                    Clause::Eq(p, _)
+                    | Clause::In(p, _)
+                    | Clause::Any(p, _)
+                    | Clause::StartsWith(p, _) => p.split('/').next().unwrap_or("").to_string(),
+                })
+                .collect();
             items
                 .into_iter()
-                .filter(|v| matches_filter(v, &clauses))
+                .filter(|it| matches_filter(&view(it, &keys), &clauses))
                 .collect()
         }
         None => items,
@@ -457,10 +479,10 @@ fn collection(req: &Req, base: &str, context: &str, items: Vec<Value>) -> GResul
         .unwrap_or(0);
     let total = items.len();
     let page: Vec<Value> = items
-        .into_iter()
+        .iter()
         .skip(skip)
         .take(top)
-        .map(|v| select(v, req))
+        .map(|v| select(render(v), req))
         .collect();
     let mut out = json!({
         "@odata.context": format!("{GRAPH_CONTEXT}{context}"),
@@ -483,6 +505,19 @@ fn collection(req: &Req, base: &str, context: &str, items: Vec<Value>) -> GResul
         out["@odata.nextLink"] = json!(format!("{base}{}?{qs}", req.path));
     }
     Ok(Resp::json(200, &out))
+}
+
+/// The properties of an application a filter can name, without rendering it whole.
+fn app_view(app: &App, keys: &[String]) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(app.id));
+    m.insert("appId".into(), json!(app.app_id));
+    for k in keys {
+        if let Some(v) = app.props.get(k) {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(m)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1150,8 +1185,14 @@ fn list_apps(st: &State, caller: &Caller, req: &Req, base: &str) -> GResult {
     let t = tenant(st, caller);
     let mut apps: Vec<&App> = t.apps.values().filter(|a| a.visible(now)).collect();
     apps.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
-    let items = apps.into_iter().map(App::render).collect();
-    collection(req, base, "applications", items)
+    collection_of(
+        req,
+        base,
+        "applications",
+        apps,
+        |a, k| app_view(a, k),
+        |a| a.render(),
+    )
 }
 
 fn list_deleted(st: &State, caller: &Caller, req: &Req, base: &str) -> GResult {
@@ -2124,8 +2165,16 @@ fn list_sps(st: &State, caller: &Caller, req: &Req, base: &str) -> GResult {
     let t = tenant(st, caller);
     let mut sps: Vec<&Sp> = t.sps.values().filter(|s| s.visible(now)).collect();
     sps.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
-    let items = sps.into_iter().map(|sp| st.render_sp(t, sp)).collect();
-    collection(req, base, "servicePrincipals", items)
+    let view = |sp: &&Sp, keys: &[String]| {
+        if keys.iter().all(|k| k == "appId" || k == "id") {
+            json!({"id": sp.id, "appId": sp.app_id})
+        } else {
+            st.render_sp(t, sp)
+        }
+    };
+    collection_of(req, base, "servicePrincipals", sps, view, |sp| {
+        st.render_sp(t, sp)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

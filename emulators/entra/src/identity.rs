@@ -108,15 +108,20 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: &Req, r: &Route, ctx: &mut LogCt
     }
 }
 
-fn unknown_tenant(key: &str) -> Resp {
+/// Discovery documents answer `invalid_tenant`; the token endpoint `invalid_request`.
+fn unknown_tenant_as(error: &str, key: &str) -> Resp {
     aad_error(
         400,
-        "invalid_tenant",
+        error,
         90002,
         &format!(
             "Tenant '{key}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
         ),
     )
+}
+
+fn unknown_tenant(key: &str) -> Resp {
+    unknown_tenant_as("invalid_tenant", key)
 }
 
 fn discovery(shared: &Arc<Shared>, tenant_key: &str, v2: bool) -> Resp {
@@ -202,7 +207,7 @@ fn token(
         );
     }
     let Some(tenant) = st.resolve_tenant(tenant_key) else {
-        return unknown_tenant(tenant_key);
+        return unknown_tenant_as("invalid_request", tenant_key);
     };
     ctx.tenant_id = Some(tenant.id.clone());
     let grant = form_get(&form, "grant_type").unwrap_or("");

@@ -54,6 +54,7 @@ async fn token_errors_use_aadsts_codes() {
         )
         .await;
     assert_eq!((unknown.status, aadsts(&unknown)), (400, 90002));
+    assert_eq!(unknown.json()["error"], "invalid_request");
 
     // The operator's single-tenant app is not in the customer tenant.
     let elsewhere = env
