@@ -6,8 +6,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, warn};
 
@@ -20,6 +20,17 @@ use crate::credentials::{LABEL_MANAGED_BY, MANAGED_BY};
 /// Label selector of the objects the operator owns (only these Secrets are cached).
 pub fn managed_selector() -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY}")
+}
+
+/// Hash of what a reconcile depends on in the object itself (not its status).
+fn spec_or_metadata_changed(obj: &AppRegistration) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut hasher);
+    obj.annotations().hash(&mut hasher);
+    obj.finalizers().hash(&mut hasher);
+    obj.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Runs the AppRegistration controller in one namespace (or all, with `None`) until `shutdown`
@@ -38,7 +49,16 @@ pub async fn run_app_registration_controller(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let controller = Controller::new(apps.clone(), watcher::Config::default());
+    // Status writes must not wake the resource up again (a failure message with a fresh trace ID
+    // would otherwise turn into a retry loop that ignores backoff): only spec, annotations,
+    // finalizers and deletion trigger a reconcile of the resource itself.
+    let (reader, writer) = reflector::store();
+    let trigger = watcher::watcher(apps.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_metadata_changed, PredicateConfig::default());
+    let controller = Controller::for_stream(trigger, reader);
     let store = controller.store();
     controller
         .owns(

@@ -1,0 +1,187 @@
+//! Both emulators in-process and the operator's controllers against them.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use entra_emulator::{EmulatorConfig, EntraEmulator};
+use entra_operator::controllers::appregistration::PlanSettings;
+use entra_operator::controllers::appregistration::consent::ConsentSettings;
+use entra_operator::controllers::context::{Context, ControllerSettings};
+use entra_operator::graph::{
+    CredentialConfig, GraphClient, GraphConfig, RetryPolicy, SecretString,
+};
+use entra_operator::runtime::metrics::Metrics;
+use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::Reporter;
+use kube_emulator::{KubeEmulator, KubeEmulatorConfig};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct Harness {
+    pub kube: KubeEmulator,
+    pub entra: EntraEmulator,
+    pub client: Client,
+    pub ctx: Arc<Context>,
+    pub metrics: Arc<Metrics>,
+    controller: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Retries tuned for tests: quick, bounded.
+fn test_retry() -> RetryPolicy {
+    let mut retry = RetryPolicy::default();
+    retry.base_delay = Duration::from_millis(20);
+    retry.max_delay = Duration::from_millis(500);
+    retry
+}
+
+impl Harness {
+    /// Both emulators, the CRDs installed, a kube client and a Graph client; no controller yet.
+    pub async fn start() -> Harness {
+        Self::start_with(EmulatorConfig::default()).await
+    }
+
+    pub async fn start_with(entra_config: EmulatorConfig) -> Harness {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .try_init();
+        let kube = KubeEmulator::start(KubeEmulatorConfig::default())
+            .await
+            .expect("kube emulator");
+        kube.apply_crds_from_dir(root().join("crds")).expect("crds");
+        let entra = EntraEmulator::start(entra_config)
+            .await
+            .expect("entra emulator");
+        let kubeconfig = Kubeconfig::from_yaml(&kube.kubeconfig_yaml()).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        let client = Client::try_from(config).unwrap();
+        let creds = entra.operator_credentials();
+        let mut graph_config = GraphConfig::new(
+            creds.tenant_id.clone(),
+            creds.client_id.clone(),
+            CredentialConfig::ClientSecret {
+                secret: SecretString::new(creds.client_secret.clone()),
+            },
+        );
+        graph_config.graph_endpoint = creds.graph_endpoint.parse().unwrap();
+        graph_config.authority_host = creds.authority_host.parse().unwrap();
+        graph_config.extra_ca_pem = Some(entra.ca_pem_path().to_path_buf());
+        graph_config.retry = test_retry();
+        // The emulator issues Graph tokens for Graph's real resource URI, as Entra does.
+        graph_config.token_scope = Some("https://graph.microsoft.com/.default".into());
+        let graph = GraphClient::new(&graph_config).expect("graph client");
+        let metrics = Arc::new(Metrics::new());
+        let settings = ControllerSettings {
+            plan: PlanSettings {
+                unique_name_prefix: "entra-operator".into(),
+                consent: ConsentSettings {
+                    authority_host: creds.authority_host.clone(),
+                    tenant_id: creds.tenant_id.clone(),
+                },
+            },
+            tenant_id: creds.tenant_id.clone(),
+            authority_host: creds.authority_host.clone(),
+            resync: Duration::from_secs(300),
+        };
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            graph,
+            settings,
+            metrics.clone(),
+            Reporter {
+                controller: "entra-operator".into(),
+                instance: Some("test".into()),
+            },
+        ));
+        Harness {
+            kube,
+            entra,
+            client,
+            ctx,
+            metrics,
+            controller: None,
+        }
+    }
+
+    /// Start the AppRegistration controller (all namespaces).
+    pub fn start_controllers(&mut self) {
+        let (tx, rx) = oneshot::channel();
+        let ctx = self.ctx.clone();
+        let handle = tokio::spawn(async move {
+            entra_operator::runtime::controllers::run_app_registration_controller(
+                ctx,
+                None,
+                4,
+                async {
+                    let _ = rx.await;
+                },
+            )
+            .await;
+        });
+        self.controller = Some((tx, handle));
+    }
+
+    /// Stop the controller (as a process exit would, but letting in-flight reconciles finish).
+    pub async fn stop_controllers(&mut self) {
+        if let Some((tx, handle)) = self.controller.take() {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
+    }
+
+    /// Create an object through the API server (JSON or YAML documents).
+    pub async fn apply(&self, doc: Value) -> Value {
+        self.kube.create(doc).expect("create")
+    }
+
+    pub fn api<K>(&self, namespace: &str) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        kube::Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Waits until `check` returns Some, polling the API server.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, timeout: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The live (not soft-deleted) application with this appId as the emulator holds it (any tenant),
+/// without going through the operator's Graph client.
+pub fn emulator_app(h: &Harness, app_id: &str) -> Option<Value> {
+    let dump = h.entra.state_dump();
+    dump["tenants"]
+        .as_array()?
+        .iter()
+        .flat_map(|t| t["applications"].as_array().cloned().unwrap_or_default())
+        .find(|a| a["appId"] == app_id && a["deletedDateTime"].is_null())
+}
