@@ -739,3 +739,542 @@ impl<'a> Planner<'a> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::duration::Duration;
+
+    const SECRET: &str = "app-secret";
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn spec(overlap: Overlap) -> PasswordCredentialSpec {
+        PasswordCredentialSpec {
+            secret_name: SECRET.into(),
+            lifetime: Duration::from_secs(90 * 86_400),
+            renew_before: Duration::from_secs(30 * 86_400),
+            overlap,
+        }
+    }
+
+    fn seven_days() -> Overlap {
+        Overlap::For(Duration::from_secs(7 * 86_400))
+    }
+
+    fn credential(key_id: &str, display_name: &str, end: &str) -> ObservedPassword {
+        ObservedPassword {
+            key_id: key_id.into(),
+            display_name: Some(display_name.into()),
+            hint: Some(format!("{}~", &key_id[..2])),
+            start: Some(t("2030-01-01T00:00:00Z")),
+            end: t(end),
+        }
+    }
+
+    fn managed(key_id: &str, nonce: &str, end: &str) -> ObservedPassword {
+        credential(key_id, &managed_display_name(SECRET, nonce), end)
+    }
+
+    fn secret_holding(c: &ObservedPassword) -> ObservedSecret {
+        ObservedSecret {
+            key_id: Some(c.key_id.clone()),
+            value_prefix: c.hint.clone(),
+            expires_at: None,
+            managed_by_operator: true,
+        }
+    }
+
+    fn status_for(c: &ObservedPassword, renew_at: &str) -> PasswordCredentialStatus {
+        PasswordCredentialStatus {
+            secret_name: SECRET.into(),
+            key_id: Some(c.key_id.clone()),
+            hint: c.hint.clone(),
+            expires_at: Some(c.end.to_string()),
+            renew_at: Some(renew_at.into()),
+            created_at: Some("2030-01-01T00:00:00Z".into()),
+            ..Default::default()
+        }
+    }
+
+    struct Case<'a> {
+        spec: PasswordCredentialSpec,
+        status: Option<PasswordCredentialStatus>,
+        graph: Vec<ObservedPassword>,
+        secret: Option<ObservedSecret>,
+        annotation: Option<&'a str>,
+        now: &'a str,
+    }
+
+    impl Case<'_> {
+        fn plan(&self) -> Result<CredentialPlan, CredentialError> {
+            plan_password_rotation(&RotationInput {
+                spec: &self.spec,
+                status: self.status.as_ref(),
+                graph: &self.graph,
+                secret: self.secret.as_ref(),
+                rotate_annotation: self.annotation,
+                added: None,
+                fresh_nonce: "fresh",
+                now: t(self.now),
+            })
+        }
+    }
+
+    /// A current credential expiring 2030-04-01 (renewal 2030-03-02), held by the Secret.
+    fn steady<'a>() -> Case<'a> {
+        let current = managed("aa-current", "n1", "2030-04-01T00:00:00Z");
+        Case {
+            spec: spec(seven_days()),
+            status: Some(status_for(&current, "2030-03-02T00:00:00Z")),
+            secret: Some(secret_holding(&current)),
+            graph: vec![
+                current,
+                credential("zz-portal", "made by hand", "2031-01-01T00:00:00Z"),
+            ],
+            annotation: None,
+            now: "2030-02-01T00:00:00Z",
+        }
+    }
+
+    #[test]
+    fn display_name_marks_only_our_credentials() {
+        let name = managed_display_name("my-secret.v1", "abc123");
+        assert_eq!(name, "entra-operator:my-secret.v1:abc123");
+        assert_eq!(
+            parse_managed_display_name(&name),
+            Some(ManagedMarker {
+                secret_name: "my-secret.v1",
+                nonce: "abc123"
+            })
+        );
+        for other in [
+            "entra-operator",
+            "entra-operator:",
+            "entra-operator:x",
+            "entra-operator:x:",
+            "entra-operator::n",
+            "entra-operatorx:s:n",
+            "Password uploaded on Tue",
+            "",
+        ] {
+            assert_eq!(parse_managed_display_name(other), None, "{other:?}");
+        }
+        assert_eq!(new_nonce().len(), 32);
+        assert_ne!(new_nonce(), new_nonce());
+    }
+
+    #[test]
+    fn steady_state_waits_until_renewal() {
+        let plan = steady().plan().unwrap();
+        assert_eq!(plan.reason, CredentialReason::UpToDate);
+        assert_eq!(
+            plan.action,
+            CredentialAction::Idle {
+                requeue_at: Some(t("2030-03-02T00:00:00Z"))
+            }
+        );
+        assert_eq!(Some(plan.status), steady().status);
+    }
+
+    #[test]
+    fn requeue_is_the_earlier_of_renewal_and_revocation() {
+        for (revoke_at, expected) in [
+            ("2030-02-05T00:00:00Z", "2030-02-05T00:00:00Z"),
+            ("2030-03-10T00:00:00Z", "2030-03-02T00:00:00Z"),
+        ] {
+            let mut case = steady();
+            case.graph
+                .push(managed("bb-previous", "n0", "2030-03-20T00:00:00Z"));
+            case.status.as_mut().unwrap().previous = Some(PreviousCredential {
+                key_id: "bb-previous".into(),
+                revoke_at: revoke_at.into(),
+            });
+            let plan = case.plan().unwrap();
+            assert_eq!(
+                plan.action,
+                CredentialAction::Idle {
+                    requeue_at: Some(t(expected))
+                },
+                "revoke at {revoke_at}"
+            );
+        }
+    }
+
+    /// An edit to a steady case.
+    type Change = dyn Fn(&mut Case);
+
+    #[test]
+    fn each_trigger_starts_a_rotation_with_its_reason() {
+        let cases: Vec<(&str, Box<Change>, CredentialReason)> = vec![
+            (
+                "no status",
+                Box::new(|c: &mut Case| {
+                    c.status = None;
+                    c.secret = None;
+                    c.graph.retain(|g| g.marker().is_none());
+                }),
+                CredentialReason::Initial,
+            ),
+            (
+                "renewal time reached",
+                Box::new(|c: &mut Case| c.now = "2030-03-02T00:00:00Z"),
+                CredentialReason::RotationDue,
+            ),
+            (
+                "secret deleted",
+                Box::new(|c: &mut Case| c.secret = None),
+                CredentialReason::SecretDeleted,
+            ),
+            (
+                "value edited",
+                Box::new(|c: &mut Case| {
+                    c.secret.as_mut().unwrap().value_prefix = Some("xyz".into())
+                }),
+                CredentialReason::SecretEdited,
+            ),
+            (
+                "value emptied",
+                Box::new(|c: &mut Case| c.secret.as_mut().unwrap().value_prefix = None),
+                CredentialReason::SecretEdited,
+            ),
+            (
+                "keyId edited",
+                Box::new(|c: &mut Case| c.secret.as_mut().unwrap().key_id = Some("other".into())),
+                CredentialReason::SecretEdited,
+            ),
+            (
+                "new annotation value",
+                Box::new(|c: &mut Case| c.annotation = Some("please")),
+                CredentialReason::RotateAnnotation,
+            ),
+            (
+                "current deleted in the portal",
+                Box::new(|c: &mut Case| c.graph.retain(|g| g.key_id != "aa-current")),
+                CredentialReason::CredentialMissing,
+            ),
+        ];
+        for (name, change, reason) in cases {
+            let mut case = steady();
+            change(&mut case);
+            let plan = case.plan().unwrap();
+            assert_eq!(plan.reason, reason, "{name}");
+            assert_eq!(
+                plan.action,
+                CredentialAction::RecordPending {
+                    nonce: "fresh".into()
+                },
+                "{name}"
+            );
+            let pending = plan.status.pending.expect("pending recorded");
+            assert_eq!(pending.nonce, "fresh");
+            assert_eq!(t(&pending.since), t(case.now));
+            assert!(reason.starts_rotation());
+        }
+    }
+
+    #[test]
+    fn honoured_annotation_value_does_not_rotate() {
+        let mut case = steady();
+        case.annotation = Some("please");
+        case.status.as_mut().unwrap().rotate_token = Some("please".into());
+        assert_eq!(case.plan().unwrap().reason, CredentialReason::UpToDate);
+        let mut started = steady();
+        started.annotation = Some("please");
+        let plan = started.plan().unwrap();
+        assert_eq!(plan.status.rotate_token.as_deref(), Some("please"));
+    }
+
+    #[test]
+    fn pending_rotation_adds_with_the_nonce_then_completes_once_the_secret_holds_it() {
+        let mut case = steady();
+        case.now = "2030-03-03T00:00:00Z";
+        case.status.as_mut().unwrap().pending = Some(PendingRotation {
+            nonce: "n2".into(),
+            since: "2030-03-03T00:00:00Z".into(),
+        });
+        let plan = case.plan().unwrap();
+        assert_eq!(
+            plan.action,
+            CredentialAction::AddPassword {
+                display_name: "entra-operator:app-secret:n2".into(),
+                start: t("2030-03-03T00:00:00Z"),
+                end: t("2030-06-01T00:00:00Z"),
+            }
+        );
+
+        let new = managed("cc-new", "n2", "2030-06-01T00:00:00Z");
+        case.graph.push(new.clone());
+        case.secret = Some(secret_holding(&new));
+        let plan = case.plan().unwrap();
+        assert_eq!(
+            plan.action,
+            CredentialAction::CompleteRotation {
+                key_id: "cc-new".into()
+            }
+        );
+        let status = plan.status;
+        assert_eq!(status.pending, None);
+        assert_eq!(status.key_id.as_deref(), Some("cc-new"));
+        assert_eq!(status.hint.as_deref(), Some("cc~"));
+        assert_eq!(
+            t(status.expires_at.as_deref().unwrap()),
+            t("2030-06-01T00:00:00Z")
+        );
+        assert_eq!(
+            t(status.renew_at.as_deref().unwrap()),
+            t("2030-05-02T00:00:00Z")
+        );
+        let previous = status.previous.unwrap();
+        assert_eq!(previous.key_id, "aa-current");
+        assert_eq!(t(&previous.revoke_at), t("2030-03-10T00:00:00Z"));
+    }
+
+    #[test]
+    fn pending_value_lost_removes_the_credential_carrying_the_nonce() {
+        let mut case = steady();
+        case.status.as_mut().unwrap().pending = Some(PendingRotation {
+            nonce: "n2".into(),
+            since: "2030-02-01T00:00:00Z".into(),
+        });
+        case.graph
+            .push(managed("cc-new", "n2", "2030-05-01T00:00:00Z"));
+        let plan = case.plan().unwrap();
+        assert_eq!(plan.reason, CredentialReason::RecoverLostValue);
+        assert_eq!(
+            plan.action,
+            CredentialAction::RemovePassword {
+                key_id: "cc-new".into()
+            }
+        );
+        assert_eq!(plan.status, case.status.unwrap(), "still pending");
+    }
+
+    #[test]
+    fn added_value_in_memory_is_written_to_the_secret_without_leaking() {
+        let mut case = steady();
+        case.status.as_mut().unwrap().pending = Some(PendingRotation {
+            nonce: "n2".into(),
+            since: "2030-02-01T00:00:00Z".into(),
+        });
+        let added = AddedPassword {
+            key_id: "cc-new".into(),
+            display_name: managed_display_name(SECRET, "n2"),
+            hint: Some("cc~".into()),
+            start: Some(t("2030-02-01T00:00:00Z")),
+            end: t("2030-05-01T00:00:00Z"),
+            value: SecretValue::new("cc~the-value-itself"),
+        };
+        let plan = plan_password_rotation(&RotationInput {
+            spec: &case.spec,
+            status: case.status.as_ref(),
+            graph: &case.graph,
+            secret: case.secret.as_ref(),
+            rotate_annotation: None,
+            added: Some(&added),
+            fresh_nonce: "fresh",
+            now: t(case.now),
+        })
+        .unwrap();
+        assert_eq!(
+            plan.action,
+            CredentialAction::WriteSecret {
+                credential: added.clone()
+            }
+        );
+        assert!(!format!("{plan:?}").contains("the-value-itself"));
+
+        // An addPassword response for another rotation (another nonce) is not written.
+        let stale = AddedPassword {
+            display_name: managed_display_name(SECRET, "n1"),
+            ..added
+        };
+        let plan = plan_password_rotation(&RotationInput {
+            spec: &case.spec,
+            status: case.status.as_ref(),
+            graph: &case.graph,
+            secret: case.secret.as_ref(),
+            rotate_annotation: None,
+            added: Some(&stale),
+            fresh_nonce: "fresh",
+            now: t(case.now),
+        })
+        .unwrap();
+        assert!(matches!(plan.action, CredentialAction::AddPassword { .. }));
+    }
+
+    #[test]
+    fn unmanaged_and_other_secrets_credentials_are_left_alone_and_counted() {
+        let mut case = steady();
+        case.graph.push(credential(
+            "yy-other",
+            &managed_display_name("another-secret", "n9"),
+            "2030-05-01T00:00:00Z",
+        ));
+        case.graph.push(ObservedPassword {
+            display_name: None,
+            ..credential("xx-nameless", "", "2030-05-01T00:00:00Z")
+        });
+        assert_eq!(case.plan().unwrap().reason, CredentialReason::UpToDate);
+        assert_eq!(count_unmanaged(&case.graph), 2);
+        assert_eq!(
+            undeclared_managed_credentials(&[SECRET], &case.graph),
+            vec!["yy-other"]
+        );
+        assert!(
+            undeclared_managed_credentials(&[SECRET, "another-secret"], &case.graph).is_empty()
+        );
+    }
+
+    #[test]
+    fn orphan_of_this_secret_is_removed() {
+        let mut case = steady();
+        case.graph
+            .push(managed("dd-orphan", "crashed", "2030-05-01T00:00:00Z"));
+        let plan = case.plan().unwrap();
+        assert_eq!(plan.reason, CredentialReason::RemoveOrphan);
+        assert_eq!(
+            plan.action,
+            CredentialAction::RemovePassword {
+                key_id: "dd-orphan".into()
+            }
+        );
+    }
+
+    #[test]
+    fn previous_is_revoked_at_its_time_and_forgotten_when_gone() {
+        let mut case = steady();
+        case.graph
+            .push(managed("bb-previous", "n0", "2030-03-20T00:00:00Z"));
+        case.status.as_mut().unwrap().previous = Some(PreviousCredential {
+            key_id: "bb-previous".into(),
+            revoke_at: "2030-02-01T00:00:00Z".into(),
+        });
+        let plan = case.plan().unwrap();
+        assert_eq!(plan.reason, CredentialReason::RevokePrevious);
+        assert_eq!(
+            plan.action,
+            CredentialAction::RemovePassword {
+                key_id: "bb-previous".into()
+            }
+        );
+        assert_eq!(plan.status.previous, None);
+
+        case.graph.retain(|c| c.key_id != "bb-previous");
+        let plan = case.plan().unwrap();
+        assert_eq!(plan.reason, CredentialReason::PreviousGone);
+        assert_eq!(plan.action, CredentialAction::UpdateStatus);
+        assert_eq!(plan.status.previous, None);
+    }
+
+    #[test]
+    fn revoke_time_follows_overlap_and_never_passes_the_old_expiry() {
+        let rotated = t("2030-03-02T00:00:00Z");
+        let expiry = t("2030-04-01T00:00:00Z");
+        let cases = [
+            (seven_days(), "2030-03-09T00:00:00Z"),
+            (
+                Overlap::For(Duration::from_secs(60 * 86_400)),
+                "2030-04-01T00:00:00Z",
+            ),
+            (Overlap::UntilExpiry, "2030-04-01T00:00:00Z"),
+            (
+                Overlap::For(Duration::from_secs(30)),
+                "2030-03-02T00:00:30Z",
+            ),
+        ];
+        for (overlap, expected) in cases {
+            assert_eq!(
+                previous_revoke_at(&overlap, expiry, rotated),
+                t(expected),
+                "{overlap}"
+            );
+        }
+        // Rotated after the old credential already expired (operator was down): revoke at once.
+        assert_eq!(
+            previous_revoke_at(&seven_days(), expiry, t("2030-05-01T00:00:00Z")),
+            expiry
+        );
+    }
+
+    #[test]
+    fn until_expiry_keeps_the_previous_until_it_expires() {
+        let mut case = steady();
+        case.spec = spec(Overlap::UntilExpiry);
+        case.now = "2030-03-03T00:00:00Z";
+        case.status.as_mut().unwrap().pending = Some(PendingRotation {
+            nonce: "n2".into(),
+            since: "2030-03-03T00:00:00Z".into(),
+        });
+        let new = managed("cc-new", "n2", "2030-06-01T00:00:00Z");
+        case.graph.push(new.clone());
+        case.secret = Some(secret_holding(&new));
+        let previous = case.plan().unwrap().status.previous.unwrap();
+        assert_eq!(t(&previous.revoke_at), t("2030-04-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn changed_renew_before_refreshes_status_without_rotating() {
+        let mut case = steady();
+        case.spec.renew_before = Duration::from_secs(10 * 86_400);
+        let plan = case.plan().unwrap();
+        assert_eq!(plan.reason, CredentialReason::StatusRefreshed);
+        assert_eq!(plan.action, CredentialAction::UpdateStatus);
+        assert_eq!(
+            t(plan.status.renew_at.as_deref().unwrap()),
+            t("2030-03-22T00:00:00Z")
+        );
+        // Equal instants written differently are not a change.
+        let mut case = steady();
+        case.status.as_mut().unwrap().renew_at = Some("2030-03-02T01:00:00+01:00".into());
+        assert_eq!(case.plan().unwrap().reason, CredentialReason::UpToDate);
+    }
+
+    #[test]
+    fn current_missing_right_after_creation_waits_for_replication() {
+        let mut case = steady();
+        case.graph.retain(|g| g.key_id != "aa-current");
+        case.status.as_mut().unwrap().created_at = Some("2030-02-01T00:00:00Z".into());
+        case.now = "2030-02-01T00:00:30Z";
+        let plan = case.plan().unwrap();
+        assert_eq!(plan.reason, CredentialReason::WaitingForReplication);
+        assert_eq!(
+            plan.action,
+            CredentialAction::Idle {
+                requeue_at: Some(t("2030-02-01T00:00:40Z"))
+            }
+        );
+    }
+
+    #[test]
+    fn unreadable_status_is_an_error_naming_the_field() {
+        let mut case = steady();
+        case.graph
+            .push(managed("bb-previous", "n0", "2030-03-20T00:00:00Z"));
+        case.status.as_mut().unwrap().previous = Some(PreviousCredential {
+            key_id: "bb-previous".into(),
+            revoke_at: "next tuesday".into(),
+        });
+        let err = case.plan().unwrap_err();
+        assert!(err.to_string().contains("previous.revokeAt"), "{err}");
+
+        let mut case = steady();
+        case.status.as_mut().unwrap().secret_name = "other".into();
+        assert!(matches!(
+            case.plan(),
+            Err(CredentialError::SecretNameMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn reasons_have_stable_names() {
+        assert_eq!(
+            CredentialReason::RecoverLostValue.as_str(),
+            "RecoverLostValue"
+        );
+        assert_eq!(CredentialReason::SecretEdited.to_string(), "SecretEdited");
+        assert!(!CredentialReason::RevokePrevious.starts_rotation());
+    }
+}

@@ -521,7 +521,8 @@ fn secret_written_but_not_yet_visible_in_graph_is_awaited_not_replaced() {
     // credential yet. Rotating again would replace a Secret that works.
     let mut world = settled_world(default_spec());
     world.annotation = Some("go".into());
-    loop {
+    for step in 0.. {
+        assert!(step < 50, "no WriteSecret step\n{world:#?}");
         let plan = world.plan();
         let write = matches!(plan.action, CredentialAction::WriteSecret { .. });
         world.execute(plan, write.then_some(CrashPoint::AfterEffect));
