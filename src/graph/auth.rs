@@ -24,7 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{Secret, TokenCredential};
-use azure_core::http::{ClientMethodOptions, ClientOptions, Transport};
+use azure_core::http::{
+    ClientMethodOptions, ClientOptions, ExponentialRetryOptions, RetryOptions, Transport,
+};
 use azure_identity::{
     ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
     ClientSecretCredential, ClientSecretCredentialOptions, WorkloadIdentityCredential,
@@ -146,9 +148,19 @@ impl AzureIdentityTokenSource {
 fn client_options(authority_host: &Url, http: reqwest::Client) -> ClientOptions {
     let mut cloud = CustomConfiguration::default();
     cloud.authority_host = authority_host.as_str().trim_end_matches('/').to_string();
+    // azure_core retries token requests for a minute by default; a TLS or DNS misconfiguration
+    // would then hold every reconcile that long. A few quick tries, then the error surfaces and
+    // the controller requeues.
+    let retry = RetryOptions::exponential(ExponentialRetryOptions {
+        initial_delay: azure_core::time::Duration::milliseconds(200),
+        max_retries: 3,
+        max_total_elapsed: azure_core::time::Duration::seconds(10),
+        max_delay: azure_core::time::Duration::seconds(2),
+    });
     ClientOptions {
         transport: Some(Transport::new(Arc::new(http))),
         cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
+        retry,
         ..Default::default()
     }
 }

@@ -45,7 +45,8 @@ pub(crate) struct Inner {
     pub(crate) retry: RetryPolicy,
     pub(crate) limiter: Arc<TenantRateLimiter>,
     pub(crate) observer: Arc<dyn GraphObserver>,
-    recent_creates: Mutex<HashMap<String, Instant>>,
+    /// Keys of objects created moments ago → (when, group); keys of one object share a group.
+    recent_creates: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl fmt::Debug for GraphClient {
@@ -336,18 +337,33 @@ impl GraphClient {
     /// when a create happened elsewhere (another replica, before a restart).
     pub fn note_created<S: AsRef<str>>(&self, keys: impl IntoIterator<Item = S>) {
         let now = Instant::now();
+        let group: u64 = rand::random();
         let mut recent = self
             .inner
             .recent_creates
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        recent.retain(|_, t| now.duration_since(*t) < RECENT_CREATE_WINDOW);
+        recent.retain(|_, (t, _)| now.duration_since(*t) < RECENT_CREATE_WINDOW);
         for k in keys {
             let k = k.as_ref();
             if !k.is_empty() {
-                recent.insert(k.to_string(), now);
+                recent.insert(k.to_string(), (now, group));
             }
         }
+    }
+
+    /// Forgets the keys, and the other keys of the same objects (a deleted app's appId too).
+    fn forget_created(&self, keys: &[String]) {
+        let mut recent = self
+            .inner
+            .recent_creates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let groups: Vec<u64> = keys
+            .iter()
+            .filter_map(|k| recent.get(k).map(|(_, g)| *g))
+            .collect();
+        recent.retain(|_, (_, g)| !groups.contains(g));
     }
 
     fn recently_created(&self, keys: &[String]) -> bool {
@@ -360,7 +376,7 @@ impl GraphClient {
         keys.iter().any(|k| {
             recent
                 .get(k)
-                .is_some_and(|t| now.duration_since(*t) < RECENT_CREATE_WINDOW)
+                .is_some_and(|(t, _)| now.duration_since(*t) < RECENT_CREATE_WINDOW)
         })
     }
 
@@ -463,6 +479,10 @@ impl GraphClient {
                 self.inner.limiter.note_throttle_percentage(pct);
             }
             if (200..300).contains(&status) {
+                if call.method == Method::DELETE {
+                    // Gone on purpose: a later 404 on these keys is the truth, not lag.
+                    self.forget_created(&call.keys);
+                }
                 return Ok(Reply {
                     status,
                     headers,

@@ -58,7 +58,7 @@ pub struct GraphConfig {
     /// A PEM bundle trusted in addition to the system roots (the emulator's CA, a TLS-inspecting
     /// proxy's CA).
     pub extra_ca_pem: Option<PathBuf>,
-    /// OAuth scope of Graph tokens; defaults to `<graph_endpoint origin>/.default`.
+    /// OAuth scope of Graph tokens; see [`GraphConfig::scope`] for the default.
     pub token_scope: Option<String>,
     /// Client-side budgets per tenant.
     pub rate_limits: RateLimits,
@@ -100,7 +100,7 @@ impl GraphConfig {
     /// | `AZURE_FEDERATED_TOKEN_FILE` | workload identity token file |
     /// | `AZURE_AUTHORITY_HOST` | token authority, default `https://login.microsoftonline.com` |
     /// | `GRAPH_ENDPOINT` | Graph base URL, default `https://graph.microsoft.com` |
-    /// | `GRAPH_TOKEN_SCOPE` | token scope, default `<GRAPH_ENDPOINT>/.default` |
+    /// | `GRAPH_TOKEN_SCOPE` | token scope, default: see [`GraphConfig::scope`] |
     /// | `ENTRA_CA_FILE` | extra CA bundle (PEM) to trust |
     /// | `GRAPH_WRITE_BUDGET` | writes per 150 s the client allows itself, default 2400 |
     ///
@@ -156,14 +156,25 @@ impl GraphConfig {
         Ok(config)
     }
 
-    /// The scope requested for Graph tokens.
+    /// The scope requested for Graph tokens: `token_scope`, else the national cloud's Graph
+    /// origin when `graph_endpoint` is one, else `https://graph.microsoft.com/.default`. Any other
+    /// host (the emulator, a proxy) still speaks for Microsoft Graph, whose resource is the public
+    /// identifier.
     pub fn scope(&self) -> String {
-        match &self.token_scope {
-            Some(s) => s.clone(),
-            None => {
-                let origin = self.graph_endpoint.origin().ascii_serialization();
-                format!("{origin}/.default")
+        if let Some(s) = &self.token_scope {
+            return s.clone();
+        }
+        const NATIONAL_GRAPH_HOSTS: [&str; 4] = [
+            "graph.microsoft.com",
+            "graph.microsoft.us",
+            "dod-graph.microsoft.us",
+            "microsoftgraph.chinacloudapi.cn",
+        ];
+        match self.graph_endpoint.host_str() {
+            Some(host) if NATIONAL_GRAPH_HOSTS.contains(&host) => {
+                format!("https://{host}/.default")
             }
+            _ => format!("{DEFAULT_GRAPH_ENDPOINT}/.default"),
         }
     }
 
@@ -227,6 +238,9 @@ mod tests {
             "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
         );
         assert_eq!(c.rate_limits.writes_per_window, 2400);
+        let mut us = c.clone();
+        us.graph_endpoint = Url::parse("https://graph.microsoft.us").unwrap();
+        assert_eq!(us.scope(), "https://graph.microsoft.us/.default");
     }
 
     #[test]
@@ -243,7 +257,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.credential.kind(), "client-secret");
-        assert_eq!(c.scope(), "https://127.0.0.1:8443/.default");
+        assert_eq!(c.scope(), "https://graph.microsoft.com/.default");
         assert_eq!(
             c.token_endpoint("other").unwrap().as_str(),
             "https://127.0.0.1:8443/other/oauth2/v2.0/token"

@@ -1,0 +1,395 @@
+//! The Graph client against the Entra emulator over HTTPS, trusting the emulator's CA as the extra
+//! CA: authentication with a client secret, a certificate and workload identity (through
+//! `azure_identity`), application and service principal upserts, credentials, owners, federated
+//! credentials, `$batch`, replication delay, a lost `addPassword` response, and the consent probe.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use entra_emulator::{EmulatorConfig, EntraEmulator, FaultKind, FaultRule, TenantSpec};
+use entra_operator::graph::{
+    CredentialConfig, FederatedIdentityCredential, GraphClient, GraphConfig, GraphError,
+    PasswordCredentialRequest, RetryPolicy, SecretString, TokenProbe, Upserted,
+};
+use serde_json::json;
+
+fn config(emu: &EntraEmulator, credential: CredentialConfig) -> GraphConfig {
+    let creds = emu.operator_credentials();
+    let mut config = GraphConfig::from_lookup(|k| match k {
+        "AZURE_TENANT_ID" => Some(creds.tenant_id.clone()),
+        "AZURE_CLIENT_ID" => Some(creds.client_id.clone()),
+        "AZURE_CLIENT_SECRET" => Some(creds.client_secret.clone()),
+        "AZURE_AUTHORITY_HOST" => Some(emu.authority_host()),
+        "GRAPH_ENDPOINT" => Some(emu.graph_endpoint()),
+        "ENTRA_CA_FILE" => Some(emu.ca_pem_path().display().to_string()),
+        _ => None,
+    })
+    .unwrap();
+    config.credential = credential;
+    config.retry = RetryPolicy {
+        replication_timeout: Duration::from_secs(10),
+        replication_base_delay: Duration::from_millis(50),
+        ..RetryPolicy::fast()
+    };
+    config
+}
+
+fn secret_client(emu: &EntraEmulator) -> GraphClient {
+    let secret = SecretString::new(emu.operator_credentials().client_secret);
+    GraphClient::new(&config(emu, CredentialConfig::ClientSecret { secret })).unwrap()
+}
+
+fn temp_file(name: &str, content: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "graph-emulator-{}-{}-{name}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[tokio::test]
+async fn manages_an_application_end_to_end_with_a_client_secret() {
+    let emu = EntraEmulator::start(EmulatorConfig {
+        customer_tenants: vec![TenantSpec::new("northwind")],
+        ..EmulatorConfig::default()
+    })
+    .await
+    .unwrap();
+    let graph = secret_client(&emu);
+    graph.check_authentication().await.unwrap();
+
+    let unique = "bookme-default-api";
+    let created = graph
+        .upsert_application_by_unique_name(
+            unique,
+            &json!({"displayName": "BookMe API", "signInAudience": "AzureADMyOrg", "tags": ["HideApp"]}),
+        )
+        .await
+        .unwrap();
+    let Upserted::Created(app) = created else {
+        panic!("expected a new application")
+    };
+    let id = app.id.clone().unwrap();
+    let app_id = app.app_id.clone().unwrap();
+    assert_eq!(app.unique_name.as_deref(), Some(unique));
+
+    let again = graph
+        .upsert_application_by_unique_name(unique, &json!({"displayName": "BookMe API v2"}))
+        .await
+        .unwrap();
+    assert_eq!(again, Upserted::Updated);
+
+    let by_name = graph.get_application_by_unique_name(unique).await.unwrap();
+    assert_eq!(by_name.display_name.as_deref(), Some("BookMe API v2"));
+    let by_app_id = graph.get_application_by_app_id(&app_id).await.unwrap();
+    assert_eq!(by_app_id.id.as_deref(), Some(id.as_str()));
+
+    graph
+        .update_application(&id, &json!({"description": "bookings"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        graph
+            .get_application(&id)
+            .await
+            .unwrap()
+            .description
+            .as_deref(),
+        Some("bookings")
+    );
+
+    let secret = graph
+        .add_password(
+            &id,
+            &PasswordCredentialRequest {
+                display_name: Some("rotation-nonce-1".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(secret.secret_text.expose().len() >= 16);
+    assert_eq!(
+        secret.hint.as_deref(),
+        Some(&secret.secret_text.expose()[..3])
+    );
+    let listed = graph.get_application(&id).await.unwrap();
+    let creds = listed.password_credentials.unwrap();
+    assert_eq!(creds.len(), 1);
+    assert_eq!(creds[0].display_name.as_deref(), Some("rotation-nonce-1"));
+
+    let sp = graph
+        .upsert_service_principal_by_app_id(&app_id, &json!({"appRoleAssignmentRequired": true}))
+        .await
+        .unwrap();
+    let sp = sp.created().cloned().expect("a new service principal");
+    assert_eq!(sp.app_id.as_deref(), Some(app_id.as_str()));
+    let fetched = graph
+        .get_service_principal_by_app_id(&app_id)
+        .await
+        .unwrap();
+    assert_eq!(fetched.app_role_assignment_required, Some(true));
+    assert_eq!(
+        graph
+            .upsert_service_principal_by_app_id(&app_id, &json!({"accountEnabled": true}))
+            .await
+            .unwrap(),
+        Upserted::Updated
+    );
+
+    // The app's own secret works against its home tenant; elsewhere it is not consented.
+    let home = emu.home_tenant_id().to_string();
+    let probe = graph
+        .probe_client_credentials(
+            &home,
+            &app_id,
+            &secret.secret_text,
+            "https://graph.microsoft.com/.default",
+        )
+        .await
+        .unwrap();
+    let TokenProbe::Issued(claims) = probe else {
+        panic!("{probe:?}")
+    };
+    assert_eq!(claims.tid.as_deref(), Some(home.as_str()));
+    assert_eq!(claims.client_app_id(), Some(app_id.as_str()));
+    let northwind = emu.tenant_ids().into_iter().find(|t| *t != home).unwrap();
+    let probe = graph
+        .probe_client_credentials(
+            &northwind,
+            &app_id,
+            &secret.secret_text,
+            "https://graph.microsoft.com/.default",
+        )
+        .await
+        .unwrap();
+    let TokenProbe::Rejected(e) = probe else {
+        panic!("{probe:?}")
+    };
+    assert!(e.is_not_consented(), "{e:?}");
+
+    let info = graph.find_tenant_information(&northwind).await.unwrap();
+    assert_eq!(info.tenant_id, northwind);
+
+    graph
+        .remove_password(&id, secret.key_id.as_deref().unwrap())
+        .await
+        .unwrap();
+
+    let results = graph
+        .batch_get_applications_by_app_id(&[
+            app_id.as_str(),
+            "00000000-0000-0000-0000-000000000001",
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        results[0].as_ref().unwrap().as_ref().unwrap().id.as_deref(),
+        Some(id.as_str())
+    );
+    assert!(results[1].as_ref().unwrap().is_none());
+
+    let owner = emu.operator_credentials().service_principal_id;
+    graph.add_application_owner(&id, &owner).await.unwrap();
+    graph.add_application_owner(&id, &owner).await.unwrap();
+    assert!(
+        graph
+            .list_application_owners(&id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.id == owner)
+    );
+
+    graph.delete_application(&id).await.unwrap();
+    let err = graph.get_application(&id).await.unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+}
+
+#[tokio::test]
+async fn replication_delay_is_waited_out() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    emu.set_replication_delay(Duration::from_millis(400));
+    let graph = secret_client(&emu);
+    let app = graph
+        .upsert_application_by_unique_name("bookme-replicated", &json!({"displayName": "r"}))
+        .await
+        .unwrap();
+    let app = app.created().cloned().unwrap();
+    let id = app.id.unwrap();
+    // Both hit the replication delay right after the create and succeed through retries.
+    graph
+        .add_password(&id, &PasswordCredentialRequest::default())
+        .await
+        .unwrap();
+    let sp = graph
+        .upsert_service_principal_by_app_id(app.app_id.as_deref().unwrap(), &json!({}))
+        .await
+        .unwrap();
+    assert!(sp.was_created());
+}
+
+#[tokio::test]
+async fn a_lost_add_password_response_is_not_retried() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let graph = secret_client(&emu);
+    let app = graph
+        .upsert_application_by_unique_name("bookme-lost", &json!({"displayName": "l"}))
+        .await
+        .unwrap();
+    let id = app.created().unwrap().id.clone().unwrap();
+    emu.add_fault(
+        FaultRule::new(
+            "POST",
+            "/v1.0/applications/{id}/addPassword",
+            FaultKind::CommitThenReset,
+        )
+        .times(1),
+    );
+    let err = graph
+        .add_password(
+            &id,
+            &PasswordCredentialRequest {
+                display_name: Some("nonce-lost".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::Transport { .. }), "{err:?}");
+    assert_eq!(
+        emu.request_count("POST", "/v1.0/applications/{id}/addPassword"),
+        1
+    );
+    // The secret exists; the caller finds it by its nonce and removes it.
+    let app = graph.get_application(&id).await.unwrap();
+    assert!(
+        app.password_credentials
+            .unwrap()
+            .iter()
+            .any(|c| c.display_name.as_deref() == Some("nonce-lost"))
+    );
+}
+
+#[tokio::test]
+async fn authenticates_with_a_certificate() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let creds = emu.operator_credentials();
+    let pem = temp_file(
+        "cert.pem",
+        &format!("{}\n{}", creds.certificate_pem, creds.private_key_pem),
+    );
+    let graph = GraphClient::new(&config(
+        &emu,
+        CredentialConfig::ClientCertificate {
+            path: pem.clone(),
+            password: None,
+        },
+    ))
+    .unwrap();
+    graph.check_authentication().await.unwrap();
+    graph.get_application(&creds.app_object_id).await.unwrap();
+    let _ = std::fs::remove_file(pem);
+}
+
+#[tokio::test]
+async fn authenticates_with_workload_identity() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let creds = emu.operator_credentials();
+    let issuer = "https://oidc.prod-aks.azure.com/0000/";
+    let subject = "system:serviceaccount:entra-operator:entra-operator";
+    let graph = secret_client(&emu);
+    let fic = FederatedIdentityCredential {
+        name: "aks-entra-operator".into(),
+        issuer: issuer.into(),
+        subject: subject.into(),
+        audiences: vec!["api://AzureADTokenExchange".into()],
+        ..Default::default()
+    };
+    let upserted = graph
+        .upsert_federated_identity_credential(&creds.app_object_id, &fic)
+        .await
+        .unwrap();
+    assert!(upserted.was_created());
+    let listed = graph
+        .list_federated_identity_credentials(&creds.app_object_id)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].subject, subject);
+
+    let now = jiff::Timestamp::now().as_second();
+    let token =
+        entra_emulator::federated_assertion(issuer, subject, "api://AzureADTokenExchange", now);
+    let token_file = temp_file("sa-token", &token);
+    let wi = GraphClient::new(&config(
+        &emu,
+        CredentialConfig::WorkloadIdentity {
+            token_file: token_file.clone(),
+        },
+    ))
+    .unwrap();
+    wi.check_authentication().await.unwrap();
+    wi.get_application(&creds.app_object_id).await.unwrap();
+
+    graph
+        .delete_federated_identity_credential(
+            &creds.app_object_id,
+            listed[0].id.as_deref().unwrap(),
+        )
+        .await
+        .unwrap();
+    let _ = std::fs::remove_file(token_file);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_an_authentication_error() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let graph = GraphClient::new(&config(
+        &emu,
+        CredentialConfig::ClientSecret {
+            secret: SecretString::new("definitely-wrong-secret"),
+        },
+    ))
+    .unwrap();
+    let err = graph.get_application("x").await.unwrap_err();
+    assert_eq!(err.reason(), "GraphAuthenticationFailed");
+    assert!(err.to_string().contains("7000215"), "{err}");
+    assert!(!err.to_string().contains("definitely-wrong-secret"));
+}
+
+#[tokio::test]
+async fn without_the_extra_ca_tls_fails() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let mut config = config(
+        &emu,
+        CredentialConfig::ClientSecret {
+            secret: SecretString::new(emu.operator_credentials().client_secret),
+        },
+    );
+    config.extra_ca_pem = None;
+    let graph = GraphClient::new(&config).unwrap();
+    let err = graph.check_authentication().await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+}
