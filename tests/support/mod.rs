@@ -144,6 +144,14 @@ impl Harness {
         }
     }
 
+    /// Kill the controller as a crash would: in-flight reconciles stop wherever they are.
+    pub async fn kill_controllers(&mut self) {
+        if let Some((_tx, handle)) = self.controller.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+
     /// Create an object through the API server (JSON or YAML documents).
     pub async fn apply(&self, doc: Value) -> Value {
         self.kube.create(doc).expect("create")

@@ -1,0 +1,384 @@
+//! Client-secret rotation end to end: what triggers exactly one rotation, the overlap during which
+//! both secrets work, and recovery from every crash point without a lost or orphaned credential.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use entra_emulator::{FaultKind, FaultRule};
+use entra_operator::api::AppRegistration;
+use entra_operator::graph::{SecretString, TokenProbe};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use support::{Harness, emulator_app};
+
+const NS: &str = "default";
+const WAIT: Duration = Duration::from_secs(40);
+const ADD_PASSWORD: &str = "/v1.0/applications/{id}/addPassword";
+const REMOVE_PASSWORD: &str = "/v1.0/applications/{id}/removePassword";
+
+fn app(name: &str, password: Value) -> Value {
+    json!({"apiVersion": "entra.bookme.io/v1alpha1", "kind": "AppRegistration",
+           "metadata": {"name": name, "namespace": NS},
+           "spec": {"displayName": name, "credentials": {"passwords": [password]}}})
+}
+
+async fn get(h: &Harness, name: &str) -> AppRegistration {
+    h.api::<AppRegistration>(NS).get(name).await.unwrap()
+}
+
+/// Waits until the resource is Ready with a settled current credential, and returns its key ID.
+async fn settled_key(h: &Harness, name: &str) -> String {
+    h.wait_for(&format!("{name} settled"), WAIT, || async {
+        let obj = get(h, name).await;
+        let status = obj.status?;
+        let ready = status.conditions.is_true("Ready");
+        let cred = status.credentials.first()?;
+        (ready && cred.pending.is_none())
+            .then(|| cred.key_id.clone())
+            .flatten()
+    })
+    .await
+}
+
+async fn secret_data(h: &Harness, name: &str) -> Option<BTreeMap<String, String>> {
+    let secret = h.api::<Secret>(NS).get_opt(name).await.unwrap()?;
+    Some(
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect(),
+    )
+}
+
+/// Whether Entra issues a token for these Secret values.
+async fn works(h: &Harness, data: &BTreeMap<String, String>) -> Result<(), String> {
+    let probe = h
+        .ctx
+        .graph
+        .probe_client_credentials(
+            &data["AZURE_TENANT_ID"],
+            &data["AZURE_CLIENT_ID"],
+            &SecretString::new(data["AZURE_CLIENT_SECRET"].clone()),
+            "https://graph.microsoft.com/.default",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match probe {
+        TokenProbe::Issued(_) => Ok(()),
+        TokenProbe::Rejected(e) => Err(format!("{e:?}")),
+    }
+}
+
+fn count(h: &Harness, method: &str, template: &str) -> u64 {
+    h.entra.request_count(method, template)
+}
+
+/// Password credentials of the app in Entra: (keyId, displayName).
+fn entra_passwords(h: &Harness, app_id: &str) -> Vec<(String, String)> {
+    emulator_app(h, app_id)
+        .map(|a| {
+            a["passwordCredentials"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    (
+                        p["keyId"].as_str().unwrap_or_default().to_string(),
+                        p["displayName"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn app_id(h: &Harness, name: &str) -> String {
+    get(h, name).await.status.unwrap().app_id.unwrap()
+}
+
+async fn annotate(h: &Harness, name: &str, value: &str) {
+    h.api::<AppRegistration>(NS)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"entra.bookme.io/rotate": value}}})),
+        )
+        .await
+        .unwrap();
+}
+
+/// Invariants after any sequence of events: the Secret holds the current credential and it works;
+/// every credential in Entra is current or previous (no orphan).
+async fn assert_consistent(h: &Harness, name: &str, secret: &str) {
+    let obj = get(h, name).await;
+    let status = obj.status.unwrap();
+    let cred = &status.credentials[0];
+    let data = secret_data(h, secret).await.expect("Secret exists");
+    assert_eq!(
+        Some(&data["keyId"]),
+        cred.key_id.as_ref(),
+        "Secret holds the current credential"
+    );
+    works(h, &data).await.expect("current secret works");
+    let in_entra: Vec<String> = entra_passwords(h, status.app_id.as_deref().unwrap())
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for key in &in_entra {
+        let known = Some(key) == cred.key_id.as_ref()
+            || cred.previous.as_ref().is_some_and(|p| &p.key_id == key);
+        assert!(
+            known,
+            "orphaned credential {key} in Entra; status: {cred:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn due_rotation_keeps_the_old_secret_during_the_overlap_then_revokes_it() {
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    // Renew 10 s after creation; keep the old one 6 s more.
+    h.apply(app("short", json!({"secretName": "short-creds", "lifetime": "40s", "renewBefore": "30s", "overlap": "6s"})))
+        .await;
+    let first_key = settled_key(&h, "short").await;
+    let first = secret_data(&h, "short-creds").await.unwrap();
+    works(&h, &first).await.unwrap();
+    // The rotation happens on its own when due.
+    let second_key = h
+        .wait_for("automatic rotation", WAIT, || async {
+            let obj = get(&h, "short").await;
+            let cred = obj.status?.credentials.first()?.clone();
+            let key = cred.key_id?;
+            (key != first_key && cred.pending.is_none()).then_some(key)
+        })
+        .await;
+    let second = secret_data(&h, "short-creds").await.unwrap();
+    assert_eq!(second["keyId"], second_key);
+    works(&h, &second).await.expect("new secret works");
+    works(&h, &first)
+        .await
+        .expect("old secret still works during the overlap");
+    let previous = get(&h, "short").await.status.unwrap().credentials[0]
+        .previous
+        .clone();
+    assert_eq!(previous.map(|p| p.key_id), Some(first_key.clone()));
+    // After the overlap the old one is removed and rejected by Entra.
+    h.wait_for("previous revoked", WAIT, || async {
+        let obj = get(&h, "short").await;
+        obj.status?
+            .credentials
+            .first()?
+            .previous
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let err = works(&h, &first)
+        .await
+        .expect_err("old secret rejected after the overlap");
+    assert!(err.contains("7000215"), "wrong secret: {err}");
+    assert_eq!(count(&h, "POST", ADD_PASSWORD), 2);
+    assert_eq!(count(&h, "POST", REMOVE_PASSWORD), 1);
+    assert_consistent(&h, "short", "short-creds").await;
+}
+
+#[tokio::test]
+async fn annotation_deleted_secret_and_edited_secret_each_cause_exactly_one_rotation() {
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    h.apply(app(
+        "svc",
+        json!({"secretName": "svc-creds", "overlap": "1h"}),
+    ))
+    .await;
+    let mut key = settled_key(&h, "svc").await;
+    assert_eq!(count(&h, "POST", ADD_PASSWORD), 1);
+
+    // 1. The rotate annotation.
+    annotate(&h, "svc", "2026-11-22").await;
+    key = h
+        .wait_for("rotation by annotation", WAIT, || {
+            let key = key.clone();
+            let h = &h;
+            async move {
+                let k = settled_key(h, "svc").await;
+                (k != key).then_some(k)
+            }
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        count(&h, "POST", ADD_PASSWORD),
+        2,
+        "one rotation for one annotation value"
+    );
+
+    // 2. A deleted Secret.
+    h.api::<Secret>(NS)
+        .delete("svc-creds", &Default::default())
+        .await
+        .unwrap();
+    key = h
+        .wait_for("rotation after Secret deletion", WAIT, || {
+            let key = key.clone();
+            let h = &h;
+            async move {
+                let k = settled_key(h, "svc").await;
+                let exists = secret_data(h, "svc-creds").await.is_some();
+                (k != key && exists).then_some(k)
+            }
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&h, "POST", ADD_PASSWORD), 3);
+
+    // 3. An edited Secret (someone pasted another value).
+    h.api::<Secret>(NS)
+        .patch(
+            "svc-creds",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"AZURE_CLIENT_SECRET": "not-the-real-value"}})),
+        )
+        .await
+        .unwrap();
+    h.wait_for("rotation after Secret edit", WAIT, || {
+        let key = key.clone();
+        let h = &h;
+        async move {
+            let k = settled_key(h, "svc").await;
+            (k != key).then_some(k)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&h, "POST", ADD_PASSWORD), 4);
+    // The annotation value did not change, so nothing more happened.
+    assert_consistent(&h, "svc", "svc-creds").await;
+}
+
+#[tokio::test]
+async fn add_password_committed_but_answered_with_an_error_leaves_no_orphan() {
+    let mut h = Harness::start().await;
+    // Graph creates the credential but the operator never sees the value.
+    h.entra.add_fault(
+        FaultRule::new(
+            "POST",
+            ADD_PASSWORD,
+            FaultKind::CommitThenStatus { status: 500 },
+        )
+        .times(1),
+    );
+    h.start_controllers();
+    h.apply(app("crash1", json!({"secretName": "crash1-creds"})))
+        .await;
+    settled_key(&h, "crash1").await;
+    let id = app_id(&h, "crash1").await;
+    assert_eq!(
+        count(&h, "POST", ADD_PASSWORD),
+        2,
+        "the lost credential was replaced once"
+    );
+    assert!(
+        count(&h, "POST", REMOVE_PASSWORD) >= 1,
+        "the lost credential was removed"
+    );
+    assert_eq!(entra_passwords(&h, &id).len(), 1);
+    assert_consistent(&h, "crash1", "crash1-creds").await;
+}
+
+#[tokio::test]
+async fn add_password_committed_then_connection_dropped_leaves_no_orphan() {
+    let mut h = Harness::start().await;
+    h.entra
+        .add_fault(FaultRule::new("POST", ADD_PASSWORD, FaultKind::CommitThenReset).times(1));
+    h.start_controllers();
+    h.apply(app("crash2", json!({"secretName": "crash2-creds"})))
+        .await;
+    settled_key(&h, "crash2").await;
+    let id = app_id(&h, "crash2").await;
+    assert_eq!(entra_passwords(&h, &id).len(), 1);
+    assert_consistent(&h, "crash2", "crash2-creds").await;
+}
+
+#[tokio::test]
+async fn secret_write_failure_after_add_password_recovers_without_orphan() {
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    h.apply(app(
+        "crash3",
+        json!({"secretName": "crash3-creds", "overlap": "1h"}),
+    ))
+    .await;
+    let key = settled_key(&h, "crash3").await;
+    // The next Secret write fails: the new value existed only in memory and is lost.
+    h.kube.fail_next_writes("secrets", 1, 500);
+    annotate(&h, "crash3", "now").await;
+    h.wait_for("rotation after a failed Secret write", WAIT, || {
+        let key = key.clone();
+        let h = &h;
+        async move {
+            let k = settled_key(h, "crash3").await;
+            (k != key).then_some(k)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = app_id(&h, "crash3").await;
+    // Current + previous; the lost one was removed.
+    assert_eq!(entra_passwords(&h, &id).len(), 2);
+    assert_consistent(&h, "crash3", "crash3-creds").await;
+}
+
+#[tokio::test]
+async fn operator_restart_in_the_middle_of_a_rotation_recovers() {
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    h.apply(app(
+        "restart",
+        json!({"secretName": "restart-creds", "overlap": "1h"}),
+    ))
+    .await;
+    let key = settled_key(&h, "restart").await;
+    // Make addPassword slow, ask for a rotation, and stop the operator while the call is in flight:
+    // status holds the pending nonce, Graph gets the credential, the Secret never does.
+    h.entra
+        .add_fault(FaultRule::new("POST", ADD_PASSWORD, FaultKind::Delay { ms: 1500 }).times(1));
+    annotate(&h, "restart", "restart-1").await;
+    h.wait_for("pending rotation recorded", WAIT, || async {
+        let obj = get(&h, "restart").await;
+        obj.status?
+            .credentials
+            .first()?
+            .pending
+            .as_ref()
+            .map(|_| ())
+    })
+    .await;
+    h.kill_controllers().await;
+    // A new process.
+    h.start_controllers();
+    h.wait_for("rotation finished after restart", WAIT, || {
+        let key = key.clone();
+        let h = &h;
+        async move {
+            let k = settled_key(h, "restart").await;
+            (k != key).then_some(k)
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = app_id(&h, "restart").await;
+    assert_eq!(
+        entra_passwords(&h, &id).len(),
+        2,
+        "current and previous only"
+    );
+    assert_consistent(&h, "restart", "restart-creds").await;
+}
