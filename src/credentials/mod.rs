@@ -16,6 +16,22 @@
 //! 5. a pending rotation with nothing carrying its nonce: `addPassword`;
 //! 6. start a rotation when one is due (write-ahead: the pending record first);
 //! 7. refresh status fields from Graph, or wait until the next renewal or revocation.
+//!
+//! Driving it, per declared password (the controller's loop):
+//! - observe: the status entry with this `secretName` (the one this process last persisted, not a
+//!   possibly stale cache copy), the app's `passwordCredentials` mapped to [`ObservedPassword`],
+//!   the Secret read with [`ObservedSecret::from_secret`], the rotate annotation; pass
+//!   [`new_nonce`] as `fresh_nonce` and the clock as `now`;
+//! - execute the action; on success persist `plan.status` into `status.credentials` before the
+//!   next external call whenever it differs from what was persisted (for `RecordPending` this is
+//!   the write-ahead record and must land before `addPassword`);
+//! - keep an `addPassword` response only in memory and pass it as `added` to the following calls
+//!   until `Idle`; render the Secret for `WriteSecret` with [`render_secret`];
+//! - treat a 404 from `removePassword` as done; stop at the first failure and requeue with
+//!   backoff: the next call resumes from whatever landed;
+//! - emit an event when `plan.reason.starts_rotation()` and on `RotationComplete`,
+//!   `RecoverLostValue`, `RevokePrevious`, `RemoveOrphan`; report [`count_unmanaged`] as
+//!   `status.unmanagedCredentials`.
 
 mod rotation;
 mod secret;

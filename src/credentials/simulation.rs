@@ -256,11 +256,17 @@ impl World {
 
     /// Runs steps until Idle, crashing at step `crash_at` if given. Returns the number of steps.
     fn settle(&mut self, crash_at: Option<(usize, CrashPoint)>, label: &str) -> usize {
+        self.settle_with_crashes(crash_at.as_slice(), label)
+    }
+
+    /// Runs steps until Idle, crashing at each listed step. Returns the number of steps.
+    fn settle_with_crashes(&mut self, crashes: &[(usize, CrashPoint)], label: &str) -> usize {
         for step in 0..50 {
             let plan = self.plan();
-            let crash = crash_at
-                .filter(|(at, _)| *at == step)
-                .map(|(_, point)| point);
+            let crash = crashes
+                .iter()
+                .find(|(at, _)| *at == step)
+                .map(|(_, point)| *point);
             if !self.execute(plan, crash) {
                 return step;
             }
@@ -543,4 +549,29 @@ fn secret_written_but_not_yet_visible_in_graph_is_awaited_not_replaced() {
         world.status.as_ref().unwrap().key_id.as_deref(),
         Some(new_key.as_str())
     );
+}
+
+#[test]
+fn rotation_survives_two_crashes_at_any_pair_of_steps() {
+    let prepare = || {
+        let mut world = settled_world(default_spec());
+        world.now += SignedDuration::from_secs(3000);
+        world
+    };
+    let steps = prepare().settle(None, "clean");
+    for first in 0..steps {
+        // The recovery after a crash takes extra steps; crash during those too.
+        for second in first + 1..steps + 4 {
+            for points in [
+                (CrashPoint::AfterEffect, CrashPoint::AfterEffect),
+                (CrashPoint::AfterEffect, CrashPoint::Before),
+                (CrashPoint::Before, CrashPoint::AfterEffect),
+            ] {
+                let label = format!("crashes {points:?} at steps {first} and {second}");
+                let mut world = prepare();
+                world.settle_with_crashes(&[(first, points.0), (second, points.1)], &label);
+                world.check_at_rest(&label);
+            }
+        }
+    }
 }
