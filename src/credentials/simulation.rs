@@ -522,7 +522,7 @@ fn lost_status_adopts_the_credential_the_secret_holds() {
 }
 
 #[test]
-fn secret_written_but_not_yet_visible_in_graph_is_awaited_not_replaced() {
+fn secret_written_before_replication_is_awaited_not_replaced() {
     // Crash after the Secret write; on restart, Graph's read replica does not list the new
     // credential yet. Rotating again would replace a Secret that works.
     let mut world = settled_world(default_spec());
