@@ -254,6 +254,7 @@ impl State {
                 "the body of the request was not a JSON object",
             ));
         }
+        fold_string_data(rt, &mut obj);
         if let Some(k) = obj["kind"].as_str()
             && !k.is_empty()
             && k != rt.kind
@@ -542,6 +543,7 @@ impl State {
         if !new["metadata"].is_object() {
             new["metadata"] = json!({});
         }
+        fold_string_data(rt, &mut new);
         if status_sub {
             let mut merged = current.clone();
             match new.get("status") {
@@ -1807,4 +1809,25 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+/// A Secret's `stringData` is write-only: the API server merges it into `data` (base64) on every
+/// write, overriding keys already there, and never stores or returns it.
+fn fold_string_data(rt: &ResourceType, obj: &mut Value) {
+    if rt.group.is_empty()
+        && rt.kind == "Secret"
+        && let Some(Value::Object(string_data)) =
+            obj.as_object_mut().and_then(|o| o.remove("stringData"))
+    {
+        if !obj["data"].is_object() {
+            obj["data"] = json!({});
+        }
+        for (key, value) in string_data {
+            let text = value.as_str().unwrap_or_default();
+            obj["data"][key] = Value::String(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                text,
+            ));
+        }
+    }
 }
