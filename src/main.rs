@@ -16,6 +16,11 @@ enum Command {
         #[arg(long)]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Run the operator: all controllers, the admin server and leader election.
+    Run(Box<entra_operator::runtime::config::RunArgs>),
+    /// Start both emulators and the operator in one process, apply the examples, and show each
+    /// resource's progress until it is Ready. No cluster and no tenant needed.
+    Sandbox(entra_operator::runtime::sandbox::SandboxArgs),
     /// Print the version.
     Version,
 }
@@ -23,6 +28,20 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            entra_operator::runtime::run::init_logging(args.log_format, &args.log_level)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            if let Err(e) = runtime.block_on(entra_operator::runtime::run::run(*args)) {
+                tracing::error!(error = %e, "entra-operator stopped");
+                return Err(e.into());
+            }
+        }
+        Command::Sandbox(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let code = runtime.block_on(entra_operator::runtime::sandbox::sandbox(args))?;
+            // Emulator and controller tasks are not joined: leave at once with the result.
+            std::process::exit(code);
+        }
         Command::Crd { out_dir: None } => {
             print!("{}", entra_operator::api::crds_yaml()?);
         }

@@ -4,3 +4,6 @@ pub mod admin;
 pub mod config;
 pub mod controllers;
 pub mod metrics;
+pub mod leader;
+pub mod run;
+pub mod sandbox;

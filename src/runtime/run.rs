@@ -1,0 +1,400 @@
+//! `entra-operator run`: logging, the Graph and kube clients, the admin server, leader election,
+//! the controllers of every watched namespace, and graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::events::Reporter;
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::api::AppRegistration;
+use crate::controllers::appregistration::PlanSettings;
+use crate::controllers::appregistration::consent::ConsentSettings;
+use crate::controllers::context::{Context, ControllerSettings};
+use crate::graph::{GraphClient, GraphClientBuilder, GraphConfig, GraphError, GraphObserver};
+
+use super::admin::{Readiness, serve_admin};
+use super::config::{LogFormat, RunArgs};
+use super::leader::{LeaderElector, LeaseError, LeaseTimings};
+use super::metrics::{GraphRequestLabels, Metrics};
+
+/// How long in-flight reconciles may take to finish after SIGTERM/SIGINT.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The controller name in Events and the Lease.
+pub const CONTROLLER_NAME: &str = "entra-operator";
+
+/// Why `run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("Microsoft Graph: {0}")]
+    Graph(#[from] GraphError),
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Kubernetes client configuration: {0}")]
+    KubeConfig(#[from] kube::config::InferConfigError),
+    #[error("admin server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("leadership lost, stopped at once: {0}")]
+    LeaseLost(#[from] LeaseError),
+}
+
+/// Installs the global tracing subscriber: JSON lines or human-readable text, filtered by `level`
+/// (`info`, or a filter such as `entra_operator=debug,kube=info`).
+pub fn init_logging(format: LogFormat, level: &str) -> Result<(), RunError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map_err(|e| RunError::Config(format!("log level {level:?}: {e}")))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| RunError::Config(format!("logging: {e}")))
+}
+
+/// Graph requests and 429s counted in the Prometheus registry.
+impl GraphObserver for Metrics {
+    fn request(&self, method: &'static str, status: Option<u16>, _elapsed: Duration) {
+        let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        self.graph_requests
+            .get_or_create(&GraphRequestLabels { method, status })
+            .inc();
+    }
+
+    fn throttled(&self, _method: &'static str) {
+        self.graph_throttled.inc();
+    }
+}
+
+/// The Graph configuration: Azure SDK environment variables for the identity, flags (and their
+/// variables) for the endpoints and the extra CA.
+pub fn graph_config(args: &RunArgs) -> Result<GraphConfig, GraphError> {
+    let graph_endpoint = args.graph_endpoint.clone();
+    let authority_host = args.authority_host.clone();
+    let extra_ca = args
+        .extra_ca_file
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    GraphConfig::from_lookup(move |key| match key {
+        "GRAPH_ENDPOINT" => Some(graph_endpoint.clone()),
+        "AZURE_AUTHORITY_HOST" => Some(authority_host.clone()),
+        "ENTRA_CA_FILE" => extra_ca.clone(),
+        other => std::env::var(other).ok().filter(|v| !v.is_empty()),
+    })
+}
+
+/// A Graph client whose traffic is counted in `metrics`.
+pub fn graph_client(
+    config: &GraphConfig,
+    metrics: Arc<Metrics>,
+) -> Result<GraphClient, GraphError> {
+    GraphClientBuilder::from_config(config)?
+        .observer(metrics)
+        .build()
+}
+
+/// Controller settings from the flags and the Graph configuration.
+pub fn controller_settings(
+    config: &GraphConfig,
+    unique_name_prefix: &str,
+    resync: Duration,
+) -> ControllerSettings {
+    let authority_host = config
+        .authority_host
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    ControllerSettings {
+        plan: PlanSettings {
+            unique_name_prefix: unique_name_prefix.to_string(),
+            consent: ConsentSettings {
+                authority_host: authority_host.clone(),
+                tenant_id: config.tenant_id.clone(),
+            },
+        },
+        tenant_id: config.tenant_id.clone(),
+        authority_host,
+        resync,
+    }
+}
+
+/// A shutdown signal that many tasks can wait on.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn new() -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Shutdown(rx))
+    }
+
+    /// Resolves once shutdown is requested (or the sender is gone).
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}
+
+/// Starts every controller for every watched namespace (`None`: all namespaces) on `tasks`.
+pub fn spawn_controllers(
+    tasks: &mut JoinSet<()>,
+    ctx: &Arc<Context>,
+    namespaces: &Option<Vec<String>>,
+    concurrency: u16,
+    shutdown: &Shutdown,
+) {
+    let scopes: Vec<Option<String>> = match namespaces {
+        Some(list) => list.iter().cloned().map(Some).collect(),
+        None => vec![None],
+    };
+    for ns in scopes {
+        tasks.spawn(super::controllers::run_app_registration_controller(
+            ctx.clone(),
+            ns.clone(),
+            concurrency,
+            shutdown.wait(),
+        ));
+        // ISSUE 6 WIRING: once src/runtime/workflows.rs exists, start its controllers here too:
+        // run_bank_client_controller, run_tenant_mapping_controller,
+        // run_naa_integration_controller (same signature as above), and list their kinds in
+        // `RUNNING_KINDS`.
+    }
+}
+
+/// Kinds whose controller `spawn_controllers` starts (the sandbox reports the others).
+pub const RUNNING_KINDS: &[&str] = &["AppRegistration"];
+
+/// Marks readiness once Graph authentication works and the watched kinds can be listed; keeps
+/// re-checking Graph authentication every minute so `/readyz` reflects a revoked credential.
+pub fn spawn_readiness_probe(
+    tasks: &mut JoinSet<()>,
+    client: Client,
+    graph: GraphClient,
+    namespaces: Option<Vec<String>>,
+    readiness: Arc<Readiness>,
+) {
+    tasks.spawn(async move {
+        let scopes: Vec<Api<AppRegistration>> = match &namespaces {
+            Some(list) => list
+                .iter()
+                .map(|ns| Api::namespaced(client.clone(), ns))
+                .collect(),
+            None => vec![Api::all(client.clone())],
+        };
+        loop {
+            let mut listed = true;
+            for api in &scopes {
+                if let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await {
+                    warn!(error = %e, "cannot list AppRegistrations yet");
+                    listed = false;
+                }
+            }
+            if listed {
+                readiness.set_caches_synced();
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let mut was_ok = None;
+        loop {
+            let ok = match graph.check_authentication().await {
+                Ok(()) => true,
+                Err(e) => {
+                    if was_ok != Some(false) {
+                        error!(error = %e, "Graph authentication fails; /readyz reports not ready");
+                    }
+                    false
+                }
+            };
+            if ok && was_ok != Some(true) {
+                info!("Graph authentication works");
+            }
+            readiness.set_graph_authenticated(ok);
+            was_ok = Some(ok);
+            tokio::time::sleep(if ok {
+                Duration::from_secs(60)
+            } else {
+                Duration::from_secs(5)
+            })
+            .await;
+        }
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM received; shutting down"),
+                    _ = tokio::signal::ctrl_c() => info!("SIGINT received; shutting down"),
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// This replica's identity in the Lease: `--identity`/`POD_NAME`, else host name and process id.
+fn replica_identity(args: &RunArgs) -> String {
+    args.identity.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .unwrap_or_else(|| "entra-operator".into());
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+/// `entra-operator run`. Logging must already be set up ([`init_logging`]).
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let namespaces = args.watched_namespaces();
+    let identity = replica_identity(&args);
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        namespaces = ?namespaces,
+        concurrency = args.concurrency,
+        resync_seconds = args.resync.as_secs(),
+        leader_election = args.leader_election,
+        identity = %identity,
+        "starting entra-operator"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let config = graph_config(&args)?;
+    // GraphConfig's Debug redacts the credential.
+    info!(graph = %config.graph_endpoint, authority = %config.authority_host, tenant = %config.tenant_id, credential = config.credential.kind(), "Graph configuration");
+    let graph = graph_client(&config, metrics.clone())?;
+    let client = Client::try_default().await?;
+    let settings = controller_settings(&config, &args.unique_name_prefix, args.resync.as_std());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        graph.clone(),
+        settings,
+        metrics.clone(),
+        Reporter {
+            controller: CONTROLLER_NAME.into(),
+            instance: Some(identity.clone()),
+        },
+    ));
+
+    let (stop_tx, shutdown) = Shutdown::new();
+    let readiness = Arc::new(Readiness::default());
+    let (admin_addr, admin) = serve_admin(
+        args.admin_addr,
+        metrics.clone(),
+        readiness.clone(),
+        shutdown.wait(),
+    )
+    .await?;
+    info!(addr = %admin_addr, "admin server listening (/livez, /readyz, /metrics)");
+    let mut background = JoinSet::new();
+    spawn_readiness_probe(
+        &mut background,
+        client.clone(),
+        graph.clone(),
+        namespaces.clone(),
+        readiness.clone(),
+    );
+
+    let signal = termination_signal();
+    tokio::pin!(signal);
+
+    let elector = args.leader_election.then(|| {
+        LeaderElector::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            LeaseTimings::default(),
+        )
+    });
+    if let Some(elector) = &elector {
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = &mut signal => {
+                let _ = stop_tx.send(true);
+                background.abort_all();
+                let _ = admin.await;
+                return Ok(());
+            }
+        }
+    }
+
+    let mut controllers = JoinSet::new();
+    spawn_controllers(
+        &mut controllers,
+        &ctx,
+        &namespaces,
+        args.concurrency,
+        &shutdown,
+    );
+    let lost = async {
+        match &elector {
+            Some(elector) => elector.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = &mut signal => Ok(()),
+        lease = lost => Err(lease),
+        _ = controllers.join_next() => {
+            error!("a controller stopped unexpectedly; shutting down");
+            Ok(())
+        }
+    };
+    let _ = stop_tx.send(true);
+    background.abort_all();
+    match outcome {
+        Ok(()) => {
+            // In-flight reconciles finish (bounded), then the lease goes to a standby at once.
+            if tokio::time::timeout(SHUTDOWN_GRACE, async {
+                while controllers.join_next().await.is_some() {}
+            })
+            .await
+            .is_err()
+            {
+                warn!(
+                    grace_seconds = SHUTDOWN_GRACE.as_secs(),
+                    "reconciles still running after the grace period; aborting them"
+                );
+                controllers.abort_all();
+            }
+            if let Some(elector) = &elector {
+                elector.release().await;
+            }
+            let _ = admin.await;
+            info!("stopped");
+            Ok(())
+        }
+        Err(lost) => {
+            // Another replica may be writing already: stop every reconcile where it is.
+            controllers.abort_all();
+            error!(error = %lost, "leadership lost; stopping at once");
+            Err(RunError::LeaseLost(lost))
+        }
+    }
+}
