@@ -393,3 +393,93 @@ async fn without_the_extra_ca_tls_fails() {
     let err = graph.check_authentication().await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }
+
+/// 60 writes from 6 concurrent tasks against a tenant whose write budget is scaled down to 30 per
+/// 1.5 s.
+async fn write_burst(graph: &GraphClient, app_id: &str) -> Duration {
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = (0..6)
+        .map(|t| {
+            let graph = graph.clone();
+            let app_id = app_id.to_string();
+            tokio::spawn(async move {
+                for i in 0..10 {
+                    graph
+                        .update_application(&app_id, &json!({"description": format!("{t}-{i}")}))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
+async fn throttled_emulator() -> (EntraEmulator, String) {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let graph = secret_client(&emu);
+    let app = graph
+        .upsert_application_by_unique_name("bookme-throttled", &json!({"displayName": "t"}))
+        .await
+        .unwrap();
+    let id = app.created().unwrap().id.clone().unwrap();
+    emu.set_throttling(entra_emulator::ThrottleMode::Scaled {
+        limit_factor: 0.01,
+        window_factor: 0.01,
+    });
+    emu.reset_throttling();
+    (emu, id)
+}
+
+#[tokio::test]
+async fn throttled_writes_succeed_by_honouring_retry_after() {
+    let (emu, id) = throttled_emulator().await;
+    let metrics = std::sync::Arc::new(entra_operator::graph::GraphMetrics::default());
+    let secret = SecretString::new(emu.operator_credentials().client_secret);
+    let graph = entra_operator::graph::GraphClientBuilder::from_config(&config(
+        &emu,
+        CredentialConfig::ClientSecret { secret },
+    ))
+    .unwrap()
+    .observer(metrics.clone())
+    .build()
+    .unwrap();
+    write_burst(&graph, &id).await;
+    assert!(
+        metrics.throttled.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the emulator's budget was exceeded without a 429"
+    );
+}
+
+#[tokio::test]
+async fn the_client_side_budget_avoids_429s() {
+    let (emu, id) = throttled_emulator().await;
+    let metrics = std::sync::Arc::new(entra_operator::graph::GraphMetrics::default());
+    let secret = SecretString::new(emu.operator_credentials().client_secret);
+    let mut config = config(&emu, CredentialConfig::ClientSecret { secret });
+    // 80% of the emulator's scaled budget, as the defaults are of Graph's.
+    config.rate_limits.writes_per_window = 24;
+    config.rate_limits.write_window = Duration::from_millis(1500);
+    let graph = entra_operator::graph::GraphClientBuilder::from_config(&config)
+        .unwrap()
+        .observer(metrics.clone())
+        .build()
+        .unwrap();
+    let elapsed = write_burst(&graph, &id).await;
+    assert_eq!(
+        metrics.throttled.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert!(elapsed >= Duration::from_secs(3), "{elapsed:?}");
+    assert!(
+        metrics
+            .rate_limited
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+}
