@@ -3,6 +3,8 @@
 
 pub mod appregistration;
 pub mod bankclient;
+pub mod bankclient_reconcile;
+pub mod composed_reconcile;
 pub mod conditions;
 pub mod context;
 pub mod naaintegration;

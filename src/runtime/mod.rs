@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod leader;
 pub mod run;
 pub mod sandbox;
+pub mod workflows;

@@ -193,3 +193,30 @@ pub fn emulator_app(h: &Harness, app_id: &str) -> Option<Value> {
         .flat_map(|t| t["applications"].as_array().cloned().unwrap_or_default())
         .find(|a| a["appId"] == app_id && a["deletedDateTime"].is_null())
 }
+
+impl Harness {
+    /// Start all four controllers (AppRegistration, BankClient, TenantMapping, NaaIntegration; all
+    /// namespaces) under one shutdown, as `run` does. `stop_controllers`/`kill_controllers` stop them.
+    pub fn start_all_controllers(&mut self) {
+        use entra_operator::runtime::{controllers, workflows};
+        use futures::FutureExt;
+        let (tx, rx) = oneshot::channel::<()>();
+        let stop = rx.shared();
+        let signal = move || {
+            let stop = stop.clone();
+            async move {
+                let _ = stop.await;
+            }
+        };
+        let ctx = self.ctx.clone();
+        let handle = tokio::spawn(async move {
+            futures::join!(
+                controllers::run_app_registration_controller(ctx.clone(), None, 4, signal()),
+                workflows::run_bank_client_controller(ctx.clone(), None, 2, signal()),
+                workflows::run_tenant_mapping_controller(ctx.clone(), None, 2, signal()),
+                workflows::run_naa_integration_controller(ctx.clone(), None, 2, signal()),
+            );
+        });
+        self.controller = Some((tx, handle));
+    }
+}

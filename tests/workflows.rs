@@ -1,0 +1,345 @@
+//! BankClient, TenantMapping and NaaIntegration end to end: all four controllers against the kube
+//! emulator, Graph and tokens through the Entra emulator, both in-process.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use entra_operator::api::{AppRegistration, BankClient};
+use entra_operator::graph::{
+    AzureIdentityTokenSource, CredentialConfig, GraphConfig, SecretString, TokenClaims,
+    TokenSource, build_http_client,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use serde_json::{Value, json};
+use support::{Harness, emulator_app};
+
+const NS: &str = "default";
+const WAIT: Duration = Duration::from_secs(40);
+
+fn cr(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "entra.bookme.io/v1alpha1", "kind": kind,
+           "metadata": {"name": name, "namespace": NS}, "spec": spec})
+}
+
+/// The API banks call, as in `examples/bookme-platform.yaml`.
+fn system_api() -> Value {
+    cr(
+        "AppRegistration",
+        "api-system-integration",
+        json!({
+            "displayName": "BookMe API System Integration",
+            "signInAudience": "AzureADMyOrg",
+            "identifierUris": ["api://{appId}"],
+            "api": {"requestedAccessTokenVersion": 2},
+            "appRoles": [{"value": "System", "allowedMemberTypes": ["Application"]}],
+            "servicePrincipal": {"appRoleAssignmentRequired": true, "visibleToUsers": false}
+        }),
+    )
+}
+
+fn bank_client(name: &str, bank_id: &str, secret: Value) -> Value {
+    cr(
+        "BankClient",
+        name,
+        json!({"bankId": bank_id, "api": {"appRef": {"name": "api-system-integration"}},
+               "secret": secret}),
+    )
+}
+
+/// `(status, reason, message)` of a condition.
+fn condition(
+    conditions: Option<&entra_operator::api::Conditions>,
+    type_: &str,
+) -> Option<(String, String, String)> {
+    conditions?
+        .get(type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn bank_ready(bc: &BankClient) -> Option<(String, String, String)> {
+    condition(bc.status.as_ref().map(|s| &s.conditions), "Ready")
+}
+
+async fn wait_bank_client<F>(h: &Harness, name: &str, what: &str, check: F) -> BankClient
+where
+    F: Fn(&BankClient) -> bool,
+{
+    let api = h.api::<BankClient>(NS);
+    h.wait_for(&format!("BankClient {name} {what}"), WAIT, || async {
+        let bc = api.get_opt(name).await.unwrap()?;
+        let current =
+            bc.status.as_ref().and_then(|s| s.observed_generation) == bc.metadata.generation;
+        (current && check(&bc)).then_some(bc)
+    })
+    .await
+}
+
+fn is_ready(c: Option<(String, String, String)>) -> bool {
+    c.is_some_and(|(s, _, _)| s == "True")
+}
+
+async fn app_registration(h: &Harness, name: &str) -> Option<AppRegistration> {
+    h.api::<AppRegistration>(NS).get_opt(name).await.unwrap()
+}
+
+async fn config_map(h: &Harness, name: &str) -> BTreeMap<String, String> {
+    h.api::<ConfigMap>(NS)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .and_then(|c| c.data)
+        .unwrap_or_default()
+}
+
+async fn secret_data(h: &Harness, name: &str) -> Option<BTreeMap<String, String>> {
+    let secret = h.api::<Secret>(NS).get_opt(name).await.unwrap()?;
+    Some(
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect(),
+    )
+}
+
+/// A token from `azure_identity`'s client-secret credential configured from the Secret's keys
+/// alone (plus trust in the emulator's CA), as a bank's back end would use it.
+async fn token_from_secret(
+    h: &Harness,
+    data: &BTreeMap<String, String>,
+    scope: &str,
+) -> Result<TokenClaims, String> {
+    let mut config = GraphConfig::new(
+        data["AZURE_TENANT_ID"].clone(),
+        data["AZURE_CLIENT_ID"].clone(),
+        CredentialConfig::ClientSecret {
+            secret: SecretString::new(data["AZURE_CLIENT_SECRET"].clone()),
+        },
+    );
+    config.authority_host = data["AZURE_AUTHORITY_HOST"].parse().unwrap();
+    config.extra_ca_pem = Some(h.entra.ca_pem_path().to_path_buf());
+    config.token_scope = Some(scope.to_string());
+    let http = build_http_client(config.extra_ca_pem.as_deref(), Duration::from_secs(10)).unwrap();
+    let source = AzureIdentityTokenSource::from_config(&config, http).unwrap();
+    let token = source.token().await.map_err(|e| e.to_string())?;
+    TokenClaims::decode_unverified(token.expose()).map_err(|e| e.to_string())
+}
+
+async fn api_app_id(h: &Harness) -> String {
+    app_registration(h, "api-system-integration")
+        .await
+        .and_then(|a| a.status?.app_id)
+        .expect("API app id")
+}
+
+#[tokio::test]
+async fn bank_client_becomes_ready_and_its_secret_alone_gets_a_system_token() {
+    let mut h = Harness::start().await;
+    h.start_all_controllers();
+    h.apply(system_api()).await;
+    h.apply(bank_client(
+        "nordbank",
+        "nordbank",
+        json!({"name": "nordbank-system-credentials"}),
+    ))
+    .await;
+    let bc = wait_bank_client(&h, "nordbank", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    let status = bc.status.unwrap();
+    let client_id = status.client_id.clone().expect("clientId");
+    assert_eq!(
+        status.app_registration_name.as_deref(),
+        Some("bankclient-nordbank")
+    );
+    assert_eq!(
+        status.secret_name.as_deref(),
+        Some("nordbank-system-credentials")
+    );
+    let expires: jiff::Timestamp = status
+        .secret_expires_at
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let renew: jiff::Timestamp = status.next_rotation_at.as_deref().unwrap().parse().unwrap();
+    // Two years, renewed 60 days before.
+    let lifetime_days = (expires - jiff::Timestamp::now()).get_seconds() / 86_400;
+    assert!((728..=730).contains(&lifetime_days), "{lifetime_days}");
+    assert_eq!((expires - renew).get_seconds(), 60 * 86_400);
+    let api_app_id = api_app_id(&h).await;
+    let role = status.role_assignment.unwrap();
+    assert_eq!(role.role, "System");
+    assert_eq!(role.api_app_id.as_deref(), Some(api_app_id.as_str()));
+    assert!(role.granted);
+
+    // The registry maps the token's azp to the bank.
+    let registry = config_map(&h, "bank-clients").await;
+    assert_eq!(
+        registry,
+        BTreeMap::from([(client_id.clone(), "nordbank".to_string())])
+    );
+
+    // The emulator's app: single-tenant, named for the bank.
+    let app = emulator_app(&h, &client_id).expect("app in Entra");
+    assert_eq!(app["signInAudience"], "AzureADMyOrg");
+    assert_eq!(app["displayName"], "BookMe System Integration (nordbank)");
+
+    let data = secret_data(&h, "nordbank-system-credentials")
+        .await
+        .expect("Secret");
+    let claims = token_from_secret(&h, &data, &format!("api://{api_app_id}/.default"))
+        .await
+        .expect("token");
+    assert_eq!(claims.azp.as_deref(), Some(client_id.as_str()));
+    assert_eq!(claims.roles, vec!["System".to_string()]);
+}
+
+#[tokio::test]
+async fn bank_client_rotation_keeps_the_old_secret_until_it_expires() {
+    let mut h = Harness::start().await;
+    h.start_all_controllers();
+    h.apply(system_api()).await;
+    h.apply(bank_client(
+        "fjord",
+        "fjordsparebank",
+        json!({"name": "fjord-credentials", "lifetime": "40s", "renewBefore": "30s"}),
+    ))
+    .await;
+    let bc = wait_bank_client(&h, "fjord", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    let first_expiry = bc.status.unwrap().secret_expires_at.unwrap();
+    let old = secret_data(&h, "fjord-credentials").await.unwrap();
+    let scope = format!("api://{}/.default", api_app_id(&h).await);
+    // Due 10s after creation: a new secret lands in the Secret, the parent shows its expiry.
+    let bc = wait_bank_client(&h, "fjord", "rotated", |bc| {
+        is_ready(bank_ready(bc))
+            && bc.status.as_ref().unwrap().secret_expires_at.as_deref()
+                != Some(first_expiry.as_str())
+    })
+    .await;
+    let new = secret_data(&h, "fjord-credentials").await.unwrap();
+    assert_ne!(new["keyId"], old["keyId"]);
+    assert_eq!(new["AZURE_CLIENT_ID"], old["AZURE_CLIENT_ID"]);
+    let child = app_registration(&h, "bankclient-fjord").await.unwrap();
+    let previous = child.status.unwrap().credentials[0]
+        .previous
+        .clone()
+        .unwrap();
+    assert_eq!(previous.key_id, old["keyId"]);
+    assert_eq!(
+        previous.revoke_at.parse::<jiff::Timestamp>().unwrap(),
+        first_expiry.parse::<jiff::Timestamp>().unwrap(),
+        "the previous secret is kept until its own expiry"
+    );
+    assert!(
+        bc.status.unwrap().secret_expires_at.unwrap() > first_expiry,
+        "status follows the new secret"
+    );
+    for data in [&old, &new] {
+        let claims = token_from_secret(&h, data, &scope)
+            .await
+            .expect("both secrets work during the overlap");
+        assert_eq!(claims.roles, vec!["System".to_string()]);
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_bank_client_removes_app_secret_and_registry_entry() {
+    let mut h = Harness::start().await;
+    h.start_all_controllers();
+    h.apply(system_api()).await;
+    h.apply(bank_client(
+        "nordbank",
+        "nordbank",
+        json!({"name": "nordbank-creds"}),
+    ))
+    .await;
+    h.apply(bank_client(
+        "fjord",
+        "fjordsparebank",
+        json!({"name": "fjord-creds"}),
+    ))
+    .await;
+    let nord = wait_bank_client(&h, "nordbank", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    wait_bank_client(&h, "fjord", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    let nord_client = nord.status.unwrap().client_id.unwrap();
+    h.wait_for("two registry entries", WAIT, || async {
+        (config_map(&h, "bank-clients").await.len() == 2).then_some(())
+    })
+    .await;
+
+    h.api::<BankClient>(NS)
+        .delete("nordbank", &Default::default())
+        .await
+        .unwrap();
+    h.wait_for("BankClient, child and Secret gone", WAIT, || async {
+        let bc = h.api::<BankClient>(NS).get_opt("nordbank").await.unwrap();
+        let child = app_registration(&h, "bankclient-nordbank").await;
+        let secret = secret_data(&h, "nordbank-creds").await;
+        (bc.is_none() && child.is_none() && secret.is_none()).then_some(())
+    })
+    .await;
+    assert!(
+        emulator_app(&h, &nord_client).is_none(),
+        "app deleted in Entra"
+    );
+    let registry = config_map(&h, "bank-clients").await;
+    assert_eq!(registry.len(), 1);
+    assert!(!registry.contains_key(&nord_client));
+    assert_eq!(registry.values().next().unwrap(), "fjordsparebank");
+}
+
+#[tokio::test]
+async fn a_second_claim_of_a_bank_id_is_a_conflict_until_the_first_goes() {
+    let mut h = Harness::start().await;
+    h.start_all_controllers();
+    h.apply(system_api()).await;
+    h.apply(bank_client(
+        "nordbank",
+        "nordbank",
+        json!({"name": "nordbank-creds"}),
+    ))
+    .await;
+    let first = wait_bank_client(&h, "nordbank", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    let first_client = first.status.unwrap().client_id.unwrap();
+    // Creation times have second precision: make the order unambiguous.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.apply(bank_client(
+        "nordbank-2",
+        "nordbank",
+        json!({"name": "nordbank-2-creds"}),
+    ))
+    .await;
+    let second = wait_bank_client(&h, "nordbank-2", "Conflict", |bc| {
+        bank_ready(bc).is_some_and(|(s, r, m)| {
+            s == "False" && r == "Conflict" && m.contains("BankClient nordbank;")
+        })
+    })
+    .await;
+    assert!(second.status.unwrap().client_id.is_none());
+    assert!(
+        app_registration(&h, "bankclient-nordbank-2")
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        config_map(&h, "bank-clients").await,
+        BTreeMap::from([(first_client.clone(), "nordbank".to_string())]),
+        "the registry keeps the first"
+    );
+
+    // When the holder goes, the waiting claim takes over.
+    h.api::<BankClient>(NS)
+        .delete("nordbank", &Default::default())
+        .await
+        .unwrap();
+    let second = wait_bank_client(&h, "nordbank-2", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    let second_client = second.status.unwrap().client_id.unwrap();
+    h.wait_for("registry handed over", WAIT, || async {
+        (config_map(&h, "bank-clients").await
+            == BTreeMap::from([(second_client.clone(), "nordbank".to_string())]))
+        .then_some(())
+    })
+    .await;
+}
