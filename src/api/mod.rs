@@ -3,10 +3,16 @@
 //! Doc comments on fields are what `kubectl explain` prints: they are written for an operator on call.
 //! Validation that can happen at `kubectl apply` lives here, as schema constraints and CEL rules.
 
+// kube's CustomResource derive repeats the spec's serde attributes on the generated root type,
+// which clippy reports as duplicated attributes in our source lines.
+#[allow(clippy::duplicated_attributes)]
 pub mod appregistration;
+#[allow(clippy::duplicated_attributes)]
 pub mod bankclient;
 pub mod duration;
+#[allow(clippy::duplicated_attributes)]
 pub mod naaintegration;
+#[allow(clippy::duplicated_attributes)]
 pub mod tenantmapping;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
