@@ -6,12 +6,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use entra_operator::api::{AppRegistration, BankClient};
+use entra_operator::api::tenantmapping::TenantConsentState;
+use entra_operator::api::{AppRegistration, BankClient, NaaIntegration, TenantMapping};
 use entra_operator::graph::{
     AzureIdentityTokenSource, CredentialConfig, GraphConfig, SecretString, TokenClaims,
     TokenSource, build_http_client,
 };
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use support::{Harness, emulator_app};
 
@@ -340,6 +342,231 @@ async fn a_second_claim_of_a_bank_id_is_a_conflict_until_the_first_goes() {
         (config_map(&h, "bank-clients").await
             == BTreeMap::from([(second_client.clone(), "nordbank".to_string())]))
         .then_some(())
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TenantMapping
+
+const NORDIC: &str = "5f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b";
+const FJORD: &str = "7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d";
+
+fn add_customer_tenant(h: &Harness, name: &str, id: &str, display_name: &str) {
+    let mut spec = entra_emulator::TenantSpec::new(name);
+    spec.id = Some(id.to_string());
+    spec.display_name = Some(display_name.to_string());
+    h.entra.add_tenant(spec);
+}
+
+/// A multi-tenant API with its own client secret, as the platform's Management API.
+fn management_api() -> Value {
+    cr(
+        "AppRegistration",
+        "management-api",
+        json!({
+            "displayName": "BookMe Management API",
+            "signInAudience": "AzureADMultipleOrgs",
+            "identifierUris": ["api://{appId}"],
+            "requiredResourceAccess": [{"wellKnownApi": "MicrosoftGraph", "delegated": ["User.Read"]}],
+            "grantAdminConsent": true,
+            "credentials": {"passwords": [{"secretName": "management-api-credentials"}]}
+        }),
+    )
+}
+
+fn tenant_mapping(name: &str, tenant: &str, banks: &[&str], extra: Value) -> Value {
+    let mut spec = json!({"tenantId": tenant, "bankIds": banks});
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    cr("TenantMapping", name, spec)
+}
+
+fn mapping_ready(m: &TenantMapping) -> Option<(String, String, String)> {
+    condition(m.status.as_ref().map(|s| &s.conditions), "Ready")
+}
+
+async fn wait_mapping<F>(h: &Harness, name: &str, what: &str, check: F) -> TenantMapping
+where
+    F: Fn(&TenantMapping) -> bool,
+{
+    let api = h.api::<TenantMapping>(NS);
+    h.wait_for(&format!("TenantMapping {name} {what}"), WAIT, || async {
+        let m = api.get_opt(name).await.unwrap()?;
+        let current =
+            m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation;
+        (current && check(&m)).then_some(m)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tenant_mapping_shows_not_consented_with_the_url_then_consented_after_a_recheck() {
+    let mut h = Harness::start().await;
+    add_customer_tenant(&h, "nordic", NORDIC, "Nordic Bank Group");
+    h.start_all_controllers();
+    h.apply(management_api()).await;
+    h.apply(tenant_mapping(
+        "nordic",
+        NORDIC,
+        &["nordbank"],
+        json!({"consent": {"apps": [{"appRef": {"name": "management-api"}}],
+                           "probe": {"appRef": {"name": "management-api"}}}}),
+    ))
+    .await;
+    let m = wait_mapping(&h, "nordic", "NotConsented", |m| {
+        mapping_ready(m).is_some_and(|(s, r, _)| s == "False" && r == "NotConsented")
+    })
+    .await;
+    let status = m.status.unwrap();
+    let tenant = status.tenant.unwrap();
+    assert_eq!(tenant.display_name.as_deref(), Some("Nordic Bank Group"));
+    assert_eq!(
+        tenant.default_domain_name.as_deref(),
+        Some("nordic.onmicrosoft.com")
+    );
+    let app = &status.apps[0];
+    let app_id = app.app_id.clone().unwrap();
+    assert_eq!(app.state, TenantConsentState::NotConsented);
+    let url = app.admin_consent_url.as_deref().unwrap();
+    assert!(
+        url.contains(&format!("/{NORDIC}/v2.0/adminconsent?client_id={app_id}")),
+        "{url}"
+    );
+    assert!(app.message.as_deref().unwrap().contains("AADSTS700016"));
+    assert_eq!(status.consent_summary.as_deref(), Some("0/1"));
+
+    // The customer's administrator approves; the recheck annotation makes it visible at once.
+    h.entra
+        .grant_admin_consent(NORDIC, &app_id)
+        .expect("consent");
+    h.api::<TenantMapping>(NS)
+        .patch(
+            "nordic",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"entra.bookme.io/recheck": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let m = wait_mapping(&h, "nordic", "Ready", |m| is_ready(mapping_ready(m))).await;
+    let status = m.status.unwrap();
+    assert_eq!(status.apps[0].state, TenantConsentState::Consented);
+    assert_eq!(status.apps[0].admin_consent_url, None);
+    assert_eq!(status.consent_summary.as_deref(), Some("1/1"));
+    assert_eq!(status.recheck_token.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn an_unknown_tenant_is_not_found_and_an_app_without_credential_is_unknown() {
+    let mut h = Harness::start().await;
+    add_customer_tenant(&h, "fjord", FJORD, "Fjord Savings");
+    h.start_all_controllers();
+    h.apply(cr(
+        "AppRegistration",
+        "management-ui",
+        json!({"displayName": "BookMe Management UI", "signInAudience": "AzureADMultipleOrgs"}),
+    ))
+    .await;
+    h.apply(tenant_mapping(
+        "nowhere",
+        "00000000-1111-4222-8333-444444444444",
+        &["nobank"],
+        json!({}),
+    ))
+    .await;
+    h.apply(tenant_mapping(
+        "fjord",
+        FJORD,
+        &["fjordsparebank"],
+        json!({"consent": {"apps": [{"appRef": {"name": "management-ui"}}]}}),
+    ))
+    .await;
+    let m = wait_mapping(&h, "nowhere", "TenantNotFound", |m| {
+        mapping_ready(m).is_some_and(|(s, r, _)| s == "False" && r == "TenantNotFound")
+    })
+    .await;
+    assert!(m.status.unwrap().tenant.is_none());
+    let m = wait_mapping(&h, "fjord", "ConsentUnknown", |m| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.apps.first())
+            .is_some_and(|a| a.app_id.is_some())
+            && mapping_ready(m).is_some_and(|(s, r, _)| s == "False" && r == "ConsentUnknown")
+    })
+    .await;
+    let app = &m.status.unwrap().apps[0];
+    assert_eq!(app.state, TenantConsentState::Unknown);
+    assert!(
+        app.message.as_deref().unwrap().contains("no client secret"),
+        "{:?}",
+        app.message
+    );
+}
+
+#[tokio::test]
+async fn tenant_registry_maps_two_bank_ids_and_a_contested_bank_id_is_a_conflict() {
+    let mut h = Harness::start().await;
+    add_customer_tenant(&h, "nordic", NORDIC, "Nordic Bank Group");
+    add_customer_tenant(&h, "fjord", FJORD, "Fjord Savings");
+    h.start_all_controllers();
+    h.apply(tenant_mapping(
+        "nordic",
+        NORDIC,
+        &["nordbank", "nordbank-markets"],
+        json!({"defaultBankId": "nordbank-markets"}),
+    ))
+    .await;
+    wait_mapping(&h, "nordic", "Ready", |m| is_ready(mapping_ready(m))).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.apply(tenant_mapping(
+        "fjord",
+        FJORD,
+        &["fjordsparebank", "nordbank"],
+        json!({}),
+    ))
+    .await;
+    let m = wait_mapping(&h, "fjord", "Conflict", |m| {
+        mapping_ready(m).is_some_and(|(s, r, _)| s == "False" && r == "Conflict")
+    })
+    .await;
+    let (_, _, message) = mapping_ready(&m).unwrap();
+    assert!(
+        message.contains("BankId nordbank is already mapped by TenantMapping nordic"),
+        "{message}"
+    );
+    let registry = config_map(&h, "tenant-mappings").await;
+    assert_eq!(registry.len(), 1, "{registry:?}");
+    let entry: Value = serde_json::from_str(&registry[NORDIC]).unwrap();
+    assert_eq!(
+        entry,
+        json!({"bankIds": ["nordbank", "nordbank-markets"], "defaultBankId": "nordbank-markets"})
+    );
+
+    // Fix the conflict: the mapping is published.
+    h.api::<TenantMapping>(NS)
+        .patch(
+            "fjord",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"bankIds": ["fjordsparebank"]}})),
+        )
+        .await
+        .unwrap();
+    wait_mapping(&h, "fjord", "Ready", |m| is_ready(mapping_ready(m))).await;
+    let registry = config_map(&h, "tenant-mappings").await;
+    let entry: Value = serde_json::from_str(&registry[FJORD]).unwrap();
+    assert_eq!(
+        entry,
+        json!({"bankIds": ["fjordsparebank"], "defaultBankId": "fjordsparebank"})
+    );
+    // Deleting a mapping removes its entry.
+    h.api::<TenantMapping>(NS)
+        .delete("nordic", &Default::default())
+        .await
+        .unwrap();
+    h.wait_for("nordic entry removed", WAIT, || async {
+        let registry = config_map(&h, "tenant-mappings").await;
+        (!registry.contains_key(NORDIC) && registry.contains_key(FJORD)).then_some(())
     })
     .await;
 }

@@ -8,5 +8,7 @@ pub mod composed_reconcile;
 pub mod conditions;
 pub mod context;
 pub mod naaintegration;
+pub mod naaintegration_reconcile;
 pub mod status;
 pub mod tenantmapping;
+pub mod tenantmapping_reconcile;

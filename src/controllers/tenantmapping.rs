@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::tenantmapping::{AppConsentStatus, TenantConsentState};
+use crate::api::tenantmapping::{AppConsentStatus, TenantConsentState, TenantMappingStatus};
 
 /// Name of the registry ConfigMap in each namespace with TenantMappings.
 pub const TENANT_MAPPINGS_REGISTRY: &str = "tenant-mappings";
@@ -99,7 +99,10 @@ pub enum ProbeOutcome {
     Token { roles: Vec<String> },
     /// An Entra error with its AADSTS code and description.
     EntraError { code: u32, description: String },
-    /// No credential to probe with.
+    /// The app has no service principal in the tenant, seen through another app's credential
+    /// (a token request for the app as resource answered AADSTS500011).
+    ResourceNotInTenant { description: String },
+    /// No credential to probe with, or the probe could not be made (the reason says which).
     NoCredential { why: String },
 }
 
@@ -117,6 +120,12 @@ pub fn consent_from_probe(
             code: 700016,
             description,
         } => (
+            TenantConsentState::NotConsented,
+            Vec::new(),
+            Some(description.clone()),
+            admin_consent_url,
+        ),
+        ProbeOutcome::ResourceNotInTenant { description } => (
             TenantConsentState::NotConsented,
             Vec::new(),
             Some(description.clone()),
@@ -144,6 +153,46 @@ pub fn consent_from_probe(
         admin_consent_url: url,
         roles,
         message,
+    }
+}
+
+/// Whether consent must be probed now rather than kept from the last check: probes are token
+/// requests in someone else's tenant, so they run on `consent.interval`, on a new value of the
+/// recheck annotation, on a spec change, when the listed apps or their appIds changed, and while
+/// any app's state is still Unknown (waiting for an appId or a credential).
+pub fn consent_check_due(
+    previous: &TenantMappingStatus,
+    generation: Option<i64>,
+    recheck_token: Option<&str>,
+    apps: &[(String, Option<String>)],
+    interval: std::time::Duration,
+    now: jiff::Timestamp,
+) -> bool {
+    if previous.observed_generation != generation
+        || previous.recheck_token.as_deref() != recheck_token
+    {
+        return true;
+    }
+    let checked: Vec<(String, Option<String>)> = previous
+        .apps
+        .iter()
+        .map(|a| (a.name.clone(), a.app_id.clone()))
+        .collect();
+    if checked != apps
+        || previous
+            .apps
+            .iter()
+            .any(|a| a.state == TenantConsentState::Unknown)
+    {
+        return true;
+    }
+    match previous
+        .last_checked_at
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    {
+        Some(last) => now.duration_since(last).unsigned_abs() >= interval || last > now,
+        None => true,
     }
 }
 
@@ -237,5 +286,76 @@ mod tests {
             s.message.as_deref(),
             Some("management-api has no client secret")
         );
+    }
+
+    #[test]
+    fn consent_is_rechecked_on_interval_annotation_or_changed_apps() {
+        let now: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let apps = vec![("api".to_string(), Some("a".to_string()))];
+        let previous = TenantMappingStatus {
+            observed_generation: Some(1),
+            recheck_token: Some("1".into()),
+            last_checked_at: Some("2026-01-01T00:30:00Z".into()),
+            apps: vec![AppConsentStatus {
+                name: "api".into(),
+                app_id: Some("a".into()),
+                state: TenantConsentState::NotConsented,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(!consent_check_due(
+            &previous,
+            Some(1),
+            Some("1"),
+            &apps,
+            hour,
+            now
+        ));
+        assert!(consent_check_due(
+            &previous,
+            Some(1),
+            Some("2"),
+            &apps,
+            hour,
+            now
+        ));
+        assert!(consent_check_due(
+            &previous,
+            Some(2),
+            Some("1"),
+            &apps,
+            hour,
+            now
+        ));
+        let later: jiff::Timestamp = "2026-01-01T01:30:00Z".parse().unwrap();
+        assert!(consent_check_due(
+            &previous,
+            Some(1),
+            Some("1"),
+            &apps,
+            hour,
+            later
+        ));
+        let moved = vec![("api".to_string(), Some("b".to_string()))];
+        assert!(consent_check_due(
+            &previous,
+            Some(1),
+            Some("1"),
+            &moved,
+            hour,
+            now
+        ));
+        let mut unknown = previous.clone();
+        unknown.apps[0].state = TenantConsentState::Unknown;
+        assert!(consent_check_due(
+            &unknown,
+            Some(1),
+            Some("1"),
+            &apps,
+            hour,
+            now
+        ));
     }
 }

@@ -12,9 +12,10 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
-use crate::api::{AppRegistration, BankClient};
-use crate::controllers::bankclient_reconcile;
+use crate::api::{AppRegistration, BankClient, NaaIntegration, TenantMapping};
+use crate::controllers::composed_reconcile::error_policy;
 use crate::controllers::context::Context;
+use crate::controllers::{bankclient_reconcile, naaintegration_reconcile, tenantmapping_reconcile};
 
 /// Hash of what a reconcile depends on in the object itself (not its status): status writes must
 /// not wake the resource again, or every reconcile would schedule the next one.
@@ -118,30 +119,90 @@ pub async fn run_bank_client_controller(
         )
         .with_config(controller::Config::default().concurrency(concurrency.max(1)))
         .graceful_shutdown_on(shutdown)
-        .run(
-            bankclient_reconcile::reconcile,
-            crate::controllers::composed_reconcile::error_policy,
-            ctx,
-        );
+        .run(bankclient_reconcile::reconcile, error_policy, ctx);
     drain(stream).await;
 }
 
-/// Runs the TenantMapping controller until `shutdown` resolves.
+/// Runs the TenantMapping controller until `shutdown` resolves and in-flight reconciles finish.
 pub async fn run_tenant_mapping_controller(
-    _ctx: Arc<Context>,
-    _namespace: Option<String>,
-    _concurrency: u16,
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    shutdown.await;
+    let client = ctx.client.clone();
+    let mappings: Api<TenantMapping> = api_for(&client, &namespace);
+    let controller = controller_for(mappings.clone());
+    let store = controller.store();
+    let apps_store = store.clone();
+    let stream = controller
+        // A listed or probe app that gets its appId or credential makes consent checkable.
+        .watches(
+            api_for::<AppRegistration>(&client, &namespace),
+            watcher::Config::default(),
+            move |changed: AppRegistration| {
+                let namespace = changed.namespace();
+                let name = changed.name_any();
+                apps_store
+                    .state()
+                    .into_iter()
+                    .filter(|m| {
+                        m.namespace() == namespace
+                            && tenantmapping_reconcile::referenced_apps(m).contains(&name)
+                    })
+                    .map(|m| ObjectRef::from_obj(&*m))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // A mapping in conflict waits for the holder of its BankId or tenant to change or go.
+        .watches(
+            mappings,
+            watcher::Config::default(),
+            move |changed: TenantMapping| {
+                let namespace = changed.namespace();
+                let name = changed.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|m| {
+                        m.namespace() == namespace
+                            && m.name_any() != name
+                            && (m
+                                .spec
+                                .tenant_id
+                                .eq_ignore_ascii_case(&changed.spec.tenant_id)
+                                || m.spec
+                                    .bank_ids
+                                    .iter()
+                                    .any(|b| changed.spec.bank_ids.contains(b)))
+                    })
+                    .map(|m| ObjectRef::from_obj(&*m))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(controller::Config::default().concurrency(concurrency.max(1)))
+        .graceful_shutdown_on(shutdown)
+        .run(tenantmapping_reconcile::reconcile, error_policy, ctx);
+    drain(stream).await;
 }
 
-/// Runs the NaaIntegration controller until `shutdown` resolves.
+/// Runs the NaaIntegration controller until `shutdown` resolves and in-flight reconciles finish.
 pub async fn run_naa_integration_controller(
-    _ctx: Arc<Context>,
-    _namespace: Option<String>,
-    _concurrency: u16,
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    shutdown.await;
+    let client = ctx.client.clone();
+    let integrations: Api<NaaIntegration> = api_for(&client, &namespace);
+    let stream = controller_for(integrations)
+        // Both children's status (appIds, Ready) feeds the parent and its ConfigMap.
+        .owns(
+            api_for::<AppRegistration>(&client, &namespace),
+            watcher::Config::default(),
+        )
+        .with_config(controller::Config::default().concurrency(concurrency.max(1)))
+        .graceful_shutdown_on(shutdown)
+        .run(naaintegration_reconcile::reconcile, error_policy, ctx);
+    drain(stream).await;
 }
