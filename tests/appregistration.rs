@@ -279,6 +279,13 @@ async fn references_converge_in_either_order_and_tokens_carry_the_granted_role()
         )
         .await
         .unwrap();
+    // The Azure SDK, given only the Secret's keys, gets a token carrying the granted role.
+    let claims =
+        support::azure_identity_token_claims(&h, &data, &format!("api://{api_app_id}/.default"))
+            .await
+            .expect("azure_identity token from the Secret");
+    assert_eq!(claims["roles"], json!(["System"]));
+    assert_eq!(claims["tid"], data["AZURE_TENANT_ID"]);
     match probe {
         TokenProbe::Issued(claims) => {
             assert_eq!(claims.roles, vec!["System".to_string()]);
