@@ -483,3 +483,44 @@ async fn the_client_side_budget_avoids_429s() {
             > 0
     );
 }
+
+#[tokio::test]
+async fn batch_items_throttled_on_their_own_are_retried() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(entra_operator::graph::GraphMetrics::default());
+    let secret = SecretString::new(emu.operator_credentials().client_secret);
+    let graph = entra_operator::graph::GraphClientBuilder::from_config(&config(
+        &emu,
+        CredentialConfig::ClientSecret { secret },
+    ))
+    .unwrap()
+    .observer(metrics.clone())
+    .build()
+    .unwrap();
+    let mut app_ids = Vec::new();
+    for i in 0..25 {
+        let app = graph
+            .upsert_application_by_unique_name(
+                &format!("bookme-batch-{i}"),
+                &json!({"displayName": format!("b{i}")}),
+            )
+            .await
+            .unwrap();
+        app_ids.push(app.created().unwrap().app_id.clone().unwrap());
+    }
+    // A read budget of 14 RU per second: a batch of 20 reads overflows it.
+    emu.set_throttling(entra_emulator::ThrottleMode::Scaled {
+        limit_factor: 0.004,
+        window_factor: 0.1,
+    });
+    emu.reset_throttling();
+    let refs: Vec<&str> = app_ids.iter().map(String::as_str).collect();
+    let results = graph.batch_get_applications_by_app_id(&refs).await.unwrap();
+    for (result, app_id) in results.iter().zip(&app_ids) {
+        let app = result.as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(app.app_id.as_ref(), Some(app_id));
+    }
+    assert!(metrics.throttled.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}
