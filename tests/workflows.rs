@@ -570,3 +570,344 @@ async fn tenant_registry_maps_two_bank_ids_and_a_contested_bank_id_is_a_conflict
     })
     .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// NaaIntegration
+
+fn pexip(fqdns: &[&str]) -> Value {
+    cr(
+        "NaaIntegration",
+        "pexip-scheduling",
+        json!({
+            "displayName": "BookMe Pexip Scheduling",
+            "scope": "PexipScheduling.Access",
+            "addinServerFqdns": fqdns,
+            "tenants": [NORDIC, FJORD],
+            "configMapName": "pexip-scheduling-naa"
+        }),
+    )
+}
+
+fn naa_ready(n: &NaaIntegration) -> Option<(String, String, String)> {
+    condition(n.status.as_ref().map(|s| &s.conditions), "Ready")
+}
+
+async fn wait_naa(
+    h: &Harness,
+    what: &str,
+    check: impl Fn(&NaaIntegration) -> bool,
+) -> NaaIntegration {
+    let api = h.api::<NaaIntegration>(NS);
+    h.wait_for(&format!("NaaIntegration {what}"), WAIT, || async {
+        let n = api.get_opt("pexip-scheduling").await.unwrap()?;
+        let current =
+            n.status.as_ref().and_then(|s| s.observed_generation) == n.metadata.generation;
+        (current && check(&n)).then_some(n)
+    })
+    .await
+}
+
+fn without(mut v: Value, key: &str) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.remove(key);
+    }
+    v
+}
+
+#[tokio::test]
+async fn naa_integration_renders_both_apps_the_settings_and_v2_tokens() {
+    let mut h = Harness::start().await;
+    h.start_all_controllers();
+    h.apply(pexip(&["addin.bookme.io", "addin-staging.bookme.io"]))
+        .await;
+    let n = wait_naa(&h, "Ready", |n| is_ready(naa_ready(n))).await;
+    let status = n.status.unwrap();
+    let app_id = status.app_id.clone().unwrap();
+    let api_id = status.web_api_app_id.clone().unwrap();
+    assert_eq!(
+        status.scope_uri.as_deref(),
+        Some(format!("api://{api_id}/PexipScheduling.Access").as_str())
+    );
+
+    // The Web API as Entra holds it.
+    let api = emulator_app(&h, &api_id).expect("Web API in Entra");
+    assert_eq!(api["signInAudience"], "AzureADMultipleOrgs");
+    assert_eq!(api["identifierUris"], json!([format!("api://{api_id}")]));
+    assert_eq!(api["api"]["requestedAccessTokenVersion"], 2);
+    let scopes = api["api"]["oauth2PermissionScopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 1);
+    assert_eq!(scopes[0]["value"], "PexipScheduling.Access");
+    assert_eq!(scopes[0]["type"], "User", "admins and users may consent");
+    assert_eq!(scopes[0]["isEnabled"], true);
+    let scope_id = scopes[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        api["api"]["preAuthorizedApplications"],
+        json!([{"appId": app_id, "delegatedPermissionIds": [scope_id]}])
+    );
+
+    // The add-in app.
+    let app = emulator_app(&h, &app_id).expect("app in Entra");
+    assert_eq!(app["signInAudience"], "AzureADMultipleOrgs");
+    assert_eq!(
+        app["spa"]["redirectUris"],
+        json!([
+            "brk-multihub://addin.bookme.io",
+            "brk-multihub://addin-staging.bookme.io"
+        ])
+    );
+    assert_eq!(
+        app["requiredResourceAccess"],
+        json!([{"resourceAppId": api_id, "resourceAccess": [{"id": scope_id, "type": "Scope"}]}])
+    );
+
+    // Tokens for the Web API are v2 (azp, v2 issuer).
+    let creds = h.entra.operator_credentials();
+    let probe = h
+        .ctx
+        .graph
+        .probe_client_credentials(
+            &creds.tenant_id,
+            &creds.client_id,
+            &SecretString::new(creds.client_secret.clone()),
+            &format!("api://{api_id}/.default"),
+        )
+        .await
+        .unwrap();
+    match probe {
+        entra_operator::graph::TokenProbe::Issued(claims) => {
+            assert!(
+                claims.iss.as_deref().unwrap().ends_with("/v2.0"),
+                "{claims:?}"
+            );
+            assert_eq!(claims.azp.as_deref(), Some(creds.client_id.as_str()));
+            assert_eq!(claims.appid, None);
+        }
+        other => panic!("no token: {other:?}"),
+    }
+
+    // The settings an administrator enters in the add-in.
+    let host = creds.authority_host.trim_end_matches('/').to_string();
+    let data = config_map(&h, "pexip-scheduling-naa").await;
+    assert_eq!(data["appId"], app_id);
+    assert_eq!(data["webApiAppId"], api_id);
+    assert_eq!(data["authorityUrl"], format!("{host}/organizations"));
+    for tenant in [NORDIC, FJORD] {
+        assert_eq!(
+            data[&format!("oidcMetadataUrl.{tenant}")],
+            format!("{host}/{tenant}/v2.0/.well-known/openid-configuration")
+        );
+    }
+    assert_eq!(data.len(), 6, "{data:?}");
+
+    // Changing the FQDN list changes only the SPA redirect URIs.
+    h.entra.clear_requests();
+    h.api::<NaaIntegration>(NS)
+        .patch(
+            "pexip-scheduling",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"addinServerFqdns": ["addin.bookme.io", "addin.bookme.no:8443"]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let app_after = h
+        .wait_for("redirect URIs updated", WAIT, || async {
+            emulator_app(&h, &app_id).filter(|a| {
+                a["spa"]["redirectUris"]
+                    == json!([
+                        "brk-multihub://addin.bookme.io",
+                        "brk-multihub://addin.bookme.no:8443"
+                    ])
+            })
+        })
+        .await;
+    wait_naa(&h, "Ready again", |n| is_ready(naa_ready(n))).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(emulator_app(&h, &api_id).unwrap(), api, "Web API untouched");
+    assert_eq!(without(app_after, "spa"), without(app, "spa"));
+    let writes: Vec<String> = h
+        .entra
+        .requests()
+        .into_iter()
+        .filter(|r| r.template.starts_with("/v1.0") && r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.template))
+        .collect();
+    assert_eq!(writes, vec!["PATCH /v1.0/applications/{id}".to_string()]);
+    assert_eq!(config_map(&h, "pexip-scheduling-naa").await, data);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole platform
+
+fn ready_and_current<K>(
+    obj: &K,
+    conditions: Option<&entra_operator::api::Conditions>,
+    observed: Option<i64>,
+) -> bool
+where
+    K: kube::Resource,
+{
+    observed == obj.meta().generation && is_ready(condition(conditions, "Ready"))
+}
+
+/// Names of the resources of one kind that are not Ready for their current generation.
+async fn not_ready(h: &Harness) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in h
+        .api::<AppRegistration>(NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+    {
+        let s = a.status.as_ref();
+        if !ready_and_current(
+            &a,
+            s.map(|s| &s.conditions),
+            s.and_then(|s| s.observed_generation),
+        ) {
+            out.push(format!(
+                "AppRegistration/{}",
+                a.metadata.name.clone().unwrap()
+            ));
+        }
+    }
+    for b in h
+        .api::<BankClient>(NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+    {
+        let s = b.status.as_ref();
+        if !ready_and_current(
+            &b,
+            s.map(|s| &s.conditions),
+            s.and_then(|s| s.observed_generation),
+        ) {
+            out.push(format!("BankClient/{}", b.metadata.name.clone().unwrap()));
+        }
+    }
+    for m in h
+        .api::<TenantMapping>(NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+    {
+        let s = m.status.as_ref();
+        if !ready_and_current(
+            &m,
+            s.map(|s| &s.conditions),
+            s.and_then(|s| s.observed_generation),
+        ) {
+            out.push(format!(
+                "TenantMapping/{}",
+                m.metadata.name.clone().unwrap()
+            ));
+        }
+    }
+    for n in h
+        .api::<NaaIntegration>(NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+    {
+        let s = n.status.as_ref();
+        if !ready_and_current(
+            &n,
+            s.map(|s| &s.conditions),
+            s.and_then(|s| s.observed_generation),
+        ) {
+            out.push(format!(
+                "NaaIntegration/{}",
+                n.metadata.name.clone().unwrap()
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_platform_example_converges_to_all_ready() {
+    let mut h = Harness::start().await;
+    add_customer_tenant(&h, "nordic", NORDIC, "Nordic Bank Group");
+    add_customer_tenant(&h, "fjord", FJORD, "Fjord Savings");
+    h.start_all_controllers();
+    let text =
+        std::fs::read_to_string(support::root().join("examples/bookme-platform.yaml")).unwrap();
+    let mut applied = 0;
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let mut value: Value = serde::Deserialize::deserialize(doc).unwrap();
+        if value.is_null() {
+            continue;
+        }
+        value["metadata"]["namespace"] = json!(NS);
+        h.apply(value).await;
+        applied += 1;
+    }
+    assert_eq!(applied, 9);
+
+    // Until the customers' administrators consent, the mappings say so.
+    wait_mapping(&h, "fjord-savings", "NotConsented", |m| {
+        mapping_ready(m).is_some_and(|(_, r, _)| r == "NotConsented")
+    })
+    .await;
+    let app_ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for name in ["management-api", "management-ui"] {
+            let id = h
+                .wait_for(&format!("{name} appId"), WAIT, || async {
+                    app_registration(&h, name)
+                        .await
+                        .and_then(|a| a.status?.app_id)
+                })
+                .await;
+            ids.push(id);
+        }
+        ids
+    };
+    for tenant in [NORDIC, FJORD] {
+        for app_id in &app_ids {
+            h.entra
+                .grant_admin_consent(tenant, app_id)
+                .expect("consent");
+        }
+    }
+    for name in ["nordic-bank-group", "fjord-savings"] {
+        h.api::<TenantMapping>(NS)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"entra.bookme.io/recheck": "consented"}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    h.wait_for("every resource Ready", Duration::from_secs(90), || async {
+        let pending = not_ready(&h).await;
+        if !pending.is_empty() {
+            eprintln!("not ready yet: {pending:?}");
+        }
+        pending.is_empty().then_some(())
+    })
+    .await;
+
+    // The registries the API reads.
+    let banks = config_map(&h, "bank-clients").await;
+    let mut bank_ids: Vec<&String> = banks.values().collect();
+    bank_ids.sort();
+    assert_eq!(bank_ids, ["fjordsparebank", "nordbank"]);
+    let tenants = config_map(&h, "tenant-mappings").await;
+    let nordic: Value = serde_json::from_str(&tenants[NORDIC]).unwrap();
+    assert_eq!(
+        nordic,
+        json!({"bankIds": ["nordbank", "nordbank-markets"], "defaultBankId": "nordbank"})
+    );
+    assert!(tenants.contains_key(FJORD));
+    assert_eq!(
+        config_map(&h, "pexip-scheduling-naa").await.len(),
+        6,
+        "NAA settings"
+    );
+}
