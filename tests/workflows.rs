@@ -844,7 +844,7 @@ async fn the_platform_example_converges_to_all_ready() {
         h.apply(value).await;
         applied += 1;
     }
-    assert_eq!(applied, 9);
+    assert_eq!(applied, 8);
 
     // Until the customers' administrators consent, the mappings say so.
     wait_mapping(&h, "fjord-savings", "NotConsented", |m| {
