@@ -524,3 +524,75 @@ async fn batch_items_throttled_on_their_own_are_retried() {
     }
     assert!(metrics.throttled.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
+
+#[tokio::test]
+async fn adds_and_removes_a_certificate_with_proof_of_possession() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let creds = emu.operator_credentials();
+    let graph = secret_client(&emu);
+    // The operator's current certificate proves possession for its own application.
+    let current = entra_operator::graph::CertificateAssertion::from_pem(
+        format!("{}\n{}", creds.certificate_pem, creds.private_key_pem).as_bytes(),
+        &creds.client_id,
+        &emu.token_endpoint(&creds.tenant_id),
+    )
+    .unwrap();
+    let new_pem = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/graph/testdata/client-cert.pem"
+    ));
+    let key = entra_operator::graph::KeyCredential {
+        kind: Some("AsymmetricX509Cert".into()),
+        usage: Some("Verify".into()),
+        display_name: Some("rotation-cert-1".into()),
+        key: Some(entra_operator::graph::certificate_key_value(new_pem).unwrap()),
+        ..Default::default()
+    };
+    let added = graph
+        .add_key(
+            &creds.app_object_id,
+            &key,
+            &current.key_proof(&creds.app_object_id).unwrap(),
+        )
+        .await
+        .unwrap();
+    let key_id = added.key_id.clone().unwrap();
+    let app = graph.get_application(&creds.app_object_id).await.unwrap();
+    assert!(
+        app.key_credentials
+            .unwrap()
+            .iter()
+            .any(|k| k.key_id.as_deref() == Some(key_id.as_str()))
+    );
+
+    // The new certificate authenticates.
+    let pem_path = temp_file("new-cert.pem", std::str::from_utf8(new_pem).unwrap());
+    let by_new_cert = GraphClient::new(&config(
+        &emu,
+        CredentialConfig::ClientCertificate {
+            path: pem_path.clone(),
+            password: None,
+        },
+    ))
+    .unwrap();
+    by_new_cert.check_authentication().await.unwrap();
+    let _ = std::fs::remove_file(pem_path);
+
+    graph
+        .remove_key(
+            &creds.app_object_id,
+            &key_id,
+            &current.key_proof(&creds.app_object_id).unwrap(),
+        )
+        .await
+        .unwrap();
+    let app = graph.get_application(&creds.app_object_id).await.unwrap();
+    assert!(
+        !app.key_credentials
+            .unwrap()
+            .iter()
+            .any(|k| k.key_id.as_deref() == Some(key_id.as_str()))
+    );
+}

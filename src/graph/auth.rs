@@ -227,18 +227,39 @@ impl CertificateAssertion {
 
     /// A fresh signed assertion.
     pub fn sign(&self) -> Result<String, GraphError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let now = unix_now();
         let jti: [u8; 16] = rand::random();
-        let header = serde_json::json!({
-            "alg": "RS256", "typ": "JWT", "x5t": self.x5t, "x5t#S256": self.x5t_s256,
-        });
-        let claims = serde_json::json!({
-            "aud": self.audience, "iss": self.client_id, "sub": self.client_id,
-            "jti": hex(&jti), "nbf": now, "iat": now, "exp": now + 300,
-        });
+        self.sign_jwt(
+            serde_json::json!({
+                "alg": "RS256", "typ": "JWT", "x5t": self.x5t, "x5t#S256": self.x5t_s256,
+            }),
+            serde_json::json!({
+                "aud": self.audience, "iss": self.client_id, "sub": self.client_id,
+                "jti": hex(&jti), "nbf": now, "iat": now, "exp": now + 300,
+            }),
+        )
+    }
+
+    /// The proof of possession that `addKey` / `removeKey` require: a JWT signed by a currently
+    /// valid certificate of the application, `aud` = AAD Graph's appId, `iss` = the application's
+    /// object id, valid 10 minutes.
+    pub fn key_proof(&self, application_object_id: &str) -> Result<String, GraphError> {
+        let now = unix_now();
+        let jti: [u8; 16] = rand::random();
+        self.sign_jwt(
+            serde_json::json!({ "alg": "RS256", "typ": "JWT", "x5t": self.x5t }),
+            serde_json::json!({
+                "aud": "00000002-0000-0000-c000-000000000000", "iss": application_object_id,
+                "jti": hex(&jti), "nbf": now, "exp": now + 600,
+            }),
+        )
+    }
+
+    fn sign_jwt(
+        &self,
+        header: serde_json::Value,
+        claims: serde_json::Value,
+    ) -> Result<String, GraphError> {
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -252,12 +273,29 @@ impl CertificateAssertion {
                 signing_input.as_bytes(),
                 &mut signature,
             )
-            .map_err(|_| GraphError::Config("RSA signing of the client assertion failed".into()))?;
+            .map_err(|_| GraphError::Config("RSA signing of a JWT failed".into()))?;
         Ok(format!(
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature)
         ))
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// The first certificate of a PEM file as standard base64 DER, the form of
+/// `keyCredentials[].key`.
+pub fn certificate_key_value(pem: &[u8]) -> Result<String, GraphError> {
+    let cert = CertificateDer::pem_slice_iter(pem)
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| GraphError::Config("no CERTIFICATE block in the PEM".into()))?;
+    Ok(der_to_base64(cert.as_ref()))
 }
 
 fn hex(bytes: &[u8]) -> String {

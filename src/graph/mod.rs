@@ -45,7 +45,8 @@ mod secret;
 
 pub use auth::{
     AzureIdentityTokenSource, CertificateAssertion, StaticToken, TokenClaims, TokenEndpointError,
-    TokenProbe, TokenSource, build_http_client, der_to_base64, request_client_credentials,
+    TokenProbe, TokenSource, build_http_client, certificate_key_value, der_to_base64,
+    request_client_credentials,
 };
 pub use batch::MAX_BATCH;
 pub use client::{GraphClient, GraphClientBuilder};

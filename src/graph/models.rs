@@ -233,15 +233,22 @@ pub struct PasswordCredentialRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct KeyCredential {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// `AsymmetricX509Cert`.
     #[serde(rename = "type")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// `Verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_date_time: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub end_date_time: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_key_identifier: Option<String>,
     /// Base64 DER of the certificate; sent on writes, `null` on reads.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ use super::auth::{TokenProbe, request_client_credentials};
 use super::client::{Call, GraphClient, Kind, encode, odata_str};
 use super::error::{GraphError, Permission};
 use super::models::{
-    AppRoleAssignment, Application, DirectoryObject, FederatedIdentityCredential,
+    AppRoleAssignment, Application, DirectoryObject, FederatedIdentityCredential, KeyCredential,
     NewPasswordCredential, OAuth2PermissionGrant, PasswordCredentialRequest, ServicePrincipal,
     TenantInformation, Upserted,
 };
@@ -178,6 +178,51 @@ impl GraphClient {
             Kind::Write,
         )
         .json(&json!({ "keyId": key_id }))?
+        .keys([application_id]);
+        self.send(&call).await
+    }
+
+    /// `POST /applications/{id}/addKey`: adds a certificate. `proof` comes from
+    /// [`super::CertificateAssertion::key_proof`] with a currently valid certificate of the app
+    /// (with none yet, PATCH `keyCredentials` whole instead). Not retried after a lost response
+    /// (a second call could add the key twice); returns the new key's metadata.
+    pub async fn add_key(
+        &self,
+        application_id: &str,
+        key_credential: &KeyCredential,
+        proof: &str,
+    ) -> Result<KeyCredential, GraphError> {
+        let call = Call::new(
+            Method::POST,
+            format!("/applications/{}/addKey", encode(application_id)),
+            "/applications/{id}/addKey",
+            APP_WRITE,
+            Kind::WriteOnce,
+        )
+        .json(&json!({
+            "keyCredential": key_credential,
+            "passwordCredential": null,
+            "proof": proof,
+        }))?
+        .keys([application_id]);
+        self.fetch(&call).await
+    }
+
+    /// `POST /applications/{id}/removeKey` with a proof of possession (see [`Self::add_key`]).
+    pub async fn remove_key(
+        &self,
+        application_id: &str,
+        key_id: &str,
+        proof: &str,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::POST,
+            format!("/applications/{}/removeKey", encode(application_id)),
+            "/applications/{id}/removeKey",
+            APP_WRITE,
+            Kind::Write,
+        )
+        .json(&json!({ "keyId": key_id, "proof": proof }))?
         .keys([application_id]);
         self.send(&call).await
     }
