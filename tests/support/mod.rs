@@ -37,10 +37,11 @@ pub fn root() -> PathBuf {
 
 /// Retries tuned for tests: quick, bounded.
 fn test_retry() -> RetryPolicy {
-    let mut retry = RetryPolicy::default();
-    retry.base_delay = Duration::from_millis(20);
-    retry.max_delay = Duration::from_millis(500);
-    retry
+    RetryPolicy {
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(500),
+        ..RetryPolicy::default()
+    }
 }
 
 impl Harness {
