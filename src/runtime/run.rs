@@ -164,15 +164,26 @@ pub fn spawn_controllers(
             concurrency,
             shutdown.wait(),
         ));
-        // ISSUE 6 WIRING: once src/runtime/workflows.rs exists, start its controllers here too:
-        // run_bank_client_controller, run_tenant_mapping_controller,
-        // run_naa_integration_controller (same signature as above), and list their kinds in
-        // `RUNNING_KINDS`.
+        tasks.spawn(super::workflows::run_bank_client_controller(
+            ctx.clone(),
+            ns.clone(),
+            concurrency,
+            shutdown.wait(),
+        ));
+        tasks.spawn(super::workflows::run_tenant_mapping_controller(
+            ctx.clone(),
+            ns.clone(),
+            concurrency,
+            shutdown.wait(),
+        ));
+        tasks.spawn(super::workflows::run_naa_integration_controller(
+            ctx.clone(),
+            ns.clone(),
+            concurrency,
+            shutdown.wait(),
+        ));
     }
 }
-
-/// Kinds whose controller `spawn_controllers` starts (the sandbox reports the others).
-pub const RUNNING_KINDS: &[&str] = &["AppRegistration"];
 
 /// Marks readiness once Graph authentication works and the watched kinds can be listed; keeps
 /// re-checking Graph authentication every minute so `/readyz` reflects a revoked credential.

@@ -28,8 +28,8 @@ use super::admin::{Readiness, serve_admin};
 use super::config::LogFormat;
 use super::metrics::Metrics;
 use super::run::{
-    CONTROLLER_NAME, RUNNING_KINDS, RunError, Shutdown, controller_settings, graph_client,
-    init_logging, spawn_controllers, spawn_readiness_probe, termination_signal,
+    CONTROLLER_NAME, RunError, Shutdown, controller_settings, graph_client, init_logging,
+    spawn_controllers, spawn_readiness_probe, termination_signal,
 };
 
 /// Flags of `entra-operator sandbox`.
@@ -289,23 +289,13 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
             Err(e) => println!("skipped  {kind}/{name}  ({file}): {e}"),
         }
     }
-    let not_running: Vec<&str> = kinds()
-        .iter()
-        .map(|(k, _)| *k)
-        .filter(|k| !RUNNING_KINDS.contains(k) && expected.iter().any(|(e, _)| e == k))
-        .collect();
-    if !not_running.is_empty() {
-        println!(
-            "note: no controller runs for {} in this build; those resources will stay pending",
-            not_running.join(", ")
-        );
-    }
     println!();
     println!("Progress (Ctrl-C to stop):");
 
     let deadline = tokio::time::Instant::now() + args.timeout.as_std();
     let mut shown: BTreeMap<(String, String), Progress> = BTreeMap::new();
-    let mut consented: HashSet<(String, String)> = HashSet::new();
+    let mut consented: HashSet<(String, String, i64)> = HashSet::new();
+    let mut nudged: BTreeSet<String> = BTreeSet::new();
     let mut all_ready_announced = false;
     let signal = termination_signal();
     tokio::pin!(signal);
@@ -318,14 +308,20 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
             }
         };
         // The customer admins consent to the multi-tenant apps once those exist.
-        for (name, app_id) in apps {
+        for (name, app_id, generation) in apps {
             for tenant in &tenants {
-                if consented.insert((tenant.clone(), app_id.clone()))
+                if consented.insert((tenant.clone(), app_id.clone(), generation))
                     && entra.grant_admin_consent(tenant, &app_id).is_some()
                 {
                     println!("  customer tenant {tenant}: admin consented to {name} ({app_id})");
+                    nudged.insert(tenant.clone());
                 }
             }
+        }
+        // Consent changed in these tenants: have their TenantMappings probe again now rather
+        // than at their next interval.
+        for tenant in std::mem::take(&mut nudged) {
+            nudge_tenant_mappings(&client, &tenant).await;
         }
         for (key, progress) in &state {
             if shown.get(key) != Some(progress) {
@@ -362,10 +358,11 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
                     || "not found".to_string(),
                     |p| format!("Ready={} {}: {}", p.ready, p.reason, p.message),
                 );
-                let hint = if RUNNING_KINDS.contains(&key.0.as_str()) {
-                    ""
+                // No Ready condition at all: nothing ever reconciled it.
+                let hint = if state.get(key).is_none_or(|p| p.reason == "Pending") {
+                    " (never reconciled: does this build run a controller for this kind?)"
                 } else {
-                    " (no controller for this kind in this build)"
+                    ""
                 };
                 println!("  {} {}: {why}{hint}", key.0, key.1);
             }
@@ -388,6 +385,41 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     Ok(code)
 }
 
+/// Touches an annotation of every TenantMapping of `tenant`, which wakes its controller up.
+async fn nudge_tenant_mappings(client: &Client, tenant: &str) {
+    let resource = ApiResource::erase::<TenantMapping>(&());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let Ok(list) = api.list(&Default::default()).await else {
+        return;
+    };
+    for tm in list {
+        let matches = tm.data["spec"]["tenantId"]
+            .as_str()
+            .is_some_and(|t| t.eq_ignore_ascii_case(tenant));
+        let (Some(ns), Some(name)) = (tm.metadata.namespace.clone(), tm.metadata.name.clone())
+        else {
+            continue;
+        };
+        if !matches {
+            continue;
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {
+            "sandbox.entra.bookme.io/consented-at": jiff::Timestamp::now().to_string()
+        }}});
+        let namespaced: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+        if let Err(e) = namespaced
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            warn!(error = %e, tenant_mapping = %name, "could not nudge TenantMapping");
+        }
+    }
+}
+
 fn print_kubectl_hint(kubeconfig: &Path) {
     println!();
     println!("Look around with kubectl:");
@@ -400,9 +432,12 @@ fn print_kubectl_hint(kubeconfig: &Path) {
     );
 }
 
-type Observed = (BTreeMap<(String, String), Progress>, Vec<(String, String)>);
+type Observed = (
+    BTreeMap<(String, String), Progress>,
+    Vec<(String, String, i64)>,
+);
 
-/// Every resource's progress, and the (name, appId) of apps the customer admins should consent
+/// Every resource's progress, and the (name, appId, generation) of Ready apps the customer admins should consent
 /// to: multi-tenant AppRegistrations and NaaIntegrations' apps.
 async fn observe(client: &Client) -> Result<Observed, kube::Error> {
     let mut state = BTreeMap::new();
@@ -415,14 +450,23 @@ async fn observe(client: &Client) -> Result<Observed, kube::Error> {
             let multi_tenant = obj.data["spec"]["signInAudience"]
                 .as_str()
                 .is_some_and(|a| a.contains("Multiple"));
+            let progress = progress_of(&obj);
+            // Consent once the app is Ready, i.e. its permissions and pre-authorizations are
+            // written; again when its spec changes (a new generation).
             if kind == "NaaIntegration" || multi_tenant {
+                // -1 until Ready: consent as soon as the app exists, and again once it is Ready.
+                let generation = if progress.ready == "True" {
+                    obj.metadata.generation.unwrap_or(0)
+                } else {
+                    -1
+                };
                 for field in ["appId", "webApiAppId"] {
                     if let Some(id) = status[field].as_str().filter(|s| !s.is_empty()) {
-                        apps.push((name.clone(), id.to_string()));
+                        apps.push((name.clone(), id.to_string(), generation));
                     }
                 }
             }
-            state.insert((kind.to_string(), name), progress_of(&obj));
+            state.insert((kind.to_string(), name), progress);
         }
     }
     Ok((state, apps))
