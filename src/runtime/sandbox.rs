@@ -289,6 +289,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
             Err(e) => println!("skipped  {kind}/{name}  ({file}): {e}"),
         }
     }
+    print_kubectl_hint(&kubeconfig_path);
     println!();
     println!("Progress (Ctrl-C to stop):");
 
@@ -373,9 +374,6 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     };
-    if !all_ready_announced && !args.exit_when_ready {
-        print_kubectl_hint(&kubeconfig_path);
-    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while tasks.join_next().await.is_some() {}
