@@ -34,15 +34,27 @@ pub enum RunError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("Microsoft Graph: {0}")]
-    Graph(#[from] GraphError),
+    Graph(Box<GraphError>),
     #[error("Kubernetes client: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(Box<kube::Error>),
     #[error("Kubernetes client configuration: {0}")]
     KubeConfig(#[from] kube::config::InferConfigError),
     #[error("admin server: {0}")]
     Io(#[from] std::io::Error),
     #[error("leadership lost, stopped at once: {0}")]
     LeaseLost(#[from] LeaseError),
+}
+
+impl From<GraphError> for RunError {
+    fn from(e: GraphError) -> Self {
+        RunError::Graph(Box::new(e))
+    }
+}
+
+impl From<kube::Error> for RunError {
+    fn from(e: kube::Error) -> Self {
+        RunError::Kube(Box::new(e))
+    }
 }
 
 /// Installs the global tracing subscriber: JSON lines or human-readable text, filtered by `level`
