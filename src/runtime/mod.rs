@@ -3,8 +3,8 @@
 pub mod admin;
 pub mod config;
 pub mod controllers;
-pub mod metrics;
 pub mod leader;
+pub mod metrics;
 pub mod run;
 pub mod sandbox;
 pub mod workflows;
