@@ -383,7 +383,7 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     Ok(code)
 }
 
-/// Touches an annotation of every TenantMapping of `tenant`, which wakes its controller up.
+/// Sets the recheck annotation of every TenantMapping of `tenant`, so it probes consent again now.
 async fn nudge_tenant_mappings(client: &Client, tenant: &str) {
     let resource = ApiResource::erase::<TenantMapping>(&());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -401,8 +401,9 @@ async fn nudge_tenant_mappings(client: &Client, tenant: &str) {
         if !matches {
             continue;
         }
+        // What an engineer does after a customer's admin consented: ask for a recheck.
         let patch = serde_json::json!({"metadata": {"annotations": {
-            "sandbox.entra.bookme.io/consented-at": jiff::Timestamp::now().to_string()
+            crate::api::RECHECK_ANNOTATION: jiff::Timestamp::now().to_string()
         }}});
         let namespaced: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
         if let Err(e) = namespaced
