@@ -4,81 +4,17 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt;
-use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
-use tracing::{debug, warn};
+use kube::runtime::controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
 
 use crate::api::{AppRegistration, BankClient, NaaIntegration, TenantMapping};
 use crate::controllers::composed_reconcile::error_policy;
 use crate::controllers::context::Context;
 use crate::controllers::{bankclient_reconcile, naaintegration_reconcile, tenantmapping_reconcile};
 
-/// Hash of what a reconcile depends on in the object itself (not its status): status writes must
-/// not wake the resource again, or every reconcile would schedule the next one.
-fn spec_or_metadata_changed<K: Resource>(obj: &K) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    obj.meta().generation.hash(&mut hasher);
-    obj.meta().annotations.hash(&mut hasher);
-    obj.meta().finalizers.hash(&mut hasher);
-    obj.meta().deletion_timestamp.is_some().hash(&mut hasher);
-    Some(hasher.finish())
-}
-
-fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// A controller for `K` triggered by its own spec/metadata changes only.
-fn controller_for<K>(api: Api<K>) -> Controller<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let trigger = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(spec_or_metadata_changed::<K>, PredicateConfig::default());
-    Controller::for_stream(trigger, reader)
-}
-
-async fn drain<K, S, E>(stream: S)
-where
-    K: Resource,
-    S: futures::Stream<
-            Item = Result<(ObjectRef<K>, controller::Action), controller::Error<E, watcher::Error>>,
-        >,
-    E: std::error::Error + 'static,
-{
-    stream
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
-                Err(controller::Error::ReconcilerFailed(e, obj)) => {
-                    debug!(object = %obj, error = %e, "reconcile failed")
-                }
-                Err(e) => warn!(error = %e, "controller error"),
-            }
-        })
-        .await;
-}
+use super::controllers::{api_for, controller_for, drain};
 
 /// Runs the BankClient controller until `shutdown` resolves and in-flight reconciles finish.
 pub async fn run_bank_client_controller(
