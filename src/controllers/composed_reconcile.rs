@@ -1,7 +1,7 @@
-//! I/O shared by the controllers that compose child AppRegistrations or publish registries
-//! (BankClient, TenantMapping, NaaIntegration): applying children and ConfigMaps with the
-//! operator's field manager, turning a child's status into the parent's Ready, events, metrics and
-//! the error type with its retry policy.
+//! I/O shared by the controllers: the error type with its retry policy, the error policy, reconcile
+//! metrics and events for every kind; and for the kinds that compose child AppRegistrations or
+//! publish registries (BankClient, TenantMapping, NaaIntegration), applying children and ConfigMaps
+//! with the operator's field manager and turning a child's status into the parent's Ready.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,13 +28,15 @@ use super::bankclient::{MANAGED_BY, MANAGED_BY_LABEL};
 /// registry is a shared ConfigMap, so no owner reference can clean it up.
 pub const REGISTRY_FINALIZER: &str = "entra.bookme.io/registry";
 
-/// What can fail in the reconcile of a composed kind.
+/// What can fail in a reconcile.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Graph(#[from] GraphError),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Credential(#[from] crate::credentials::CredentialError),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("{0}")]
@@ -47,6 +49,7 @@ impl Error {
         match self {
             Error::Graph(e) => e.category(),
             Error::Kube(_) => "kube_api",
+            Error::Credential(_) => "credential_state",
             Error::Finalizer(_) => "finalizer",
             Error::Invalid(_) => "invalid",
         }
@@ -57,6 +60,7 @@ impl Error {
         match self {
             Error::Graph(e) => e.reason(),
             Error::Kube(_) => "KubernetesApiError",
+            Error::Credential(_) => "CredentialStateInvalid",
             Error::Finalizer(_) => "FinalizerFailed",
             Error::Invalid(_) => "Invalid",
         }
@@ -70,6 +74,7 @@ impl Error {
                 ..
             }) => (*d).max(Duration::from_secs(1)),
             Error::Graph(GraphError::BadRequest(_) | GraphError::Forbidden { .. })
+            | Error::Credential(_)
             | Error::Invalid(_) => Duration::from_secs(60),
             _ => Duration::from_secs(5),
         }

@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
 use crate::api::AppRegistration;
-use crate::controllers::appregistration::reconcile::{error_policy, reconcile};
+use crate::controllers::appregistration::reconcile::reconcile;
 use crate::controllers::appregistration::references::referenced_names;
+use crate::controllers::composed_reconcile::error_policy;
 use crate::controllers::context::Context;
 use crate::credentials::{LABEL_MANAGED_BY, MANAGED_BY};
 

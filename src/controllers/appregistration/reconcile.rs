@@ -10,23 +10,24 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use crate::api::appregistration::{AppRegistrationStatus, ConsentState, PasswordCredentialStatus};
 use crate::api::{AppRegistration, ROTATE_ANNOTATION, condition};
+use crate::controllers::composed_reconcile::{Error, object_key, publish, record_reconcile};
 use crate::controllers::conditions::{DesiredCondition, merge_conditions};
 use crate::controllers::context::Context;
 use crate::controllers::status::{FIELD_MANAGER, apply_status};
 use crate::credentials::{
-    AddedPassword, CredentialAction, CredentialError, ObservedPassword, ObservedSecret,
-    RotationInput, SecretContext, SecretCredential, SecretValue, new_nonce, plan_password_rotation,
-    render_secret, undeclared_managed_credentials,
+    AddedPassword, CredentialAction, ObservedPassword, ObservedSecret, RotationInput,
+    SecretContext, SecretCredential, SecretValue, new_nonce, plan_password_rotation, render_secret,
+    undeclared_managed_credentials,
 };
 use crate::graph::{self, Application, GraphError, OptionalExt, PasswordCredentialRequest};
-use crate::runtime::metrics::{CredentialLabels, KindLabels, ReconcileLabels};
+use crate::runtime::metrics::CredentialLabels;
 
 use super::observed::{Observed, application_json};
 use super::plan::{GraphOperation, Plan, PlanInput, plan_app_registration};
@@ -43,59 +44,6 @@ const MAX_SYNC_ROUNDS: usize = 4;
 /// crash recovery needs about six).
 const MAX_CREDENTIAL_STEPS: usize = 12;
 
-/// What can fail in a reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Graph(#[from] GraphError),
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error(transparent)]
-    Credential(#[from] CredentialError),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Error {
-    /// Short static category for metrics and logs.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Graph(e) => e.category(),
-            Error::Kube(_) => "kube_api",
-            Error::Credential(_) => "credential_state",
-            Error::Finalizer(_) => "finalizer",
-            Error::Invalid(_) => "invalid",
-        }
-    }
-
-    /// CamelCase reason for conditions and events.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Graph(e) => e.reason(),
-            Error::Kube(_) => "KubernetesApiError",
-            Error::Credential(_) => "CredentialStateInvalid",
-            Error::Finalizer(_) => "FinalizerFailed",
-            Error::Invalid(_) => "Invalid",
-        }
-    }
-
-    /// How soon to retry, before backoff: errors a human must fix wait longer.
-    pub fn base_retry(&self) -> Duration {
-        match self {
-            Error::Graph(GraphError::Throttled {
-                retry_after: Some(d),
-                ..
-            }) => (*d).max(Duration::from_secs(1)),
-            Error::Graph(GraphError::BadRequest(_) | GraphError::Forbidden { .. })
-            | Error::Credential(_)
-            | Error::Invalid(_) => Duration::from_secs(60),
-            _ => Duration::from_secs(5),
-        }
-    }
-}
-
 /// Entry point for the controller runtime.
 pub async fn reconcile(obj: Arc<AppRegistration>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
@@ -110,38 +58,9 @@ pub async fn reconcile(obj: Arc<AppRegistration>, ctx: Arc<Context>) -> Result<A
         }
     })
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
-    });
-    ctx.metrics
-        .reconcile_duration
-        .get_or_create(&KindLabels { kind: KIND })
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            kind: KIND,
-            result: match &result {
-                Ok(_) => "success",
-                Err(e) => e.category(),
-            },
-        })
-        .inc();
+    .map_err(Error::from_finalizer);
+    record_reconcile(&ctx, KIND, started, &result);
     result
-}
-
-/// Requeue with backoff after a failure (the status already says what failed).
-pub fn error_policy(obj: Arc<AppRegistration>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = object_key(&obj);
-    let wait = ctx.record_failure(&key, error.base_retry());
-    warn!(appregistration = %key, error = %error, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
-}
-
-fn object_key(obj: &AppRegistration) -> String {
-    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
 /// Reads the status of referenced AppRegistrations.
@@ -760,24 +679,11 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
-async fn publish(ctx: &Context, obj: &AppRegistration, type_: EventType, reason: &str, note: &str) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note.to_string()),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-        debug!(error = %e, "could not publish event");
-    }
-}
-
 /// The reconcile of a live AppRegistration.
 async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let key = object_key(&obj);
+    let key = object_key(obj.as_ref());
     let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
     let previous = obj.status.clone().unwrap_or_default();
     let mut status = previous.clone();
@@ -902,7 +808,7 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
             if !stages.writes.is_empty() {
                 publish(
                     ctx,
-                    &obj,
+                    obj.as_ref(),
                     EventType::Normal,
                     "Synced",
                     &format!("Applied to Entra: {}", dedup_join(&stages.writes)),
@@ -935,7 +841,7 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
             }
             publish(
                 ctx,
-                &obj,
+                obj.as_ref(),
                 EventType::Warning,
                 error.reason(),
                 &error.to_string(),
@@ -1006,7 +912,7 @@ fn dedup_join(items: &[&'static str]) -> String {
 /// The reconcile of a deleted AppRegistration: delete (soft) or orphan the application.
 async fn cleanup(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error> {
     use crate::api::appregistration::DeletionPolicy;
-    let key = object_key(&obj);
+    let key = object_key(obj.as_ref());
     let object_id = match &obj.status.as_ref().and_then(|s| s.object_id.clone()) {
         Some(id) => Some(id.clone()),
         None => {
@@ -1039,7 +945,7 @@ async fn cleanup(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Err
             info!(appregistration = %key, "deleted the application (restorable for 30 days)");
             publish(
                 ctx,
-                &obj,
+                obj.as_ref(),
                 EventType::Normal,
                 "Deleted",
                 "Deleted the application in Entra (restorable for 30 days)",
