@@ -6,11 +6,10 @@ mod support;
 use std::time::Duration;
 
 use entra_operator::api::AppRegistration;
-use entra_operator::graph::{SecretString, TokenProbe};
-use k8s_openapi::api::core::v1::Secret;
+use entra_operator::graph::TokenProbe;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{Harness, emulator_app};
+use support::{Harness, emulator_app, secret_data};
 
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(30);
@@ -72,21 +71,6 @@ async fn settle(h: &Harness, name: &str) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
-async fn secret_data(
-    h: &Harness,
-    name: &str,
-) -> Option<std::collections::BTreeMap<String, String>> {
-    let secret = h.api::<Secret>(NS).get_opt(name).await.unwrap()?;
-    Some(
-        secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-            .collect(),
-    )
-}
-
 fn reports_api() -> Value {
     json!({
         "displayName": "Reports API",
@@ -129,20 +113,12 @@ async fn create_becomes_ready_with_ids_and_a_working_secret_and_resync_writes_no
     assert!(cred.pending.is_none());
 
     // The Secret works as it is: its values get a token from Entra.
-    let data = secret_data(&h, "reports-credentials")
+    let data = secret_data(&h, NS, "reports-credentials")
         .await
         .expect("Secret written");
     assert_eq!(data["AZURE_CLIENT_ID"], app_id);
     assert_eq!(data["keyId"], *cred.key_id.as_ref().unwrap());
-    let probe = h
-        .ctx
-        .graph
-        .probe_client_credentials(
-            &data["AZURE_TENANT_ID"],
-            &data["AZURE_CLIENT_ID"],
-            &SecretString::new(data["AZURE_CLIENT_SECRET"].clone()),
-            "https://graph.microsoft.com/.default",
-        )
+    let probe = support::probe_with_secret(&h, &data, "https://graph.microsoft.com/.default")
         .await
         .unwrap();
     assert!(matches!(probe, TokenProbe::Issued(_)), "{probe:?}");
@@ -266,17 +242,9 @@ async fn references_converge_in_either_order_and_tokens_carry_the_granted_role()
         status.consent.as_ref().unwrap().state,
         entra_operator::api::appregistration::ConsentState::Granted
     );
-    let data = secret_data(&h, "bank-credentials").await.unwrap();
+    let data = secret_data(&h, NS, "bank-credentials").await.unwrap();
     let api_app_id = api.status.unwrap().app_id.unwrap();
-    let probe = h
-        .ctx
-        .graph
-        .probe_client_credentials(
-            &data["AZURE_TENANT_ID"],
-            &data["AZURE_CLIENT_ID"],
-            &SecretString::new(data["AZURE_CLIENT_SECRET"].clone()),
-            &format!("api://{api_app_id}/.default"),
-        )
+    let probe = support::probe_with_secret(&h, &data, &format!("api://{api_app_id}/.default"))
         .await
         .unwrap();
     // The Azure SDK, given only the Secret's keys, gets a token carrying the granted role.

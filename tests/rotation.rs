@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use entra_emulator::{FaultKind, FaultRule};
 use entra_operator::api::AppRegistration;
-use entra_operator::graph::{SecretString, TokenProbe};
+use entra_operator::graph::TokenProbe;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{Harness, emulator_app};
+use support::{Harness, emulator_app, secret_data};
 
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(40);
@@ -43,29 +43,9 @@ async fn settled_key(h: &Harness, name: &str) -> String {
     .await
 }
 
-async fn secret_data(h: &Harness, name: &str) -> Option<BTreeMap<String, String>> {
-    let secret = h.api::<Secret>(NS).get_opt(name).await.unwrap()?;
-    Some(
-        secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-            .collect(),
-    )
-}
-
 /// Whether Entra issues a token for these Secret values.
 async fn works(h: &Harness, data: &BTreeMap<String, String>) -> Result<(), String> {
-    let probe = h
-        .ctx
-        .graph
-        .probe_client_credentials(
-            &data["AZURE_TENANT_ID"],
-            &data["AZURE_CLIENT_ID"],
-            &SecretString::new(data["AZURE_CLIENT_SECRET"].clone()),
-            "https://graph.microsoft.com/.default",
-        )
+    let probe = support::probe_with_secret(h, data, "https://graph.microsoft.com/.default")
         .await
         .map_err(|e| e.to_string())?;
     match probe {
@@ -119,7 +99,7 @@ async fn assert_consistent(h: &Harness, name: &str, secret: &str) {
     let obj = get(h, name).await;
     let status = obj.status.unwrap();
     let cred = &status.credentials[0];
-    let data = secret_data(h, secret).await.expect("Secret exists");
+    let data = secret_data(h, NS, secret).await.expect("Secret exists");
     assert_eq!(
         Some(&data["keyId"]),
         cred.key_id.as_ref(),
@@ -148,7 +128,7 @@ async fn due_rotation_keeps_the_old_secret_during_the_overlap_then_revokes_it() 
     h.apply(app("short", json!({"secretName": "short-creds", "lifetime": "40s", "renewBefore": "30s", "overlap": "6s"})))
         .await;
     let first_key = settled_key(&h, "short").await;
-    let first = secret_data(&h, "short-creds").await.unwrap();
+    let first = secret_data(&h, NS, "short-creds").await.unwrap();
     works(&h, &first).await.unwrap();
     // The rotation happens on its own when due.
     let second_key = h
@@ -159,7 +139,7 @@ async fn due_rotation_keeps_the_old_secret_during_the_overlap_then_revokes_it() 
             (key != first_key && cred.pending.is_none()).then_some(key)
         })
         .await;
-    let second = secret_data(&h, "short-creds").await.unwrap();
+    let second = secret_data(&h, NS, "short-creds").await.unwrap();
     assert_eq!(second["keyId"], second_key);
     works(&h, &second).await.expect("new secret works");
     works(&h, &first)
@@ -231,7 +211,7 @@ async fn annotation_deleted_secret_and_edited_secret_each_cause_exactly_one_rota
             let h = &h;
             async move {
                 let k = settled_key(h, "svc").await;
-                let exists = secret_data(h, "svc-creds").await.is_some();
+                let exists = secret_data(h, NS, "svc-creds").await.is_some();
                 (k != key && exists).then_some(k)
             }
         })

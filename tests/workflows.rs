@@ -12,10 +12,10 @@ use entra_operator::graph::{
     AzureIdentityTokenSource, CredentialConfig, GraphConfig, SecretString, TokenClaims,
     TokenSource, build_http_client,
 };
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{Harness, emulator_app};
+use support::{Harness, emulator_app, secret_data};
 
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(40);
@@ -93,18 +93,6 @@ async fn config_map(h: &Harness, name: &str) -> BTreeMap<String, String> {
         .unwrap()
         .and_then(|c| c.data)
         .unwrap_or_default()
-}
-
-async fn secret_data(h: &Harness, name: &str) -> Option<BTreeMap<String, String>> {
-    let secret = h.api::<Secret>(NS).get_opt(name).await.unwrap()?;
-    Some(
-        secret
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-            .collect(),
-    )
 }
 
 /// A token from `azure_identity`'s client-secret credential configured from the Secret's keys
@@ -188,7 +176,7 @@ async fn bank_client_becomes_ready_and_its_secret_alone_gets_a_system_token() {
     assert_eq!(app["signInAudience"], "AzureADMyOrg");
     assert_eq!(app["displayName"], "BookMe System Integration (nordbank)");
 
-    let data = secret_data(&h, "nordbank-system-credentials")
+    let data = secret_data(&h, NS, "nordbank-system-credentials")
         .await
         .expect("Secret");
     let claims = token_from_secret(&h, &data, &format!("api://{api_app_id}/.default"))
@@ -211,7 +199,7 @@ async fn bank_client_rotation_keeps_the_old_secret_until_it_expires() {
     .await;
     let bc = wait_bank_client(&h, "fjord", "Ready", |bc| is_ready(bank_ready(bc))).await;
     let first_expiry = bc.status.unwrap().secret_expires_at.unwrap();
-    let old = secret_data(&h, "fjord-credentials").await.unwrap();
+    let old = secret_data(&h, NS, "fjord-credentials").await.unwrap();
     let scope = format!("api://{}/.default", api_app_id(&h).await);
     // Due 10s after creation: a new secret lands in the Secret, the parent shows its expiry.
     let bc = wait_bank_client(&h, "fjord", "rotated", |bc| {
@@ -220,7 +208,7 @@ async fn bank_client_rotation_keeps_the_old_secret_until_it_expires() {
                 != Some(first_expiry.as_str())
     })
     .await;
-    let new = secret_data(&h, "fjord-credentials").await.unwrap();
+    let new = secret_data(&h, NS, "fjord-credentials").await.unwrap();
     assert_ne!(new["keyId"], old["keyId"]);
     assert_eq!(new["AZURE_CLIENT_ID"], old["AZURE_CLIENT_ID"]);
     let child = app_registration(&h, "bankclient-fjord").await.unwrap();
@@ -278,7 +266,7 @@ async fn deleting_a_bank_client_removes_app_secret_and_registry_entry() {
     h.wait_for("BankClient, child and Secret gone", WAIT, || async {
         let bc = h.api::<BankClient>(NS).get_opt("nordbank").await.unwrap();
         let child = app_registration(&h, "bankclient-nordbank").await;
-        let secret = secret_data(&h, "nordbank-creds").await;
+        let secret = secret_data(&h, NS, "nordbank-creds").await;
         (bc.is_none() && child.is_none() && secret.is_none()).then_some(())
     })
     .await;

@@ -250,3 +250,41 @@ pub async fn azure_identity_token_claims(
         .map_err(|e| e.to_string())?;
     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
+
+/// A Secret's data as strings (the operator writes UTF-8 values).
+pub async fn secret_data(
+    h: &Harness,
+    namespace: &str,
+    name: &str,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let secret = h
+        .api::<k8s_openapi::api::core::v1::Secret>(namespace)
+        .get_opt(name)
+        .await
+        .unwrap()?;
+    Some(
+        secret
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect(),
+    )
+}
+
+/// A client-credentials token request for Microsoft Graph with a Secret's values.
+pub async fn probe_with_secret(
+    h: &Harness,
+    data: &std::collections::BTreeMap<String, String>,
+    scope: &str,
+) -> Result<entra_operator::graph::TokenProbe, entra_operator::graph::GraphError> {
+    h.ctx
+        .graph
+        .probe_client_credentials(
+            &data["AZURE_TENANT_ID"],
+            &data["AZURE_CLIENT_ID"],
+            &SecretString::new(data["AZURE_CLIENT_SECRET"].clone()),
+            scope,
+        )
+        .await
+}
