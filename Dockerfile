@@ -19,6 +19,8 @@ RUN cargo fetch --locked
 COPY crds crds
 COPY emulators emulators
 COPY src src
+# Cargo.toml names the operator benchmark; cargo refuses a manifest whose targets are missing.
+COPY benches benches
 RUN --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --offline --package entra-operator --bin entra-operator \
     && install -D -m 0755 target/release/entra-operator /out/entra-operator
