@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
@@ -12,6 +12,7 @@ use crate::graph::GraphClient;
 use crate::runtime::metrics::Metrics;
 
 use super::appregistration::PlanSettings;
+use super::appregistration::observed::ObservedServicePrincipal;
 
 /// Operator-wide settings the controllers need.
 #[derive(Clone, Debug)]
@@ -34,6 +35,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    /// Service principals of Microsoft's APIs by appId, with when they were read.
+    resource_sps: Mutex<HashMap<String, (Instant, ObservedServicePrincipal)>>,
 }
 
 impl Context {
@@ -51,6 +54,7 @@ impl Context {
             settings,
             metrics,
             failures: Mutex::new(HashMap::new()),
+            resource_sps: Mutex::new(HashMap::new()),
         }
     }
 
@@ -62,6 +66,27 @@ impl Context {
         let count = failures.entry(key.to_string()).or_insert(0);
         *count = count.saturating_add(1);
         backoff(base, *count)
+    }
+
+    /// A resource service principal read less than `ttl` ago.
+    pub fn cached_resource_sp(
+        &self,
+        app_id: &str,
+        ttl: Duration,
+    ) -> Option<ObservedServicePrincipal> {
+        let cache = self.resource_sps.lock().expect("cache poisoned");
+        cache
+            .get(app_id)
+            .filter(|(read_at, _)| read_at.elapsed() < ttl)
+            .map(|(_, sp)| sp.clone())
+    }
+
+    /// Remember a resource service principal just read.
+    pub fn cache_resource_sp(&self, app_id: &str, sp: ObservedServicePrincipal) {
+        self.resource_sps
+            .lock()
+            .expect("cache poisoned")
+            .insert(app_id.to_string(), (Instant::now(), sp));
     }
 
     /// Forget the failures of `key` after a successful reconcile.

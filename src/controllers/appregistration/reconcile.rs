@@ -29,7 +29,7 @@ use crate::credentials::{
 use crate::graph::{self, Application, GraphError, OptionalExt, PasswordCredentialRequest};
 use crate::runtime::metrics::CredentialLabels;
 
-use super::observed::{Observed, application_json};
+use super::observed::{Observed, ObservedServicePrincipal, application_json};
 use super::plan::{GraphOperation, Plan, PlanInput, plan_app_registration};
 use super::references::{ResolvedReferences, referenced_names, resolve_references};
 
@@ -134,14 +134,10 @@ async fn observe_graph(
         observed.federated_credentials = fics.iter().map(Into::into).collect();
     }
     for resource_app_id in resource_app_ids(obj, references) {
-        if let Some(sp) = graph
-            .get_service_principal_by_app_id(&resource_app_id)
-            .await
-            .optional()?
-        {
+        if let Some(sp) = resource_service_principal(ctx, &resource_app_id).await? {
             observed
                 .resource_service_principals
-                .insert(resource_app_id, (&sp).into());
+                .insert(resource_app_id, sp);
         }
     }
     if let Some(sp_id) = observed.service_principal.as_ref().map(|sp| sp.id.clone())
@@ -166,6 +162,34 @@ async fn observe_graph(
         federated_ids,
     })
 }
+
+/// A resource API's service principal (its published roles and scopes). Microsoft's own APIs are
+/// read once per [`WELL_KNOWN_SP_TTL`] and shared by all reconciles: Microsoft Graph's service
+/// principal is large and the same for every app that asks for a Graph permission. The operator's
+/// own APIs change with their AppRegistrations and are always read.
+async fn resource_service_principal(
+    ctx: &Context,
+    app_id: &str,
+) -> Result<Option<ObservedServicePrincipal>, Error> {
+    let well_known = app_id == crate::graph::MICROSOFT_GRAPH_APP_ID;
+    if well_known && let Some(sp) = ctx.cached_resource_sp(app_id, WELL_KNOWN_SP_TTL) {
+        return Ok(Some(sp));
+    }
+    let sp: Option<ObservedServicePrincipal> = ctx
+        .graph
+        .get_service_principal_by_app_id(app_id)
+        .await
+        .optional()?
+        .as_ref()
+        .map(Into::into);
+    if well_known && let Some(sp) = &sp {
+        ctx.cache_resource_sp(app_id, sp.clone());
+    }
+    Ok(sp)
+}
+
+/// How long Microsoft's own service principals are reused before they are read again.
+const WELL_KNOWN_SP_TTL: Duration = Duration::from_secs(600);
 
 /// The appIds of every resource API the spec requires permissions on (resolved references only).
 fn resource_app_ids(obj: &AppRegistration, references: &ResolvedReferences) -> Vec<String> {
