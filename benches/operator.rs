@@ -119,6 +119,14 @@ async fn main() {
         .await
         .unwrap();
     }
+    // Every resource observed its application again, then nothing more happened.
+    while h
+        .entra
+        .request_count("GET", "/v1.0/applications(uniqueName='{uniqueName}')")
+        < n as u64
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     wait_quiet(&h, Duration::from_millis(500)).await;
     let resync = resync_started.elapsed() - Duration::from_millis(500);
     let (resync_reads, resync_writes, _) = split_requests(&h);
