@@ -400,13 +400,10 @@ impl StatusWriter<'_> {
 /// Outcome of the credentials stage.
 struct CredentialsOutcome {
     requeue_at: Option<Timestamp>,
-    /// Human-readable problems (e.g. a password that could not be planned).
-    problems: Vec<String>,
 }
 
 /// Drives the rotation state machine of every declared password, persisting each step's status
 /// before the step that depends on it (the write-ahead rule).
-#[allow(clippy::too_many_arguments)]
 async fn sync_credentials(
     obj: &AppRegistration,
     app: &Application,
@@ -428,7 +425,6 @@ async fn sync_credentials(
     let rotate_annotation = obj.annotations().get(ROTATE_ANNOTATION).cloned();
     let mut graph_passwords = observed_passwords(app);
     let mut requeue_at: Option<Timestamp> = None;
-    let problems = Vec::new();
 
     // Credentials of ours for Secrets no longer declared: remove them, forget their status.
     let declared: Vec<&str> = obj
@@ -630,10 +626,7 @@ async fn sync_credentials(
     }
     status.unmanaged_credentials =
         Some(crate::credentials::count_unmanaged(&graph_passwords) as i32);
-    Ok(CredentialsOutcome {
-        requeue_at,
-        problems,
-    })
+    Ok(CredentialsOutcome { requeue_at })
 }
 
 fn action_name(action: &CredentialAction) -> &'static str {
@@ -739,12 +732,11 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
                 ),
             };
             desired.push(synced.clone());
-            let credentials_ok = stages.credentials_problems.is_empty()
-                && obj.spec.credentials.passwords.iter().all(|p| {
-                    status.credentials.iter().any(|c| {
-                        c.secret_name == p.secret_name && c.key_id.is_some() && c.pending.is_none()
-                    })
-                });
+            let credentials_ok = obj.spec.credentials.passwords.iter().all(|p| {
+                status.credentials.iter().any(|c| {
+                    c.secret_name == p.secret_name && c.key_id.is_some() && c.pending.is_none()
+                })
+            });
             desired.push(if obj.spec.credentials.passwords.is_empty() {
                 DesiredCondition::ok(
                     condition::CREDENTIALS_READY,
@@ -761,11 +753,7 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
                 DesiredCondition::failed(
                     condition::CREDENTIALS_READY,
                     "RotationInProgress",
-                    if stages.credentials_problems.is_empty() {
-                        "A client secret is being created or rotated".to_string()
-                    } else {
-                        stages.credentials_problems.join("; ")
-                    },
+                    "A client secret is being created or rotated",
                 )
             });
             let consent = status.consent.clone().unwrap_or_default();
@@ -880,7 +868,6 @@ struct StagesOutcome {
     plan: Plan,
     writes: Vec<&'static str>,
     requeue_at: Option<Timestamp>,
-    credentials_problems: Vec<String>,
 }
 
 async fn apply_stages(
@@ -909,17 +896,14 @@ async fn apply_stages(
     writer.write(status).await?;
 
     let mut requeue_at = None;
-    let mut credentials_problems = Vec::new();
     if let Some(app) = &view.application {
         let outcome = sync_credentials(obj, app, status, writer, ctx).await?;
         requeue_at = outcome.requeue_at;
-        credentials_problems = outcome.problems;
     }
     Ok(StagesOutcome {
         plan,
         writes,
         requeue_at,
-        credentials_problems,
     })
 }
 
