@@ -43,6 +43,15 @@ async fn settled_key(h: &Harness, name: &str) -> String {
     .await
 }
 
+/// Waits until the resource settles on a credential other than `old`, and returns its key ID.
+async fn rotated_key(h: &Harness, name: &str, old: &str) -> String {
+    h.wait_for(&format!("{name} rotated"), WAIT, || async {
+        let k = settled_key(h, name).await;
+        (k != old).then_some(k)
+    })
+    .await
+}
+
 /// Whether Entra issues a token for these Secret values.
 async fn works(h: &Harness, data: &BTreeMap<String, String>) -> Result<(), String> {
     let probe = support::probe_with_secret(h, data, "https://graph.microsoft.com/.default")
@@ -183,16 +192,7 @@ async fn annotation_deleted_secret_and_edited_secret_each_cause_exactly_one_rota
 
     // 1. The rotate annotation.
     annotate(&h, "svc", "2026-11-22").await;
-    key = h
-        .wait_for("rotation by annotation", WAIT, || {
-            let key = key.clone();
-            let h = &h;
-            async move {
-                let k = settled_key(h, "svc").await;
-                (k != key).then_some(k)
-            }
-        })
-        .await;
+    key = rotated_key(&h, "svc", &key).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         count(&h, "POST", ADD_PASSWORD),
@@ -205,17 +205,11 @@ async fn annotation_deleted_secret_and_edited_secret_each_cause_exactly_one_rota
         .delete("svc-creds", &Default::default())
         .await
         .unwrap();
-    key = h
-        .wait_for("rotation after Secret deletion", WAIT, || {
-            let key = key.clone();
-            let h = &h;
-            async move {
-                let k = settled_key(h, "svc").await;
-                let exists = secret_data(h, NS, "svc-creds").await.is_some();
-                (k != key && exists).then_some(k)
-            }
-        })
-        .await;
+    key = rotated_key(&h, "svc", &key).await;
+    let recreated = secret_data(&h, NS, "svc-creds")
+        .await
+        .expect("Secret written again");
+    assert_eq!(recreated["keyId"], key);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&h, "POST", ADD_PASSWORD), 3);
 
@@ -228,15 +222,7 @@ async fn annotation_deleted_secret_and_edited_secret_each_cause_exactly_one_rota
         )
         .await
         .unwrap();
-    h.wait_for("rotation after Secret edit", WAIT, || {
-        let key = key.clone();
-        let h = &h;
-        async move {
-            let k = settled_key(h, "svc").await;
-            (k != key).then_some(k)
-        }
-    })
-    .await;
+    rotated_key(&h, "svc", &key).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&h, "POST", ADD_PASSWORD), 4);
     // The annotation value did not change, so nothing more happened.
@@ -300,15 +286,7 @@ async fn secret_write_failure_after_add_password_recovers_without_orphan() {
     // The next Secret write fails: the new value existed only in memory and is lost.
     h.kube.fail_next_writes("secrets", 1, 500);
     annotate(&h, "crash3", "now").await;
-    h.wait_for("rotation after a failed Secret write", WAIT, || {
-        let key = key.clone();
-        let h = &h;
-        async move {
-            let k = settled_key(h, "crash3").await;
-            (k != key).then_some(k)
-        }
-    })
-    .await;
+    rotated_key(&h, "crash3", &key).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let id = app_id(&h, "crash3").await;
     // Current + previous; the lost one was removed.
@@ -344,15 +322,7 @@ async fn operator_restart_in_the_middle_of_a_rotation_recovers() {
     h.kill_controllers().await;
     // A new process.
     h.start_controllers();
-    h.wait_for("rotation finished after restart", WAIT, || {
-        let key = key.clone();
-        let h = &h;
-        async move {
-            let k = settled_key(h, "restart").await;
-            (k != key).then_some(k)
-        }
-    })
-    .await;
+    rotated_key(&h, "restart", &key).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let id = app_id(&h, "restart").await;
     assert_eq!(
