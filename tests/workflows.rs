@@ -728,87 +728,34 @@ async fn naa_integration_renders_both_apps_the_settings_and_v2_tokens() {
 // ---------------------------------------------------------------------------------------------
 // The whole platform
 
-fn ready_and_current<K>(
-    obj: &K,
-    conditions: Option<&entra_operator::api::Conditions>,
-    observed: Option<i64>,
-) -> bool
-where
-    K: kube::Resource,
-{
-    observed == obj.meta().generation && is_ready(condition(conditions, "Ready"))
-}
-
-/// Names of the resources of one kind that are not Ready for their current generation.
+/// `Kind/name` of every resource of the four kinds that is not Ready for its current generation.
 async fn not_ready(h: &Harness) -> Vec<String> {
+    use kube::api::{ApiResource, DynamicObject};
+    let kinds = [
+        ApiResource::erase::<AppRegistration>(&()),
+        ApiResource::erase::<BankClient>(&()),
+        ApiResource::erase::<TenantMapping>(&()),
+        ApiResource::erase::<NaaIntegration>(&()),
+    ];
     let mut out = Vec::new();
-    for a in h
-        .api::<AppRegistration>(NS)
-        .list(&Default::default())
-        .await
-        .unwrap()
-    {
-        let s = a.status.as_ref();
-        if !ready_and_current(
-            &a,
-            s.map(|s| &s.conditions),
-            s.and_then(|s| s.observed_generation),
-        ) {
-            out.push(format!(
-                "AppRegistration/{}",
-                a.metadata.name.clone().unwrap()
-            ));
-        }
-    }
-    for b in h
-        .api::<BankClient>(NS)
-        .list(&Default::default())
-        .await
-        .unwrap()
-    {
-        let s = b.status.as_ref();
-        if !ready_and_current(
-            &b,
-            s.map(|s| &s.conditions),
-            s.and_then(|s| s.observed_generation),
-        ) {
-            out.push(format!("BankClient/{}", b.metadata.name.clone().unwrap()));
-        }
-    }
-    for m in h
-        .api::<TenantMapping>(NS)
-        .list(&Default::default())
-        .await
-        .unwrap()
-    {
-        let s = m.status.as_ref();
-        if !ready_and_current(
-            &m,
-            s.map(|s| &s.conditions),
-            s.and_then(|s| s.observed_generation),
-        ) {
-            out.push(format!(
-                "TenantMapping/{}",
-                m.metadata.name.clone().unwrap()
-            ));
-        }
-    }
-    for n in h
-        .api::<NaaIntegration>(NS)
-        .list(&Default::default())
-        .await
-        .unwrap()
-    {
-        let s = n.status.as_ref();
-        if !ready_and_current(
-            &n,
-            s.map(|s| &s.conditions),
-            s.and_then(|s| s.observed_generation),
-        ) {
-            out.push(format!(
-                "NaaIntegration/{}",
-                n.metadata.name.clone().unwrap()
-            ));
+    for resource in &kinds {
+        let api: kube::Api<DynamicObject> =
+            kube::Api::namespaced_with(h.client.clone(), NS, resource);
+        for obj in api.list(&Default::default()).await.unwrap() {
+            let status = &obj.data["status"];
+            let current = status["observedGeneration"].as_i64() == obj.metadata.generation;
+            let ready = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if !(current && ready) {
+                out.push(format!(
+                    "{}/{}",
+                    resource.kind,
+                    obj.metadata.name.clone().unwrap_or_default()
+                ));
+            }
         }
     }
     out
