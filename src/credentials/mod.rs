@@ -48,6 +48,6 @@ pub use rotation::{
 pub use secret::{
     HINT_LEN, KEY_AUTHORITY_HOST, KEY_CLIENT_ID, KEY_CLIENT_SECRET, KEY_EXPIRES_AT, KEY_KEY_ID,
     KEY_TENANT_ID, KEY_TOKEN_ENDPOINT, LABEL_APP_REGISTRATION, LABEL_MANAGED_BY, MANAGED_BY,
-    ObservedSecret, SecretContext, SecretCredential, SecretValue, render_secret, secret_labels,
+    ObservedSecret, SecretContext, SecretCredential, hint_of, render_secret, secret_labels,
     secret_string_data, token_endpoint,
 };

@@ -5,11 +5,12 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::secret::{ObservedSecret, SecretValue};
+use super::secret::{ObservedSecret, hint_of};
 use crate::api::appregistration::{
     PasswordCredentialSpec, PasswordCredentialStatus, PendingRotation, PreviousCredential,
 };
 use crate::api::duration::Overlap;
+use crate::graph::SecretString;
 
 /// First part of the `displayName` of every credential this operator creates:
 /// `entra-operator:<secretName>:<nonce>`. Anything else is someone else's credential.
@@ -84,7 +85,7 @@ pub struct AddedPassword {
     pub hint: Option<String>,
     pub start: Option<Timestamp>,
     pub end: Timestamp,
-    pub value: SecretValue,
+    pub value: SecretString,
 }
 
 impl AddedPassword {
@@ -93,7 +94,10 @@ impl AddedPassword {
         ObservedPassword {
             key_id: self.key_id.clone(),
             display_name: Some(self.display_name.clone()),
-            hint: self.hint.clone().or_else(|| Some(self.value.hint())),
+            hint: self
+                .hint
+                .clone()
+                .or_else(|| Some(hint_of(self.value.expose()))),
             start: self.start,
             end: self.end,
         }
@@ -1065,7 +1069,7 @@ mod tests {
             hint: Some("cc~".into()),
             start: Some(t("2030-02-01T00:00:00Z")),
             end: t("2030-05-01T00:00:00Z"),
-            value: SecretValue::new("cc~the-value-itself"),
+            value: SecretString::new("cc~the-value-itself"),
         };
         let plan = plan_password_rotation(&RotationInput {
             spec: &case.spec,

@@ -1,8 +1,8 @@
 //! The Kubernetes Secret that receives a client secret: rendering it, and reading an existing one
 //! back into what the rotation state machine needs to know (never the value itself).
 
+use crate::graph::SecretString;
 use std::collections::BTreeMap;
-use std::fmt;
 
 use jiff::Timestamp;
 use k8s_openapi::ByteString;
@@ -34,43 +34,10 @@ pub const LABEL_APP_REGISTRATION: &str = "entra.bookme.io/app-registration";
 /// How many leading characters of a value Entra reports as the credential's `hint`.
 pub const HINT_LEN: usize = 3;
 
-/// A client secret value. `Debug` and `Display` print `<redacted>` so it cannot leak through
-/// logs, events or error messages; read it with [`SecretValue::expose`] only to store it.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretValue(String);
-
-impl SecretValue {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value itself; call only where it is written into the Secret.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The first [`HINT_LEN`] characters, which Entra publishes as the credential's `hint`.
-    pub fn hint(&self) -> String {
-        self.0.chars().take(HINT_LEN).collect()
-    }
-}
-
-impl From<String> for SecretValue {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl fmt::Debug for SecretValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for SecretValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
+/// The first [`HINT_LEN`] characters of a secret value: what Entra publishes as the credential's
+/// `hint`, and all the operator keeps of an observed Secret's value.
+pub fn hint_of(value: &str) -> String {
+    value.chars().take(HINT_LEN).collect()
 }
 
 /// Where the credential is used: what, besides the value, the Secret tells its consumers.
@@ -93,7 +60,7 @@ pub struct SecretContext {
 pub struct SecretCredential<'a> {
     pub key_id: &'a str,
     pub expires_at: Timestamp,
-    pub value: &'a SecretValue,
+    pub value: &'a SecretString,
 }
 
 /// `{authority}/{tenant}/oauth2/v2.0/token`, tolerating a trailing slash on the authority.
@@ -205,7 +172,7 @@ impl ObservedSecret {
         ObservedSecret {
             key_id: read(KEY_KEY_ID),
             value_prefix: read(KEY_CLIENT_SECRET)
-                .map(|value| SecretValue::new(value).hint())
+                .map(|value| hint_of(&value))
                 .filter(|prefix| !prefix.is_empty()),
             expires_at: read(KEY_EXPIRES_AT),
             managed_by_operator: secret
@@ -250,7 +217,7 @@ mod tests {
         }
     }
 
-    fn sample_secret(value: &SecretValue) -> Secret {
+    fn sample_secret(value: &SecretString) -> Secret {
         render_secret(
             &context(),
             "payments-api-secret",
@@ -264,15 +231,15 @@ mod tests {
 
     #[test]
     fn value_never_prints() {
-        let value = SecretValue::new("abc~very-secret-value");
+        let value = SecretString::new("abc~very-secret-value");
         assert_eq!(format!("{value:?}"), "<redacted>");
         assert_eq!(format!("{value}"), "<redacted>");
-        assert_eq!(value.hint(), "abc");
+        assert_eq!(hint_of(value.expose()), "abc");
     }
 
     #[test]
     fn renders_every_key_the_azure_sdks_read() {
-        let value = SecretValue::new("abc~very-secret-value");
+        let value = SecretString::new("abc~very-secret-value");
         let data = secret_string_data(
             &context(),
             &SecretCredential {
@@ -301,7 +268,7 @@ mod tests {
 
     #[test]
     fn renders_labels_name_and_namespace() {
-        let secret = sample_secret(&SecretValue::new("abc~x"));
+        let secret = sample_secret(&SecretString::new("abc~x"));
         assert_eq!(secret.metadata.name.as_deref(), Some("payments-api-secret"));
         assert_eq!(secret.metadata.namespace.as_deref(), Some("bookme"));
         let labels = secret.metadata.labels.unwrap();
@@ -312,7 +279,7 @@ mod tests {
 
     #[test]
     fn reads_back_what_it_rendered_without_the_value() {
-        let secret = sample_secret(&SecretValue::new("abc~very-secret-value"));
+        let secret = sample_secret(&SecretString::new("abc~very-secret-value"));
         let observed = ObservedSecret::from_secret(&secret);
         assert_eq!(observed.key_id.as_deref(), Some("key-1"));
         assert_eq!(observed.value_prefix.as_deref(), Some("abc"));

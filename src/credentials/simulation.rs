@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use super::*;
 use crate::api::appregistration::{PasswordCredentialSpec, PasswordCredentialStatus};
 use crate::api::duration::{Duration, Overlap};
+use crate::graph::SecretString;
 
 const SECRET_NAME: &str = "payments-secret";
 
@@ -184,7 +185,7 @@ impl World {
             hint: Some(value.chars().take(HINT_LEN).collect()),
             start: Some(start),
             end,
-            value: SecretValue::new(value),
+            value: SecretString::new(value),
         }
     }
 

@@ -23,7 +23,7 @@ use crate::controllers::context::Context;
 use crate::controllers::status::{FIELD_MANAGER, apply_status};
 use crate::credentials::{
     AddedPassword, CredentialAction, ObservedPassword, ObservedSecret, RotationInput,
-    SecretContext, SecretCredential, SecretValue, new_nonce, plan_password_rotation, render_secret,
+    SecretContext, SecretCredential, new_nonce, plan_password_rotation, render_secret,
     undeclared_managed_credentials,
 };
 use crate::graph::{self, Application, GraphError, OptionalExt, PasswordCredentialRequest};
@@ -538,7 +538,7 @@ async fn sync_credentials(
                             return Err(e.into());
                         }
                     };
-                    let value = SecretValue::new(created.secret_text.expose());
+                    let value = created.secret_text.clone();
                     let credential = AddedPassword {
                         key_id: created.key_id.clone().unwrap_or_default(),
                         display_name,
