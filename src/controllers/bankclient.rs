@@ -11,11 +11,8 @@ use crate::api::appregistration::{
     ServicePrincipalSpec, SignInAudience,
 };
 use crate::api::{AppRegistration, BankClient};
+use crate::credentials::{LABEL_MANAGED_BY, MANAGED_BY};
 
-/// Label on every object the operator creates.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Its value.
-pub const MANAGED_BY: &str = "entra-operator";
 /// Label naming the bank a child belongs to.
 pub const BANK_ID_LABEL: &str = "entra.bookme.io/bank-id";
 /// Name of the registry ConfigMap in each namespace with BankClients.
@@ -40,7 +37,7 @@ pub fn display_name(bank_client: &BankClient) -> String {
 pub fn render_child_app_registration(bank_client: &BankClient) -> AppRegistration {
     let spec = &bank_client.spec;
     let mut labels = BTreeMap::new();
-    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
+    labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
     labels.insert(BANK_ID_LABEL.to_string(), spec.bank_id.clone());
     let mut child = AppRegistration::new(
         &child_name(bank_client),

@@ -22,7 +22,7 @@ use crate::controllers::status::FIELD_MANAGER;
 use crate::graph::GraphError;
 use crate::runtime::metrics::{KindLabels, ReconcileLabels};
 
-use super::bankclient::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::credentials::{LABEL_MANAGED_BY, MANAGED_BY};
 
 /// Finalizer that keeps a BankClient or TenantMapping until its registry entry is removed: the
 /// registry is a shared ConfigMap, so no owner reference can clean it up.
@@ -177,7 +177,7 @@ pub async fn apply_config_map(
 ) -> Result<(), Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let mut labels = extra_labels.clone();
-    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
+    labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
     let mut metadata = serde_json::json!({
         "name": name,
         "namespace": namespace,

@@ -14,7 +14,7 @@ use crate::api::appregistration::{
 };
 use crate::api::naaintegration::NaaAudience;
 use crate::api::{AppRegistration, LocalRef, NaaIntegration};
-use crate::controllers::bankclient::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::credentials::{LABEL_MANAGED_BY, MANAGED_BY};
 
 /// Name of the child Web API AppRegistration.
 pub fn web_api_name(naa: &NaaIntegration) -> String {
@@ -43,7 +43,7 @@ fn audience(naa: &NaaIntegration) -> SignInAudience {
 
 fn child_meta(naa: &NaaIntegration, name: String) -> ObjectMeta {
     let mut labels = BTreeMap::new();
-    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
+    labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
     labels.insert(
         "entra.bookme.io/naa-integration".to_string(),
         naa.name_any(),
