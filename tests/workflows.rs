@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use entra_operator::api::tenantmapping::TenantConsentState;
 use entra_operator::api::{AppRegistration, BankClient, NaaIntegration, TenantMapping};
-use entra_operator::graph::{
-    AzureIdentityTokenSource, CredentialConfig, GraphConfig, SecretString, TokenClaims,
-    TokenSource, build_http_client,
-};
+use entra_operator::graph::SecretString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -95,29 +92,6 @@ async fn config_map(h: &Harness, name: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// A token from `azure_identity`'s client-secret credential configured from the Secret's keys
-/// alone (plus trust in the emulator's CA), as a bank's back end would use it.
-async fn token_from_secret(
-    h: &Harness,
-    data: &BTreeMap<String, String>,
-    scope: &str,
-) -> Result<TokenClaims, String> {
-    let mut config = GraphConfig::new(
-        data["AZURE_TENANT_ID"].clone(),
-        data["AZURE_CLIENT_ID"].clone(),
-        CredentialConfig::ClientSecret {
-            secret: SecretString::new(data["AZURE_CLIENT_SECRET"].clone()),
-        },
-    );
-    config.authority_host = data["AZURE_AUTHORITY_HOST"].parse().unwrap();
-    config.extra_ca_pem = Some(h.entra.ca_pem_path().to_path_buf());
-    config.token_scope = Some(scope.to_string());
-    let http = build_http_client(config.extra_ca_pem.as_deref(), Duration::from_secs(10)).unwrap();
-    let source = AzureIdentityTokenSource::from_config(&config, http).unwrap();
-    let token = source.token().await.map_err(|e| e.to_string())?;
-    TokenClaims::decode_unverified(token.expose()).map_err(|e| e.to_string())
-}
-
 async fn api_app_id(h: &Harness) -> String {
     app_registration(h, "api-system-integration")
         .await
@@ -179,9 +153,10 @@ async fn bank_client_becomes_ready_and_its_secret_alone_gets_a_system_token() {
     let data = secret_data(&h, NS, "nordbank-system-credentials")
         .await
         .expect("Secret");
-    let claims = token_from_secret(&h, &data, &format!("api://{api_app_id}/.default"))
-        .await
-        .expect("token");
+    let claims =
+        support::azure_identity_token_claims(&h, &data, &format!("api://{api_app_id}/.default"))
+            .await
+            .expect("token");
     assert_eq!(claims.azp.as_deref(), Some(client_id.as_str()));
     assert_eq!(claims.roles, vec!["System".to_string()]);
 }
@@ -227,7 +202,7 @@ async fn bank_client_rotation_keeps_the_old_secret_until_it_expires() {
         "status follows the new secret"
     );
     for data in [&old, &new] {
-        let claims = token_from_secret(&h, data, &scope)
+        let claims = support::azure_identity_token_claims(&h, data, &scope)
             .await
             .expect("both secrets work during the overlap");
         assert_eq!(claims.roles, vec!["System".to_string()]);

@@ -223,14 +223,16 @@ impl Harness {
 }
 
 /// Gets a token with the `azure_identity` crate's client-secret credential, configured from nothing
-/// but a Secret's keys read as the Azure SDKs read environment variables, and returns its claims.
+/// but a Secret's keys read as the Azure SDKs read environment variables (plus trust in the
+/// emulator's CA), as a consumer of the Secret would, and returns its claims.
 pub async fn azure_identity_token_claims(
     h: &Harness,
     secret_data: &std::collections::BTreeMap<String, String>,
     scope: &str,
-) -> Result<Value, String> {
-    use base64::Engine;
-    use entra_operator::graph::{AzureIdentityTokenSource, TokenSource, build_http_client};
+) -> Result<entra_operator::graph::TokenClaims, String> {
+    use entra_operator::graph::{
+        AzureIdentityTokenSource, TokenClaims, TokenSource, build_http_client,
+    };
     let mut config =
         GraphConfig::from_lookup(|k| secret_data.get(k).cloned()).map_err(|e| e.to_string())?;
     config.token_scope = Some(scope.to_string());
@@ -239,16 +241,7 @@ pub async fn azure_identity_token_claims(
         .map_err(|e| e.to_string())?;
     let source = AzureIdentityTokenSource::from_config(&config, http).map_err(|e| e.to_string())?;
     let token = source.token().await.map_err(|e| e.to_string())?;
-    let payload = token
-        .expose()
-        .split('.')
-        .nth(1)
-        .ok_or("not a JWT")?
-        .to_string();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .map_err(|e| e.to_string())?;
-    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    TokenClaims::decode_unverified(token.expose()).map_err(|e| e.to_string())
 }
 
 /// A Secret's data as strings (the operator writes UTF-8 values).
