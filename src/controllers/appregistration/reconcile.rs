@@ -317,7 +317,8 @@ fn describe_operation(op: &GraphOperation) -> &'static str {
     }
 }
 
-/// Observe, plan and execute until the plan is empty or stops asking for another round.
+/// Observe, plan and execute until a fresh observation plans nothing (the status then reports what
+/// Graph holds), or [`MAX_SYNC_ROUNDS`] rounds ran.
 async fn sync_graph(
     obj: &AppRegistration,
     references: &ResolvedReferences,
@@ -347,19 +348,6 @@ async fn sync_graph(
             debug!(appregistration = %name, operation = describe_operation(op), "graph write");
             execute_operation(op, &view, ctx).await?;
             done.push(describe_operation(op));
-        }
-        if !plan.reobserve_after_execute {
-            // Observe once more so status reports what Graph now holds.
-            let view = observe_graph(obj, &unique_name, references, ctx).await?;
-            let plan = plan_app_registration(PlanInput {
-                spec: &obj.spec,
-                name: &name,
-                namespace: &namespace,
-                references,
-                observed: &view.observed,
-                settings: &ctx.settings.plan,
-            });
-            return Ok((plan, view, done));
         }
     }
 }
