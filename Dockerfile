@@ -4,11 +4,20 @@
 
 ARG RUST_VERSION=1.95
 
+# Base images: pin them by digest for a release with scripts/pin-base-images.sh, which rewrites each
+# FROM below to `image:tag@sha256:<digest>` with the digest the registry serves for the tag (the
+# multi-arch index). They are not pinned in this tree: it was written without registry access, and
+# a digest that was not read from the registry would be made up. The test in
+# conformance/helm/test_dockerfile.py accepts both forms.
+
 FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 
-# Dependencies first: this layer is rebuilt only when a manifest or the lockfile changes. The emulators
-# are workspace members, so their manifests are needed for the workspace (and Cargo.lock) to resolve.
+# Dependencies first: this layer is rebuilt only when a manifest or the lockfile changes. The image is
+# built with --no-default-features, without the `sandbox` feature, so it links no emulator (and no
+# emulator test key). The emulators are still workspace members and dev-dependencies, so cargo needs
+# their manifests (and only those: their targets are never built) for the workspace and Cargo.lock
+# to resolve; their sources are not copied.
 COPY Cargo.toml Cargo.lock ./
 COPY emulators/entra/Cargo.toml emulators/entra/Cargo.toml
 COPY emulators/kube/Cargo.toml emulators/kube/Cargo.toml
@@ -17,12 +26,10 @@ RUN cargo fetch --locked
 # Sources. target/ is a BuildKit cache mount so unchanged dependencies are not recompiled; the binary is
 # copied out of it in the same step because the mount is not part of the image.
 COPY crds crds
-COPY emulators emulators
 COPY src src
-# Cargo.toml names the operator benchmark; cargo refuses a manifest whose targets are missing.
-COPY benches benches
 RUN --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --offline --package entra-operator --bin entra-operator \
+    cargo build --release --locked --offline --no-default-features \
+        --package entra-operator --bin entra-operator \
     && install -D -m 0755 target/release/entra-operator /out/entra-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot

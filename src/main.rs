@@ -20,7 +20,11 @@ enum Command {
     Run(Box<entra_operator::runtime::config::RunArgs>),
     /// Start both emulators and the operator in one process, apply the examples, and show each
     /// resource's progress until it is Ready. No cluster and no tenant needed.
+    #[cfg(feature = "sandbox")]
     Sandbox(entra_operator::runtime::sandbox::SandboxArgs),
+    /// Print every managed credential (expiry, next rotation, state) and every customer tenant's
+    /// consent across the cluster, most urgent first, read from the resources' status.
+    Report(entra_operator::report::ReportArgs),
     /// Print the version.
     Version,
 }
@@ -36,11 +40,16 @@ fn main() -> anyhow::Result<()> {
                 return Err(e.into());
             }
         }
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             let code = runtime.block_on(entra_operator::runtime::sandbox::sandbox(args))?;
             // Emulator and controller tasks are not joined: leave at once with the result.
             std::process::exit(code);
+        }
+        Command::Report(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(entra_operator::report::run(args))?;
         }
         Command::Crd { out_dir: None } => {
             print!("{}", entra_operator::api::crds_yaml()?);

@@ -99,7 +99,7 @@ async fn create_becomes_ready_with_ids_and_a_working_secret_and_resync_writes_no
     assert!(status.service_principal_id.is_some());
     assert_eq!(
         status.unique_name.as_deref(),
-        Some("entra-operator-default-reports")
+        Some("entra-operator.default.reports")
     );
     assert_eq!(status.identifier_uris, vec![format!("api://{app_id}")]);
     assert!(status.role_ids.contains_key("Reports.Export"));

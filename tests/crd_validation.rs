@@ -64,6 +64,10 @@ fn every_example_validates_against_the_generated_crds() {
                 "BankClient" => serde_json::from_value::<BankClient>(defaulted).map(|_| ()),
                 "TenantMapping" => serde_json::from_value::<TenantMapping>(defaulted).map(|_| ()),
                 "NaaIntegration" => serde_json::from_value::<NaaIntegration>(defaulted).map(|_| ()),
+                "EntraPolicy" => {
+                    serde_json::from_value::<entra_operator::api::EntraPolicy>(defaulted)
+                        .map(|_| ())
+                }
                 other => panic!("{}: unexpected kind {other}", path.display()),
             };
             parsed.unwrap_or_else(|e| {
@@ -324,6 +328,48 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
                        "addinServerFqdns": ["https://addin.bookme.io/taskpane"]})),
             "spec.addinServerFqdns[0]",
             "should match",
+        ),
+        (
+            "a client secret living 2 seconds",
+            app(json!({"displayName": "x", "credentials": {"passwords": [
+                {"secretName": "s", "lifetime": "2s", "renewBefore": "1s"}]}})),
+            "spec.credentials.passwords[0]",
+            "lifetime must be at least 30s",
+        ),
+        (
+            "a client secret due for rotation 5 seconds after it is made",
+            app(json!({"displayName": "x", "credentials": {"passwords": [
+                {"secretName": "s", "lifetime": "40s", "renewBefore": "35s"}]}})),
+            "spec.credentials.passwords[0]",
+            "lifetime - renewBefore must be at least 10s",
+        ),
+        (
+            "a bank secret living 2 seconds",
+            bank(with(
+                good_bank(),
+                &["secret"],
+                json!({"name": "s", "lifetime": "2s", "renewBefore": "1s"}),
+            )),
+            "spec.secret",
+            "lifetime must be at least 30s",
+        ),
+        (
+            "NaaIntegration writing the bank-clients registry",
+            naa(
+                json!({"displayName": "x", "scope": "S.Access", "addinServerFqdns": ["addin.bookme.io"],
+                       "configMapName": "bank-clients"}),
+            ),
+            "spec.configMapName",
+            "must not be a registry's name",
+        ),
+        (
+            "EntraPolicy rule naming two APIs",
+            json!({"apiVersion": "entra.bookme.io/v1alpha1", "kind": "EntraPolicy",
+                   "metadata": {"name": "p"},
+                   "spec": {"consent": [{"name": "r", "api": {"wellKnownApi": "MicrosoftGraph", "sameNamespace": true},
+                                         "application": ["*"]}]}}),
+            "spec.consent[0].api",
+            "exactly one of wellKnownApi, appId or sameNamespace",
         ),
         (
             "NAA scope with a space",

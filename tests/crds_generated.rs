@@ -49,3 +49,51 @@ fn crd_command_prints_all_four_kinds() {
         assert!(text.contains(&format!("kind: {kind}\n")), "missing {kind}");
     }
 }
+
+/// Every `x-kubernetes-validations` rule of the generated CRDs, with the cost kube-apiserver
+/// estimates for it when the CRD is created (`cargo test --test crds_generated -- --nocapture`
+/// prints the table). A real API server refuses a CRD whose rule exceeds 10,000,000
+/// (`StaticEstimatedCostLimit`) or whose rules total more than 100,000,000; we keep every rule
+/// under the runtime per-call limit (1,000,000, ten times below the static limit) so a full list
+/// also evaluates within budget.
+#[test]
+fn every_rule_is_within_the_api_servers_cost_budget_with_margin() {
+    use kube_emulator::cel_cost::{
+        PER_CALL_LIMIT, STATIC_ESTIMATED_COST_LIMIT, STATIC_ESTIMATED_CRD_COST_LIMIT,
+        crd_cost_errors, rule_costs,
+    };
+    let mut rows = 0;
+    for crd in crds() {
+        let crd = serde_json::to_value(&crd).unwrap();
+        let name = crd["metadata"]["name"].as_str().unwrap().to_string();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let costs = rule_costs(schema, "spec.validation.openAPIV3Schema");
+        let mut total = 0u64;
+        for rc in &costs {
+            println!(
+                "{name}\t{}\tcost {} (per call {} x {})",
+                rc.path
+                    .trim_start_matches("spec.validation.openAPIV3Schema"),
+                rc.cost,
+                rc.max_cost,
+                rc.cardinality
+            );
+            assert!(
+                rc.cost <= PER_CALL_LIMIT && rc.cost * 10 <= STATIC_ESTIMATED_COST_LIMIT,
+                "{name} {}: estimated cost {} is too close to (or over) the API server's limit {STATIC_ESTIMATED_COST_LIMIT}: {}",
+                rc.path,
+                rc.cost,
+                rc.rule
+            );
+            total += rc.cost;
+            rows += 1;
+        }
+        println!("{name}\ttotal {total}");
+        assert!(
+            total * 10 <= STATIC_ESTIMATED_CRD_COST_LIMIT,
+            "{name}: total {total}"
+        );
+        assert_eq!(crd_cost_errors(&crd), vec![], "{name}");
+    }
+    assert!(rows >= 20, "expected every rule to be listed, found {rows}");
+}

@@ -596,3 +596,132 @@ async fn adds_and_removes_a_certificate_with_proof_of_possession() {
             .any(|k| k.key_id.as_deref() == Some(key_id.as_str()))
     );
 }
+
+/// An application with a service principal; returns (object id, SP id, Graph's SP id).
+async fn app_with_sp(graph: &GraphClient, unique: &str) -> (String, String, String) {
+    let Upserted::Created(app) = graph
+        .upsert_application_by_unique_name(unique, &json!({"displayName": unique}))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a new application")
+    };
+    let Upserted::Created(sp) = graph
+        .upsert_service_principal_by_app_id(app.app_id.as_deref().unwrap(), &json!({}))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a new service principal")
+    };
+    let graph_sp = graph
+        .get_service_principal_by_app_id("00000003-0000-0000-c000-000000000000")
+        .await
+        .unwrap();
+    (app.id.unwrap(), sp.id.unwrap(), graph_sp.id.unwrap())
+}
+
+#[tokio::test]
+async fn a_grant_that_already_exists_is_found_and_extended_while_the_list_lags() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let graph = secret_client(&emu);
+    let (_, sp, graph_sp) = app_with_sp(&graph, "grant-client").await;
+    // The list lags fresh grants (replication), so a second POST meets Graph's 409.
+    emu.set_replication_delay(Duration::from_millis(400));
+    graph
+        .create_oauth2_permission_grant(&sp, &graph_sp, &["User.Read"])
+        .await
+        .unwrap();
+    let grant = graph
+        .create_oauth2_permission_grant(&sp, &graph_sp, &["User.Read", "Mail.Read"])
+        .await
+        .expect("409 Permission entry already exists is the existing grant");
+    assert_eq!(grant.resource_id, graph_sp);
+    let scopes: Vec<&str> = grant.scope.split_whitespace().collect();
+    assert!(
+        scopes.contains(&"User.Read") && scopes.contains(&"Mail.Read"),
+        "{scopes:?}"
+    );
+    assert_eq!(emu.request_count("POST", "/v1.0/oauth2PermissionGrants"), 2);
+}
+
+#[tokio::test]
+async fn an_app_role_assignment_that_already_exists_is_found() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let graph = secret_client(&emu);
+    let (_, sp, graph_sp) = app_with_sp(&graph, "role-client").await;
+    let role = "df021288-bdef-4463-88db-98f22de89214"; // User.Read.All
+    let first = graph
+        .create_app_role_assignment(&graph_sp, &sp, role)
+        .await
+        .unwrap();
+    let again = graph
+        .create_app_role_assignment(&graph_sp, &sp, role)
+        .await
+        .expect("an existing assignment is success");
+    assert_eq!(again.id, first.id);
+}
+
+#[tokio::test]
+async fn removing_a_password_that_is_gone_is_success_decided_by_reading_the_app() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let graph = secret_client(&emu);
+    let (id, _, _) = app_with_sp(&graph, "gone-password").await;
+    // Graph answers 400 for an unknown keyId; the app no longer lists it, so it is gone.
+    graph
+        .remove_password(&id, "1b2c3d4e-0000-4000-8000-000000000009")
+        .await
+        .expect("a key that is not there is removed");
+    // A refused remove of a key that is still there stays an error.
+    let added = graph
+        .add_password(&id, &PasswordCredentialRequest::default())
+        .await
+        .unwrap();
+    let key_id = added.key_id.clone().unwrap();
+    emu.add_fault(
+        FaultRule::new(
+            "POST",
+            "/v1.0/applications/{id}/removePassword",
+            FaultKind::Status { status: 400 },
+        )
+        .times(1),
+    );
+    assert!(graph.remove_password(&id, &key_id).await.is_err());
+    graph.remove_password(&id, &key_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_federated_credential_description_can_be_cleared() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let graph = secret_client(&emu);
+    let (id, _, _) = app_with_sp(&graph, "fic-description").await;
+    let mut fic = FederatedIdentityCredential {
+        name: "aks".into(),
+        issuer: "https://oidc.aks.example/x".into(),
+        subject: "system:serviceaccount:bookme:api".into(),
+        audiences: vec!["api://AzureADTokenExchange".into()],
+        description: Some("old cluster".into()),
+        ..Default::default()
+    };
+    graph
+        .upsert_federated_identity_credential(&id, &fic)
+        .await
+        .unwrap();
+    fic.description = None;
+    graph
+        .upsert_federated_identity_credential(&id, &fic)
+        .await
+        .unwrap();
+    let listed = graph
+        .list_federated_identity_credentials(&id)
+        .await
+        .unwrap();
+    assert_eq!(listed[0].description.as_deref().unwrap_or(""), "");
+}

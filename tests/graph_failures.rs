@@ -142,7 +142,7 @@ async fn throttling_and_server_errors_are_retried_to_success() {
         .unwrap()
         .iter()
         .flat_map(|t| t["applications"].as_array().cloned().unwrap_or_default())
-        .filter(|a| a["uniqueName"] == "entra-operator-default-svc")
+        .filter(|a| a["uniqueName"] == "entra-operator.default.svc")
         .count();
     assert_eq!(apps, 1);
 }

@@ -120,8 +120,8 @@ async fn assert_consistent(h: &Harness, name: &str, secret: &str) {
         .map(|(k, _)| k)
         .collect();
     for key in &in_entra {
-        let known = Some(key) == cred.key_id.as_ref()
-            || cred.previous.as_ref().is_some_and(|p| &p.key_id == key);
+        let known =
+            Some(key) == cred.key_id.as_ref() || cred.previous.iter().any(|p| &p.key_id == key);
         assert!(
             known,
             "orphaned credential {key} in Entra; status: {cred:?}"
@@ -157,7 +157,10 @@ async fn due_rotation_keeps_the_old_secret_during_the_overlap_then_revokes_it() 
     let previous = get(&h, "short").await.status.unwrap().credentials[0]
         .previous
         .clone();
-    assert_eq!(previous.map(|p| p.key_id), Some(first_key.clone()));
+    assert_eq!(
+        previous.into_iter().map(|p| p.key_id).collect::<Vec<_>>(),
+        vec![first_key.clone()]
+    );
     // After the overlap the old one is removed and rejected by Entra.
     h.wait_for("previous revoked", WAIT, || async {
         let obj = get(&h, "short").await;
@@ -165,7 +168,7 @@ async fn due_rotation_keeps_the_old_secret_during_the_overlap_then_revokes_it() 
             .credentials
             .first()?
             .previous
-            .is_none()
+            .is_empty()
             .then_some(())
     })
     .await;

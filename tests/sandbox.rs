@@ -1,5 +1,6 @@
 //! `entra-operator sandbox` as a newcomer runs it: in the background, looked at with kubectl
-//! through the kubeconfig it writes, stopped with SIGINT.
+//! through the kubeconfig it writes, stopped with SIGINT. Needs the `sandbox` feature (default).
+#![cfg(feature = "sandbox")]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

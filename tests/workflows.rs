@@ -187,10 +187,10 @@ async fn bank_client_rotation_keeps_the_old_secret_until_it_expires() {
     assert_ne!(new["keyId"], old["keyId"]);
     assert_eq!(new["AZURE_CLIENT_ID"], old["AZURE_CLIENT_ID"]);
     let child = app_registration(&h, "bankclient-fjord").await.unwrap();
-    let previous = child.status.unwrap().credentials[0]
-        .previous
-        .clone()
-        .unwrap();
+    let child_status = child.status.unwrap();
+    let [previous] = &child_status.credentials[0].previous[..] else {
+        panic!("one previous credential")
+    };
     assert_eq!(previous.key_id, old["keyId"]);
     assert_eq!(
         previous.revoke_at.parse::<jiff::Timestamp>().unwrap(),
@@ -394,16 +394,27 @@ async fn tenant_mapping_shows_not_consented_with_the_url_then_consented_after_a_
     assert_eq!(app.state, TenantConsentState::NotConsented);
     let url = app.admin_consent_url.as_deref().unwrap();
     assert!(
-        url.contains(&format!("/{NORDIC}/v2.0/adminconsent?client_id={app_id}")),
+        url.contains(&format!("/{NORDIC}/adminconsent?client_id={app_id}")),
         "{url}"
     );
     assert!(app.message.as_deref().unwrap().contains("AADSTS700016"));
     assert_eq!(status.consent_summary.as_deref(), Some("0/1"));
 
-    // The customer's administrator approves; the recheck annotation makes it visible at once.
-    h.entra
-        .grant_admin_consent(NORDIC, &app_id)
-        .expect("consent");
+    // The customer's administrator opens the URL and approves (the v2 form without a registered
+    // redirect URI would be refused here); the recheck annotation makes it visible at once.
+    h.entra.set_consent_approve(true);
+    let opened = h
+        .entra
+        .client()
+        .send("GET", url, &[], None)
+        .await
+        .expect("consent URL answers");
+    assert!(
+        opened.status < 400,
+        "the consent URL works: {} {}",
+        opened.status,
+        String::from_utf8_lossy(&opened.body)
+    );
     h.api::<TenantMapping>(NS)
         .patch(
             "nordic",

@@ -63,6 +63,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
         "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
     },
+    "dashboard": {"grafanaDashboard": {"enabled": True}},
     "single-replica": {
         "replicas": 1,
         "leaderElection": {"enabled": False},
@@ -208,7 +209,7 @@ def test_notes_render(variant):
 def test_chart_crds_are_byte_identical_to_repository_crds():
     repo = {p.name: p.read_bytes() for p in REPO_CRDS.glob("*.yaml")}
     chart_crds = {p.name: p.read_bytes() for p in (CHART_DIR / "crds").glob("*.yaml")}
-    assert len(repo) == 4
+    assert len(repo) == 5
     hint = "refresh with: cp crds/*.yaml charts/entra-operator/crds/"
     assert sorted(chart_crds) == sorted(repo), hint
     for name, data in repo.items():
@@ -217,7 +218,7 @@ def test_chart_crds_are_byte_identical_to_repository_crds():
 
 def test_helm_loads_the_crds_unchanged_and_they_validate(chart):
     loaded = chart.crds
-    assert len(loaded) == 4
+    assert len(loaded) == 5
     repo = {p.name: p.read_text() for p in REPO_CRDS.glob("*.yaml")}
     names = set()
     for crd in loaded:
@@ -236,6 +237,7 @@ def test_helm_loads_the_crds_unchanged_and_they_validate(chart):
         "bankclients.entra.bookme.io",
         "tenantmappings.entra.bookme.io",
         "naaintegrations.entra.bookme.io",
+        "entrapolicies.entra.bookme.io",
     }
 
 
@@ -258,6 +260,11 @@ BAD_VALUES = {
     "bad-pull-policy": {"image": {"pullPolicy": "Sometimes"}},
     "bad-service-type": {"service": {"type": "ExternalName"}},
     "bad-quantity": {"resources": {"limits": {"memory": "lots"}}},
+    "dashboard-enabled-string": {"grafanaDashboard": {"enabled": "yes"}},
+    "dashboard-bad-label": {"grafanaDashboard": {"sidecarLabel": "has space"}},
+    "dashboard-bad-namespace": {"grafanaDashboard": {"namespace": "Not_A_Namespace"}},
+    "dashboard-unknown-key": {"grafanaDashboard": {"folder": "Identity"}},
+    "sql-in-table-name": {"registry": {"database": {"bankClientsTable": "t; DROP TABLE x"}}},
 }
 
 
@@ -516,6 +523,19 @@ def test_client_secret_comes_from_the_existing_secret():
     assert "azure.workload.identity/use" not in one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
 
 
+def test_registry_database_url_comes_from_the_existing_secret():
+    e = env(render({"registry": {"database": {"existingSecret": "orgs-db", "key": "dsn", "migrate": True,
+                                               "bankClientsTable": "dbo.BankClients"}}}))
+    assert e["REGISTRY_DATABASE_URL"] == {
+        "name": "REGISTRY_DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "orgs-db", "key": "dsn"}},
+    }
+    assert e["REGISTRY_DATABASE_MIGRATE"]["value"] == "true"
+    assert e["REGISTRY_BANK_CLIENTS_TABLE"]["value"] == "dbo.BankClients"
+    assert e["REGISTRY_TENANT_MAPPINGS_TABLE"]["value"] == "tenant_bank_mappings"
+    assert not any(k.startswith("REGISTRY_") for k in env(render()))
+
+
 def test_certificate_is_mounted_read_only_and_pointed_at():
     objects = render(VARIANTS["certificate"])
     pod = one(objects, "Deployment")["spec"]["template"]["spec"]
@@ -584,18 +604,26 @@ def grants(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return out
 
 
+# Exactly what the operator's calls need (see the comments in templates/_helpers.tpl).
 EXPECTED_WATCH_GRANTS = (
-    {("entra.bookme.io", p, v) for p in CR_PLURALS for v in ("get", "list", "watch", "patch", "update")}
-    | {("entra.bookme.io", f"{p}/status", v) for p in CR_PLURALS for v in ("get", "patch", "update")}
-    | {("entra.bookme.io", f"{p}/finalizers", "update") for p in CR_PLURALS}
+    {("entra.bookme.io", "appregistrations", v) for v in ("get", "list", "watch", "create", "patch", "delete")}
     | {
-        ("", r, v)
-        for r in ("secrets", "configmaps")
-        for v in ("get", "list", "watch", "create", "update", "patch", "delete")
+        ("entra.bookme.io", p, v)
+        for p in CR_PLURALS - {"appregistrations"}
+        for v in ("get", "list", "watch", "patch")
     }
-    | {(g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")}
+    | {("entra.bookme.io", f"{p}/status", "patch") for p in CR_PLURALS}
+    | {("entra.bookme.io", "appregistrations/status", "update")}
+    | {("entra.bookme.io", f"{p}/finalizers", "update") for p in CR_PLURALS}
+    | {("", "secrets", v) for v in ("get", "list", "watch", "create", "patch")}
+    | {("", "configmaps", v) for v in ("get", "create", "patch")}
+    | {("events.k8s.io", "events", v) for v in ("create", "patch")}
 )
-EXPECTED_LEASE_GRANTS = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update", "patch")}
+EXPECTED_LEASE_GRANTS = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+# The cluster administrator's EntraPolicies (read-only) and the namespaces' labels they select by.
+EXPECTED_POLICY_GRANTS = {("entra.bookme.io", "entrapolicies", v) for v in ("get", "list")} | {
+    ("", "namespaces", "get")
+}
 
 
 def binds_to_operator(binding: dict[str, Any], role_kind: str, role_name: str) -> None:
@@ -610,7 +638,7 @@ def binds_to_operator(binding: dict[str, Any], role_kind: str, role_name: str) -
 def test_cluster_rbac_when_watching_all_namespaces():
     objects = render()
     cluster_role = one(objects, "ClusterRole")
-    assert grants(cluster_role["rules"]) == EXPECTED_WATCH_GRANTS
+    assert grants(cluster_role["rules"]) == EXPECTED_WATCH_GRANTS | EXPECTED_POLICY_GRANTS
     binds_to_operator(one(objects, "ClusterRoleBinding"), "ClusterRole", cluster_role["metadata"]["name"])
     # The only namespaced Role is the leader-election one, in the release namespace.
     (role,) = of_kind(objects, "Role")
@@ -623,8 +651,10 @@ def test_cluster_rbac_when_watching_all_namespaces():
 
 def test_namespaced_rbac_has_no_cluster_wide_access():
     objects = render(VARIANTS["namespaced"])
-    assert of_kind(objects, "ClusterRole") == []
-    assert of_kind(objects, "ClusterRoleBinding") == []
+    # Cluster-wide, only reading the EntraPolicies (cluster-scoped) and namespace labels.
+    cluster_role = one(objects, "ClusterRole")
+    assert grants(cluster_role["rules"]) == EXPECTED_POLICY_GRANTS
+    binds_to_operator(one(objects, "ClusterRoleBinding"), "ClusterRole", cluster_role["metadata"]["name"])
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in of_kind(objects, "Role")}
     bindings = {(b["metadata"]["namespace"], b["metadata"]["name"]): b for b in of_kind(objects, "RoleBinding")}
     assert set(roles) == set(bindings)
@@ -646,6 +676,25 @@ def test_no_lease_access_without_leader_election():
     objects = render(VARIANTS["single-replica"])
     for role in of_kind(objects, "Role") + of_kind(objects, "ClusterRole"):
         assert not any(g[1] == "leases" for g in grants(role["rules"]))
+
+
+def test_admin_bind_address_is_a_value():
+    assert env(render())["ADMIN_ADDR"]["value"] == "0.0.0.0:8080"
+    assert env(render({"admin": {"bindAddress": "127.0.0.1"}}))["ADMIN_ADDR"]["value"] == "127.0.0.1:8080"
+    assert env(render({"admin": {"bindAddress": "::", "port": 9090}}))["ADMIN_ADDR"]["value"] == "[::]:9090"
+
+
+def test_network_policy_is_optional_and_opens_only_the_admin_port_to_the_listed_peers():
+    assert of_kind(render(), "NetworkPolicy") == []
+    closed = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    assert closed["spec"]["policyTypes"] == ["Ingress"]
+    assert closed["spec"]["ingress"] == []
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    objects = render({"networkPolicy": {"enabled": True, "metricsFrom": [peer]}})
+    policy = one(objects, "NetworkPolicy")
+    assert policy["spec"]["ingress"] == [{"from": [peer], "ports": [{"port": "admin", "protocol": "TCP"}]}]
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
 
 
 def test_rbac_can_be_left_to_the_platform():
@@ -733,3 +782,102 @@ def test_prometheus_rule_thresholds_and_labels_follow_values():
     for rule in found.values():
         assert rule["for"] == "5m"
         assert rule["labels"] == {"team": "identity", "severity": "page"}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grafana dashboard
+
+DASHBOARD_FILE = CHART_DIR / "dashboards" / "entra-operator.json"
+
+
+def dashboard_configmaps(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in of_kind(objects, "ConfigMap") if o["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_dashboard_is_off_by_default():
+    assert dashboard_configmaps(render()) == []
+
+
+def test_dashboard_configmap_carries_the_sidecar_label_and_the_dashboard_json():
+    (cm,) = dashboard_configmaps(render(VARIANTS["dashboard"]))
+    meta = cm["metadata"]
+    assert meta["name"] == f"{RELEASE}-dashboard"
+    assert meta["namespace"] == NAMESPACE
+    assert meta["labels"]["grafana_dashboard"] == "1"
+    assert "annotations" not in meta
+    (key,) = cm["data"]
+    assert key.endswith(".json")
+    dashboard = json.loads(cm["data"][key])
+    assert dashboard == json.loads(DASHBOARD_FILE.read_text())
+    assert dashboard["uid"] == "entra-operator"
+    titles = {p["title"] for p in dashboard["panels"]}
+    for needed in [
+        "Credentials by time to expiry",
+        "Rotations",
+        "Rotation failures",
+        "Reconcile errors by reason",
+        "Graph requests by status",
+        "Graph 429 Too Many Requests",
+        "Consent by tenant",
+    ]:
+        assert needed in titles
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            expr = target["expr"]
+            assert expr.count("(") == expr.count(")"), expr
+            assert expr.count("{") == expr.count("}"), expr
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert variables == {"datasource", "namespace"}
+
+
+def test_dashboard_label_namespace_and_annotations_follow_values():
+    values = {
+        "grafanaDashboard": {
+            "enabled": True,
+            "sidecarLabel": "grafana.io/dashboard",
+            "sidecarLabelValue": "entra",
+            "namespace": "monitoring",
+            "labels": {"team": "identity"},
+            "annotations": {"grafana_folder": "Identity"},
+        }
+    }
+    (cm,) = dashboard_configmaps(render(values))
+    meta = cm["metadata"]
+    assert meta["namespace"] == "monitoring"
+    assert meta["labels"]["grafana.io/dashboard"] == "entra"
+    assert "grafana_dashboard" not in meta["labels"]
+    assert meta["labels"]["team"] == "identity"
+    assert meta["annotations"] == {"grafana_folder": "Identity"}
+    report = helm.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE)
+    assert report["errors"] == []
+
+
+
+RBAC_FIXTURE = ROOT / "tests" / "fixtures" / "chart" / "rbac.yaml"
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def test_the_e2e_suites_rbac_is_what_the_chart_renders():
+    """The Rust end-to-end suite runs the operator as the chart's ServiceAccount with the RBAC in
+    tests/fixtures/chart/rbac.yaml; that file must be exactly what Helm renders with default values.
+    Regenerate with: ENTRA_UPDATE_FIXTURES=1 bash conformance/helm/run.sh"""
+    rendered = [o for o in render() if o["kind"] in RBAC_KINDS]
+    text = (
+        "# The RBAC the chart renders with default values (release entra-operator in entra-system).\n"
+        "# Generated: ENTRA_UPDATE_FIXTURES=1 bash conformance/helm/run.sh (a test checks it).\n"
+        + "".join("---\n" + yaml.safe_dump(o, sort_keys=True) for o in rendered)
+    )
+    if __import__("os").environ.get("ENTRA_UPDATE_FIXTURES") == "1":
+        RBAC_FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+        RBAC_FIXTURE.write_text(text)
+    fixture = [d for d in yaml.safe_load_all(RBAC_FIXTURE.read_text()) if d]
+    assert fixture == rendered, (
+        "tests/fixtures/chart/rbac.yaml differs from the chart's rendered RBAC; regenerate it with "
+        "ENTRA_UPDATE_FIXTURES=1 bash conformance/helm/run.sh"
+    )

@@ -16,8 +16,17 @@ expect() { # expect <description> <needle> <haystack>
 "$k" version >/dev/null
 "$k" apply -f "$root/crds/" >/dev/null
 "$k" wait --for=condition=Established crd --all --timeout=10s >/dev/null
-# (kubectl create sends protobuf bodies for built-in kinds, which the emulator does not decode.)
-printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n' "$ns" | "$k" apply -f - >/dev/null
+# The first things a new user types: kubectl 1.32+ sends these bodies as protobuf.
+"$k" create namespace "$ns" >/dev/null
+"$k" create -n "$ns" secret generic conformance --from-literal=password=hunter2 >/dev/null
+"$k" create -n "$ns" configmap conformance --from-literal=colour=blue >/dev/null
+"$k" create -n "$ns" serviceaccount conformance >/dev/null
+token=$("$k" create -n "$ns" token conformance)
+[ -n "$token" ] || fail "kubectl create token printed nothing"
+got=$("$k" get -n "$ns" secret conformance -o jsonpath='{.data.password}' | base64 -d)
+[ "$got" = "hunter2" ] || fail "kubectl create secret generic stored '$got'"
+got=$("$k" get -n "$ns" configmap conformance -o jsonpath='{.data.colour}')
+[ "$got" = "blue" ] || fail "kubectl create configmap stored '$got'"
 out=$("$k" api-resources --api-group=entra.bookme.io)
 expect "api-resources" "bankclients" "$out"
 
@@ -28,7 +37,7 @@ expect "re-apply is a no-op" "unchanged" "$out"
 out=$("$k" apply -n "$ns" --server-side --force-conflicts -f "$root/examples/")
 expect "server-side apply" "serverside-applied" "$out"
 count=$(find "$root/examples" -name '*.yaml' -exec grep -h '^kind:' {} + | wc -l)
-got=$("$k" get -n "$ns" appregistrations,bankclients,tenantmappings,naaintegrations -o name | wc -l)
+got=$("$k" get -n "$ns" appregistrations,bankclients,tenantmappings,naaintegrations,entrapolicies -o name | wc -l)
 [ "$got" -eq "$count" ] || fail "expected $count resources from examples, got $got"
 
 # Printer columns.
@@ -60,8 +69,25 @@ watched=$(cat "$KUBECONFIG.watch.$$"); rm -f "$KUBECONFIG.watch.$$"
 expect "get -w" "MODIFIED" "$watched"
 
 # describe, annotate, label, patch.
+# An event written the way the operator writes it (events.k8s.io/v1, as kube-rs' Recorder does)
+# is listed by describe, which reads core v1 events by involvedObject.
+uid=$("$k" get -n "$ns" bankclient "$name" -o jsonpath='{.metadata.uid}')
+cat <<YAML | "$k" create -n "$ns" -f - >/dev/null
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: conformance-event}
+eventTime: "2024-01-01T00:00:00.000000Z"
+reportingController: entra-operator
+reportingInstance: conformance
+action: Reconciling
+reason: ConformanceEvent
+type: Normal
+note: written through events.k8s.io
+regarding: {apiVersion: entra.bookme.io/v1alpha1, kind: BankClient, name: "$name", namespace: "$ns", uid: "$uid"}
+YAML
 out=$("$k" describe -n "$ns" bankclient "$name")
 expect "describe" "Bank Id:" "$out"
+expect "describe lists events.k8s.io events" "written through events.k8s.io" "$out"
 "$k" annotate -n "$ns" bankclient "$name" conformance/checked=yes >/dev/null
 "$k" label -n "$ns" bankclient "$name" tier=gold >/dev/null
 out=$("$k" get -n "$ns" bankclients -l tier=gold -o name)

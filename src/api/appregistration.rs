@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::duration::{Duration, Overlap, cel_duration};
+use super::duration::{Duration, Overlap, cel_seconds};
 use super::{Conditions, GUID_PATTERN, LocalRef, OBJECT_NAME_PATTERN};
 
 /// The placeholder in identifier URIs that the operator replaces with the app's own appId.
@@ -43,9 +43,11 @@ pub const MAX_SECRET_LIFETIME: &str = "730d";
         type_ = "string",
         json_path = ".status.consent.state"
     ),
+    // A `date` column prints the time since the value, so a future expiry reads `<invalid>` on a
+    // real API server: expiries are shown as the timestamp itself.
     printcolumn(
         name = "Secret Expires",
-        type_ = "date",
+        type_ = "string",
         json_path = ".status.credentials[0].expiresAt"
     ),
     printcolumn(
@@ -87,7 +89,7 @@ pub struct AppRegistrationSpec {
     /// so `api://{appId}` is the usual choice. Other forms: `api://<tenantId>/<name>` or an https URL on a
     /// domain verified in the tenant. Each must be unique in the tenant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 255)))]
     #[x_kube(validation = Rule::new("self.all(u, u.startsWith('api://') || u.startsWith('https://') || u.startsWith('urn:'))").message("identifierUris must start with api://, https:// or urn:, e.g. api://{appId}"))]
     #[x_kube(validation = Rule::new("self.all(u, self.exists_one(v, v == u))").message("identifierUris must not repeat"))]
     pub identifier_uris: Vec<String>,
@@ -99,7 +101,9 @@ pub struct AppRegistrationSpec {
     /// App roles that can be granted to users, groups or applications (application permissions when
     /// `allowedMemberTypes` contains `Application`). Removing a role disables it first, then deletes it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 200))]
+    // 100, like scopes: the pairwise uniqueness rule's estimated cost grows with the square of the
+    // count, and at 200 it is over the API server's per-call runtime limit.
+    #[schemars(length(max = 100))]
     #[x_kube(validation = Rule::new("self.all(r, self.exists_one(s, s.value == r.value))").message("appRoles values must be unique: two roles share a value"))]
     pub app_roles: Vec<AppRoleSpec>,
 
@@ -133,22 +137,36 @@ pub struct AppRegistrationSpec {
 
     /// Object IDs of users or service principals to add as owners of the application.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 100))]
+    #[schemars(length(max = 100), inner(length(max = 36)))]
     pub owners: Vec<Guid>,
 
     /// Client secrets (written to Kubernetes Secrets and rotated) and federated identity credentials.
     #[serde(default)]
     pub credentials: CredentialsSpec,
 
-    /// What happens in Entra when this resource is deleted: `Delete` (default) soft-deletes the
-    /// application (restorable for 30 days); `Orphan` leaves it untouched.
-    #[serde(default)]
-    pub deletion_policy: DeletionPolicy,
+    /// What happens in Entra when this resource is deleted: `Delete` soft-deletes the application
+    /// (restorable for 30 days); `Orphan` leaves it untouched. Default `Delete` for applications this
+    /// resource created, `Orphan` for adopted ones (an adopted application is deleted only when this
+    /// says `Delete` explicitly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
 
     /// Take over an existing application by its application (client) ID instead of creating one.
     /// Once set it cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopt: Option<AdoptSpec>,
+}
+
+impl AppRegistrationSpec {
+    /// The deletion policy in force: the declared one, else `Orphan` for an adopted application
+    /// and `Delete` for one this resource created.
+    pub fn effective_deletion_policy(&self) -> DeletionPolicy {
+        match (self.deletion_policy, &self.adopt) {
+            (Some(policy), _) => policy,
+            (None, Some(_)) => DeletionPolicy::Orphan,
+            (None, None) => DeletionPolicy::Delete,
+        }
+    }
 }
 
 /// A GUID such as a tenant, application or object ID.
@@ -257,10 +275,11 @@ pub struct PreAuthorizedApplication {
     pub app_ref: Option<LocalRef>,
     /// The client's application (client) ID, for apps not managed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = GUID_PATTERN))]
+    #[schemars(length(max = 36), regex(pattern = GUID_PATTERN))]
     pub app_id: Option<Guid>,
     /// Scope values (from `api.scopes`) the client is pre-authorized for. Empty means all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 120)))]
     pub scopes: Vec<String>,
 }
 
@@ -399,18 +418,18 @@ pub struct RequiredResourceAccess {
     pub well_known_api: Option<WellKnownApi>,
     /// The resource API's application ID, for APIs not managed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = GUID_PATTERN))]
+    #[schemars(length(max = 36), regex(pattern = GUID_PATTERN))]
     pub app_id: Option<Guid>,
     /// The resource API as an AppRegistration in this namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_ref: Option<LocalRef>,
     /// Delegated permissions (scope values) by name, e.g. `User.Read`.
     #[serde(default)]
-    #[schemars(length(max = 400))]
+    #[schemars(length(max = 400), inner(length(max = 120)))]
     pub delegated: Vec<String>,
     /// Application permissions (app role values) by name, e.g. `System` or `User.Read.All`.
     #[serde(default)]
-    #[schemars(length(max = 400))]
+    #[schemars(length(max = 400), inner(length(max = 120)))]
     pub application: Vec<String>,
 }
 
@@ -445,7 +464,7 @@ pub struct ServicePrincipalSpec {
     pub enabled_for_sign_in: bool,
     /// Extra tags on the service principal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = 50), inner(length(max = 256)))]
     pub tags: Vec<String>,
 }
 
@@ -476,21 +495,67 @@ pub struct CredentialsSpec {
     #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))").message("federated credential names must be unique"))]
     #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.issuer == p.issuer && q.subject == p.subject))").message("two federated credentials have the same issuer and subject"))]
     pub federated: Vec<FederatedCredentialSpec>,
+    /// Which federated credentials on the application the operator manages: `Additive` (default)
+    /// touches only the ones it put there (listed in `status.federatedCredentials`), so a trust
+    /// someone else added stays; `Exact` makes the application's federated credentials exactly
+    /// `federated` and deletes every other one.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub federated_management: FederatedManagement,
+}
+
+/// How far the operator manages an application's federated credentials.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum FederatedManagement {
+    /// Create and update the declared ones; delete only those the operator created.
+    #[default]
+    Additive,
+    /// The declared ones and nothing else.
+    Exact,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn lifetime_rule() -> kube::core::Rule {
     kube::core::Rule::new(format!(
-        "{} <= duration('17520h')",
-        cel_duration("self.lifetime")
+        "{} <= {}",
+        cel_seconds("self.lifetime"),
+        super::duration::MAX_SECRET_LIFETIME_SECS
     ))
     .message("lifetime must be at most 730d (2 years, Entra's limit for a client secret)")
+}
+
+/// Shortest client-secret lifetime: shorter ones would rotate on nearly every reconcile and burn the
+/// tenant's shared Graph write budget. Real lifetimes are days; the floor stops the degenerate ones
+/// and still lets tests watch a rotation happen.
+pub const MIN_SECRET_LIFETIME_SECS: u64 = 30;
+/// Shortest time a secret is used before its rotation is due (`lifetime - renewBefore`): at most
+/// one rotation per secret every 10 seconds, whatever the reconcile rate.
+pub const MIN_SECRET_USE_SECS: u64 = 10;
+
+pub(crate) fn lifetime_floor_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "{} >= {MIN_SECRET_LIFETIME_SECS}",
+        cel_seconds("self.lifetime")
+    ))
+    .message("lifetime must be at least 30s: a shorter secret would be rotated on nearly every reconcile")
+}
+
+pub(crate) fn use_floor_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "{} - {} >= {MIN_SECRET_USE_SECS}",
+        cel_seconds("self.lifetime"),
+        cel_seconds("self.renewBefore")
+    ))
+    .message("lifetime - renewBefore must be at least 10s: each secret must be in use for a while before its rotation is due")
 }
 
 fn renew_before_rule() -> kube::core::Rule {
     kube::core::Rule::new(format!(
         "{} < {}",
-        cel_duration("self.renewBefore"),
-        cel_duration("self.lifetime")
+        cel_seconds("self.renewBefore"),
+        cel_seconds("self.lifetime")
     ))
     .message("renewBefore must be shorter than lifetime, or the secret would be rotated as soon as it is created")
 }
@@ -500,6 +565,8 @@ fn renew_before_rule() -> kube::core::Rule {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = lifetime_rule())]
 #[x_kube(validation = renew_before_rule())]
+#[x_kube(validation = lifetime_floor_rule())]
+#[x_kube(validation = use_floor_rule())]
 pub struct PasswordCredentialSpec {
     /// Name of the Kubernetes Secret (in this namespace) that receives the value, with keys
     /// AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST, tokenEndpoint,
@@ -536,7 +603,7 @@ pub struct FederatedCredentialSpec {
     pub subject: String,
     /// Accepted audiences. Default `api://AzureADTokenExchange`.
     #[serde(default = "default_audiences")]
-    #[schemars(length(min = 1, max = 1))]
+    #[schemars(length(min = 1, max = 1), inner(length(min = 1, max = 600)))]
     pub audiences: Vec<String>,
     /// Free-text description.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -559,7 +626,7 @@ pub enum DeletionPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct AdoptSpec {
     /// Application (client) ID of the existing app registration to manage.
-    #[schemars(regex(pattern = GUID_PATTERN))]
+    #[schemars(length(max = 36), regex(pattern = GUID_PATTERN))]
     pub app_id: Guid,
 }
 
@@ -599,7 +666,10 @@ pub struct AppRegistrationStatus {
     /// Object ID of the application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<String>,
-    /// The application's `uniqueName` in Entra (`<prefix>-<namespace>-<name>`), its stable key.
+    /// The application's `uniqueName` in Entra, its stable key: `<prefix>.<namespace>.<name>` for
+    /// applications created since 0.2, `<prefix>-<namespace>-<name>` for older ones (a uniqueName
+    /// cannot change in Graph, so the one recorded here is kept). Unset for adopted applications
+    /// without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_name: Option<String>,
     /// Object ID of the service principal in this tenant.
@@ -677,9 +747,16 @@ pub struct PasswordCredentialStatus {
     /// When the operator will rotate it (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_at: Option<String>,
-    /// The credential replaced by the last rotation, still valid until `revokeAt`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous: Option<PreviousCredential>,
+    /// Credentials replaced by rotations, each still valid until its own `revokeAt`. Several can be
+    /// in overlap at once (a second rotation inside the overlap keeps the first one's window).
+    /// Statuses written before this was a list hold a single object here; it is read as a list of
+    /// one and written back as a list.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "one_or_many"
+    )]
+    pub previous: Vec<PreviousCredential>,
     /// A rotation in progress (write-ahead record; survives crashes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingRotation>,
@@ -701,6 +778,24 @@ pub struct PreviousCredential {
     pub revoke_at: String,
 }
 
+/// Reads `previous` as a list, an object (the shape before it became a list) or null.
+fn one_or_many<'de, D>(deserializer: D) -> Result<Vec<PreviousCredential>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<PreviousCredential>),
+        One(PreviousCredential),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::Many(list)) => list,
+        Some(OneOrMany::One(one)) => vec![one],
+    })
+}
+
 /// A rotation that has started but not finished.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -709,4 +804,53 @@ pub struct PendingRotation {
     pub nonce: String,
     /// When the rotation started (RFC 3339).
     pub since: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_reads_the_old_single_object_shape_and_writes_a_list() {
+        let old: PasswordCredentialStatus = serde_json::from_value(serde_json::json!({
+            "secretName": "s",
+            "previous": {"keyId": "k0", "revokeAt": "2030-01-01T00:00:00Z"}
+        }))
+        .unwrap();
+        assert_eq!(
+            old.previous,
+            vec![PreviousCredential {
+                key_id: "k0".into(),
+                revoke_at: "2030-01-01T00:00:00Z".into()
+            }]
+        );
+        let written = serde_json::to_value(&old).unwrap();
+        assert_eq!(
+            written["previous"],
+            serde_json::json!([{"keyId": "k0", "revokeAt": "2030-01-01T00:00:00Z"}])
+        );
+        for absent in [
+            serde_json::json!({"secretName": "s"}),
+            serde_json::json!({"secretName": "s", "previous": null}),
+            serde_json::json!({"secretName": "s", "previous": []}),
+        ] {
+            let status: PasswordCredentialStatus = serde_json::from_value(absent).unwrap();
+            assert!(status.previous.is_empty());
+            assert!(
+                serde_json::to_value(&status)
+                    .unwrap()
+                    .get("previous")
+                    .is_none()
+            );
+        }
+        let many: PasswordCredentialStatus = serde_json::from_value(serde_json::json!({
+            "secretName": "s",
+            "previous": [
+                {"keyId": "k0", "revokeAt": "2030-01-01T00:00:00Z"},
+                {"keyId": "k1", "revokeAt": "2030-02-01T00:00:00Z"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(many.previous.len(), 2);
+    }
 }

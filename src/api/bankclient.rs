@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::duration::{Duration, Overlap, cel_duration};
+use super::duration::{Duration, Overlap, cel_seconds};
 use super::{Conditions, LocalRef, OBJECT_NAME_PATTERN};
 
 /// The shape of a BankId: lowercase letters, digits and '-', as used in resource names and registries.
@@ -24,14 +24,16 @@ pub const BANK_ID_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
     doc = "A bank's system integration: a single-tenant app registration holding the API's System role, with a client secret in a Secret that is rotated well before it expires.",
     printcolumn(name = "Bank", type_ = "string", json_path = ".spec.bankId"),
     printcolumn(name = "Client ID", type_ = "string", json_path = ".status.clientId"),
+    // A `date` column prints the time since the value, so a future expiry reads `<invalid>` on a
+    // real API server: expiries are shown as the timestamp itself.
     printcolumn(
         name = "Secret Expires",
-        type_ = "date",
+        type_ = "string",
         json_path = ".status.secretExpiresAt"
     ),
     printcolumn(
         name = "Next Rotation",
-        type_ = "date",
+        type_ = "string",
         json_path = ".status.nextRotationAt",
         priority = "1"
     ),
@@ -90,8 +92,9 @@ fn default_role() -> String {
 
 fn bank_lifetime_rule() -> kube::core::Rule {
     kube::core::Rule::new(format!(
-        "{} <= duration('17520h')",
-        cel_duration("self.lifetime")
+        "{} <= {}",
+        cel_seconds("self.lifetime"),
+        super::duration::MAX_SECRET_LIFETIME_SECS
     ))
     .message("lifetime must be at most 730d (2 years, Entra's limit for a client secret)")
 }
@@ -99,8 +102,8 @@ fn bank_lifetime_rule() -> kube::core::Rule {
 fn bank_renew_before_rule() -> kube::core::Rule {
     kube::core::Rule::new(format!(
         "{} < {}",
-        cel_duration("self.renewBefore"),
-        cel_duration("self.lifetime")
+        cel_seconds("self.renewBefore"),
+        cel_seconds("self.lifetime")
     ))
     .message("renewBefore must be shorter than lifetime, or the secret would be rotated as soon as it is created")
 }
@@ -110,6 +113,8 @@ fn bank_renew_before_rule() -> kube::core::Rule {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = bank_lifetime_rule())]
 #[x_kube(validation = bank_renew_before_rule())]
+#[x_kube(validation = super::appregistration::lifetime_floor_rule())]
+#[x_kube(validation = super::appregistration::use_floor_rule())]
 pub struct BankSecretSpec {
     /// Name of the Kubernetes Secret (in this namespace) that receives the credential, in the keys
     /// the Azure SDKs read (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID, ...).

@@ -226,16 +226,21 @@ impl JsonSchema for Overlap {
     }
 }
 
-/// A CEL expression giving the `duration` value of the duration string at `field`.
+/// A CEL expression giving the duration string at `field` in seconds (an `int`).
 ///
-/// CEL's `duration()` understands h/m/s but not days, so the day part is turned into hours
-/// (`1d12h` → `24h` + `12h`; Go's and CEL's duration parsers sum repeated units).
-pub fn cel_duration(field: &str) -> String {
+/// CEL's `duration()` understands h/m/s but not days, so the day part is counted separately
+/// (`1d12h` → `86400 + duration('12h').getSeconds()`). The expression builds no string: the API
+/// server's cost estimator cannot bound a string made by `string(int)` and `+`, and refuses a CRD
+/// whose rule concatenates one (its estimate is unbounded).
+pub fn cel_seconds(field: &str) -> String {
     format!(
-        "({f}.contains('d') ? duration(string(int({f}.split('d')[0]) * 24) + 'h' + ({f}.split('d')[1] == '' ? '0s' : {f}.split('d')[1])) : duration({f}))",
+        "({f}.contains('d') ? int({f}.split('d')[0]) * 86400 + ({f}.split('d')[1] == '' ? 0 : duration({f}.split('d')[1]).getSeconds()) : duration({f}).getSeconds())",
         f = field
     )
 }
+
+/// The largest lifetime of a client secret, in seconds (730 days: Entra's limit).
+pub const MAX_SECRET_LIFETIME_SECS: u64 = 730 * 86_400;
 
 #[cfg(test)]
 mod tests {

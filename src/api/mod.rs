@@ -13,6 +13,8 @@ pub mod duration;
 #[allow(clippy::duplicated_attributes)]
 pub mod naaintegration;
 #[allow(clippy::duplicated_attributes)]
+pub mod policy;
+#[allow(clippy::duplicated_attributes)]
 pub mod tenantmapping;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -24,12 +26,11 @@ pub use appregistration::{AppRegistration, AppRegistrationSpec, AppRegistrationS
 pub use bankclient::{BankClient, BankClientSpec, BankClientStatus};
 pub use duration::{Duration, DurationError, Overlap};
 pub use naaintegration::{NaaIntegration, NaaIntegrationSpec, NaaIntegrationStatus};
+pub use policy::{EntraPolicy, EntraPolicySpec};
 pub use tenantmapping::{TenantMapping, TenantMappingSpec, TenantMappingStatus};
 
-/// The API group of every kind here.
+/// The API group of the five kinds.
 pub const GROUP: &str = "entra.bookme.io";
-/// The served and stored version.
-pub const VERSION: &str = "v1alpha1";
 
 /// A GUID as Entra writes them (tenant IDs, application/client IDs, object IDs).
 pub const GUID_PATTERN: &str =
@@ -38,10 +39,6 @@ pub const GUID_PATTERN: &str =
 /// A Kubernetes object name (DNS-1123 subdomain), for Secrets, ConfigMaps and references.
 pub const OBJECT_NAME_PATTERN: &str =
     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-
-/// A host name without scheme, path or port, e.g. `addin.bookme.io`.
-pub const FQDN_PATTERN: &str =
-    "^([a-zA-Z0-9]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?\\.)+[a-zA-Z]([-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$";
 
 /// Annotation whose new value forces a credential rotation.
 pub const ROTATE_ANNOTATION: &str = "entra.bookme.io/rotate";
@@ -58,6 +55,12 @@ pub mod condition {
     pub const CREDENTIALS_READY: &str = "CredentialsReady";
     /// Every required permission is consented.
     pub const CONSENT_GRANTED: &str = "ConsentGranted";
+    /// kstatus: work is in flight (True) — derived from `Ready`, see `controllers::kstatus`.
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: nothing changes until a human acts (True) — derived from `Ready`.
+    pub const STALLED: &str = "Stalled";
+    /// The registry database holds the resource's rows (only with `--registry-database-url`).
+    pub const REGISTRY_SYNCED: &str = "RegistrySynced";
 }
 
 /// A reference to another resource of this API in the same namespace.
@@ -97,6 +100,7 @@ pub fn crds()
         BankClient::crd(),
         TenantMapping::crd(),
         NaaIntegration::crd(),
+        EntraPolicy::crd(),
     ]
 }
 

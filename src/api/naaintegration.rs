@@ -57,13 +57,17 @@ pub struct NaaIntegrationSpec {
 
     /// Host names (optionally with port) of the add-in servers, without scheme or path, e.g.
     /// `addin.bookme.io`. Each becomes an SPA redirect URI `brk-multihub://<host>`.
-    #[schemars(length(min = 1, max = 100))]
+    // At most 50: the pairwise uniqueness rule's estimated cost grows with the square of the
+    // count, and at 100 it is over the API server's per-call runtime limit.
+    #[schemars(length(min = 1, max = 50))]
     #[x_kube(validation = Rule::new("self.all(f, self.exists_one(g, g == f))").message("addinServerFqdns must not repeat"))]
     pub addin_server_fqdns: Vec<AddinServerFqdn>,
 
     /// Customer tenant IDs whose OIDC metadata URLs go into the ConfigMap.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 500))]
+    // At most 200: at 500 the pairwise uniqueness rule's estimated cost (about 4.75M) is far over
+    // the API server's per-call runtime limit of 1M; at 200 it is about 0.76M.
+    #[schemars(length(max = 200))]
     #[x_kube(validation = Rule::new("self.all(f, self.exists_one(g, g == f))").message("tenants must not repeat"))]
     pub tenants: Vec<TenantIdEntry>,
 
@@ -76,8 +80,11 @@ pub struct NaaIntegrationSpec {
     pub pre_authorize: bool,
 
     /// Name of the ConfigMap (in this namespace) that receives the add-in's settings. Default `<name>-naa`.
+    /// Not `bank-clients` or `tenant-mappings` (the registries' names); an existing ConfigMap that is
+    /// not this resource's is left untouched (reason `SecretConflict`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
+    #[x_kube(validation = Rule::new("self != 'bank-clients' && self != 'tenant-mappings'").message("configMapName must not be a registry's name (bank-clients, tenant-mappings)"))]
     pub config_map_name: Option<String>,
 }
 
@@ -91,7 +98,7 @@ pub struct AddinServerFqdn(
 /// A tenant ID.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(transparent)]
-pub struct TenantIdEntry(#[schemars(regex(pattern = GUID_PATTERN))] pub String);
+pub struct TenantIdEntry(#[schemars(length(max = 36), regex(pattern = GUID_PATTERN))] pub String);
 
 /// Sign-in audience of a NAA integration.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

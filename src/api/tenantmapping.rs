@@ -52,7 +52,7 @@ use super::{Conditions, GUID_PATTERN, LocalRef};
 #[x_kube(validation = Rule::new("!has(self.defaultBankId) || self.bankIds.exists(b, b == self.defaultBankId)").message("defaultBankId must be one of bankIds"))]
 pub struct TenantMappingSpec {
     /// The customer's Entra tenant ID (a GUID; the `tid` claim of its tokens). Immutable.
-    #[schemars(regex(pattern = GUID_PATTERN))]
+    #[schemars(length(max = 36), regex(pattern = GUID_PATTERN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("tenantId is immutable; create a new TenantMapping for another tenant"))]
     pub tenant_id: String,
 

@@ -3,7 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::Conditions;
+use super::kstatus::kstatus_conditions;
+use crate::api::{Conditions, condition};
 
 /// One condition as a controller wants it, before timestamps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,13 +45,27 @@ impl DesiredCondition {
 }
 
 /// Merge desired conditions into the previous ones. A condition whose status did not change keeps
-/// its transition time; conditions of other types are kept as they were.
+/// its transition time; conditions of other types are kept as they were. When `desired` has a
+/// `Ready` condition, the kstatus conditions `Reconciling` and `Stalled` are derived from it
+/// ([`kstatus_conditions`]) unless `desired` sets them itself, so every kind and every path that
+/// reports `Ready` reports them too.
 pub fn merge_conditions(
     previous: &Conditions,
     desired: &[DesiredCondition],
     observed_generation: Option<i64>,
     now: jiff::Timestamp,
 ) -> Conditions {
+    let derived: Vec<DesiredCondition> = desired
+        .iter()
+        .find(|d| d.type_ == condition::READY)
+        .filter(|_| {
+            !desired
+                .iter()
+                .any(|d| d.type_ == condition::RECONCILING || d.type_ == condition::STALLED)
+        })
+        .map(|ready| kstatus_conditions(ready).to_vec())
+        .unwrap_or_default();
+    let desired: Vec<&DesiredCondition> = desired.iter().chain(&derived).collect();
     let mut out: Vec<Condition> = previous
         .0
         .iter()
@@ -128,5 +143,39 @@ mod tests {
         assert_eq!(ready.last_transition_time.0, ts("2026-01-02T00:00:00Z"));
         assert_eq!(ready.observed_generation, Some(2));
         assert_eq!(second.get("Synced"), first.get("Synced"));
+    }
+
+    #[test]
+    fn ready_brings_the_kstatus_conditions_with_it() {
+        let merged = merge_conditions(
+            &Conditions::default(),
+            &[DesiredCondition::failed(
+                condition::READY,
+                "GraphForbidden",
+                "grant Application.ReadWrite.OwnedBy",
+            )],
+            Some(3),
+            ts("2026-01-01T00:00:00Z"),
+        );
+        let types: Vec<&str> = merged.0.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
+        let stalled = merged.get(condition::STALLED).unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "GraphForbidden")
+        );
+        assert_eq!(stalled.observed_generation, Some(3));
+        assert_eq!(merged.get(condition::RECONCILING).unwrap().status, "False");
+        // Without Ready in the desired set, the previous kstatus conditions stay as they were.
+        let later = merge_conditions(
+            &merged,
+            &[DesiredCondition::ok(condition::SYNCED, "Synced", "ok")],
+            Some(3),
+            ts("2026-01-02T00:00:00Z"),
+        );
+        assert_eq!(
+            later.get(condition::STALLED),
+            merged.get(condition::STALLED)
+        );
     }
 }

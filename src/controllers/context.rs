@@ -9,10 +9,10 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::graph::GraphClient;
-use crate::runtime::metrics::Metrics;
+use crate::metrics::Metrics;
 
-use super::appregistration::PlanSettings;
 use super::appregistration::observed::ObservedServicePrincipal;
+use super::appregistration::plan::PlanSettings;
 
 /// Operator-wide settings the controllers need.
 #[derive(Clone, Debug)]
@@ -34,6 +34,10 @@ pub struct Context {
     pub settings: ControllerSettings,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The registry database sink, when `--registry-database-url` is set.
+    pub registry: Option<Arc<crate::registry::RegistrySink>>,
+    /// Checked before credential writes: closed when this replica cannot prove it leads.
+    pub fence: crate::runtime::leader::Fence,
     failures: Mutex<HashMap<String, u32>>,
     /// Service principals of Microsoft's APIs by appId, with when they were read.
     resource_sps: Mutex<HashMap<String, (Instant, ObservedServicePrincipal)>>,
@@ -53,9 +57,23 @@ impl Context {
             graph,
             settings,
             metrics,
+            registry: None,
+            fence: crate::runtime::leader::Fence::unfenced(),
             failures: Mutex::new(HashMap::new()),
             resource_sps: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Publish the bank registries to this database sink too (beside the ConfigMaps).
+    pub fn with_registry(mut self, registry: Option<Arc<crate::registry::RegistrySink>>) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Uses this fence (the leader elector's) instead of none.
+    pub fn with_fence(mut self, fence: crate::runtime::leader::Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Count a failed reconcile of `key` and return how long to wait before the next try:

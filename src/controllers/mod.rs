@@ -1,14 +1,19 @@
-//! One module per kind, each an observe → plan → execute → report pipeline (see ARCHITECTURE.md),
-//! plus the pieces they share.
+//! One module per kind, each an observe → plan → execute → report pipeline wired to the API server in
+//! its own `mod.rs` (docs/code-map.md), plus the pieces they share: the context, conditions, the
+//! error by stage, events, child objects, the status writer, the controller wiring, and the registry
+//! database sink's rows and condition.
 
 pub mod appregistration;
 pub mod bankclient;
-pub mod bankclient_reconcile;
-pub mod composed_reconcile;
+pub mod children;
+pub mod coalesce;
 pub mod conditions;
 pub mod context;
+pub mod error;
+pub mod events;
+pub mod kstatus;
 pub mod naaintegration;
-pub mod naaintegration_reconcile;
-pub mod status;
+pub mod registry_sink;
+pub mod status_writer;
 pub mod tenantmapping;
-pub mod tenantmapping_reconcile;
+pub mod wiring;

@@ -1,7 +1,14 @@
 //! The password-credential rotation state machine: given what is declared, what status says and
-//! what Graph and the Secret hold, the one next step. Pure: the controller executes the step,
-//! persists the returned status, observes again and asks again, so any crash between two steps
-//! leaves a state that this function knows how to finish.
+//! what Graph and the Secret hold, the one next step. Pure: the driver ([`super::driver`]) executes
+//! the step, persists the returned status, observes again and asks again, so any crash between two
+//! steps leaves a state that this function knows how to finish.
+//!
+//! Three rules hold for every step it returns:
+//! - a credential is removed only if its marker proves it is this resource's (see
+//!   [`ManagedMarker`]): never a credential of another resource, never one made by hand;
+//! - a credential that the Secret names (its `keyId`) is never removed;
+//! - every previous credential keeps its own revoke time: a rotation inside the overlap of an
+//!   earlier one adds to the list and never shortens an earlier window.
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -13,7 +20,8 @@ use crate::api::duration::Overlap;
 use crate::graph::SecretString;
 
 /// First part of the `displayName` of every credential this operator creates:
-/// `entra-operator:<secretName>:<nonce>`. Anything else is someone else's credential.
+/// `entra-operator:<resource UID>:<secretName>:<nonce>`. Anything else is someone else's
+/// credential.
 pub const MARKER_PREFIX: &str = "entra-operator";
 
 /// How long a credential may be missing from Graph reads right after it was created before the
@@ -24,29 +32,60 @@ pub const REPLICATION_GRACE: SignedDuration = SignedDuration::from_secs(120);
 /// How often to look again while waiting for Graph to show a credential.
 pub const REPLICATION_POLL: SignedDuration = SignedDuration::from_secs(10);
 
-/// The `displayName` of a credential created for `secret_name` in the rotation marked `nonce`.
-pub fn managed_display_name(secret_name: &str, nonce: &str) -> String {
-    format!("{MARKER_PREFIX}:{secret_name}:{nonce}")
+/// The `displayName` of a credential created for the resource with UID `owner_uid`, for
+/// `secret_name`, in the rotation marked `nonce`.
+pub fn managed_display_name(owner_uid: &str, secret_name: &str, nonce: &str) -> String {
+    format!("{MARKER_PREFIX}:{owner_uid}:{secret_name}:{nonce}")
 }
 
 /// The parts of a managed credential's `displayName`.
+///
+/// Two forms are recognised:
+/// - `entra-operator:<uid>:<secretName>:<nonce>`, written by this version: the UID of the
+///   AppRegistration (or BankClient child) proves which resource made it;
+/// - `entra-operator:<secretName>:<nonce>` (`owner_uid: None`), written before the UID was part
+///   of the marker. Such a *legacy* credential is still used, completed and rotated away from like
+///   any other of this Secret's, but since its marker cannot tell two resources apart it is removed
+///   only when this resource's status names it (as current, previous or pending): a legacy
+///   credential that nothing names is left alone. Legacy credentials disappear with the first
+///   rotation after the upgrade plus its overlap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ManagedMarker<'a> {
+    pub owner_uid: Option<&'a str>,
     pub secret_name: &'a str,
     pub nonce: &'a str,
 }
 
-/// Parses `entra-operator:<secretName>:<nonce>`; `None` for credentials this operator did not
-/// create. Secret names cannot contain `:`, nonces never do.
+impl ManagedMarker<'_> {
+    /// Whether the marker names the resource with this UID (legacy markers name nobody).
+    pub fn is_owned_by(&self, owner_uid: &str) -> bool {
+        self.owner_uid == Some(owner_uid)
+    }
+}
+
+/// Parses a marker (both forms, see [`ManagedMarker`]); `None` for credentials this operator did
+/// not create. UIDs, Secret names and nonces cannot contain `:`.
 pub fn parse_managed_display_name(display_name: &str) -> Option<ManagedMarker<'_>> {
     let rest = display_name
         .strip_prefix(MARKER_PREFIX)?
         .strip_prefix(':')?;
-    let (secret_name, nonce) = rest.rsplit_once(':')?;
-    if secret_name.is_empty() || nonce.is_empty() || secret_name.contains(':') {
+    let parts: Vec<&str> = rest.split(':').collect();
+    if parts.iter().any(|p| p.is_empty()) {
         return None;
     }
-    Some(ManagedMarker { secret_name, nonce })
+    match parts[..] {
+        [secret_name, nonce] => Some(ManagedMarker {
+            owner_uid: None,
+            secret_name,
+            nonce,
+        }),
+        [owner_uid, secret_name, nonce] => Some(ManagedMarker {
+            owner_uid: Some(owner_uid),
+            secret_name,
+            nonce,
+        }),
+        _ => None,
+    }
 }
 
 /// A fresh random nonce for [`RotationInput::fresh_nonce`].
@@ -104,11 +143,16 @@ impl AddedPassword {
     }
 }
 
-/// Everything the state machine looks at for one declared password.
+/// Everything the state machine looks at for one password.
 #[derive(Clone, Copy, Debug)]
 pub struct RotationInput<'a> {
+    /// The declared password; for a password no longer declared (see [`plan_retired_password`]),
+    /// its `secretName` and the overlap its credentials get.
     pub spec: &'a PasswordCredentialSpec,
-    /// The status entry with the same `secretName`, as last persisted by the operator.
+    /// `metadata.uid` of the resource: written into every new credential's marker, and required
+    /// in a marker before a credential is removed.
+    pub owner_uid: &'a str,
+    /// The status entry with the same `secretName`, as last persisted.
     pub status: Option<&'a PasswordCredentialStatus>,
     /// All password credentials of the application (managed, other secrets', unmanaged).
     pub graph: &'a [ObservedPassword],
@@ -123,7 +167,7 @@ pub struct RotationInput<'a> {
     pub now: Timestamp,
 }
 
-/// The one next step for a declared password.
+/// The one next step for a password.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CredentialAction {
     /// Nothing to do; call again at `requeue_at` (the earliest of renewal and revocation).
@@ -131,11 +175,12 @@ pub enum CredentialAction {
     /// Persist the plan's status, which records a rotation with this nonce. Must land before the
     /// `addPassword` that follows (write-ahead).
     RecordPending { nonce: String },
-    /// `POST /applications/{id}/addPassword` with these values; keep the response in memory and
-    /// pass it as [`RotationInput::added`] to the next call.
+    /// `POST /applications/{id}/addPassword` with this `displayName` and `endDateTime`, and no
+    /// `startDateTime`: Graph starts the credential on its own clock, so a fast operator clock
+    /// cannot make a secret that is not valid yet. Keep the response in memory and pass it as
+    /// [`RotationInput::added`] to the next call.
     AddPassword {
         display_name: String,
-        start: Timestamp,
         end: Timestamp,
     },
     /// Write the Secret with this credential (see [`super::render_secret`]).
@@ -148,6 +193,41 @@ pub enum CredentialAction {
     /// `POST /applications/{id}/removePassword` with this key ID (a 404 counts as done), then
     /// persist the plan's status.
     RemovePassword { key_id: String },
+    /// The password is no longer declared and the overlap of the credential its Secret still
+    /// names is over: delete the Secret (this resource's own), so that the credential can then be
+    /// revoked without revoking what a Secret holds.
+    DeleteSecret,
+    /// The password is no longer declared and nothing of it is left: persist status without its
+    /// entry.
+    ForgetEntry,
+}
+
+impl CredentialAction {
+    /// Whether the step writes to Graph or the Secret (as opposed to status only, or nothing).
+    pub fn writes_outside_status(&self) -> bool {
+        matches!(
+            self,
+            CredentialAction::AddPassword { .. }
+                | CredentialAction::WriteSecret { .. }
+                | CredentialAction::RemovePassword { .. }
+                | CredentialAction::DeleteSecret
+        )
+    }
+
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CredentialAction::Idle { .. } => "idle",
+            CredentialAction::RecordPending { .. } => "record_pending",
+            CredentialAction::AddPassword { .. } => "add_password",
+            CredentialAction::WriteSecret { .. } => "write_secret",
+            CredentialAction::CompleteRotation { .. } => "complete_rotation",
+            CredentialAction::UpdateStatus => "update_status",
+            CredentialAction::RemovePassword { .. } => "remove_password",
+            CredentialAction::DeleteSecret => "delete_secret",
+            CredentialAction::ForgetEntry => "forget_entry",
+        }
+    }
 }
 
 /// Why a step is taken; the `as_str` form is the event and condition reason.
@@ -173,13 +253,19 @@ pub enum CredentialReason {
     RotationComplete,
     /// The previous credential's revoke time has passed.
     RevokePrevious,
-    /// A credential carrying this operator's marker for this Secret that nothing refers to (left by
+    /// A credential carrying this resource's marker for this Secret that nothing refers to (left by
     /// a crash or an interrupted rotation).
     RemoveOrphan,
     /// The previous credential is no longer in Entra; forget it.
     PreviousGone,
-    /// Status had no current credential but the Secret holds one of ours: take it as current.
+    /// A previous credential reached its revoke time but its marker does not prove it is this
+    /// resource's (another resource's UID): it is forgotten and left in Entra.
+    NotOurs,
+    /// The Secret holds a credential of ours that status does not know (status was lost, restored
+    /// or read before the operator's own last write): take it as current.
     Adopted,
+    /// The password is no longer declared: its credentials get their overlap, then go.
+    Undeclared,
     /// Expiry, hint or renewal time in status differ from Entra and the spec.
     StatusRefreshed,
     /// Graph does not show a credential yet that was created moments ago.
@@ -203,7 +289,9 @@ impl CredentialReason {
             CredentialReason::RevokePrevious => "RevokePrevious",
             CredentialReason::RemoveOrphan => "RemoveOrphan",
             CredentialReason::PreviousGone => "PreviousGone",
+            CredentialReason::NotOurs => "NotOurs",
             CredentialReason::Adopted => "Adopted",
+            CredentialReason::Undeclared => "Undeclared",
             CredentialReason::StatusRefreshed => "StatusRefreshed",
             CredentialReason::WaitingForReplication => "WaitingForReplication",
             CredentialReason::UpToDate => "UpToDate",
@@ -259,32 +347,59 @@ pub enum CredentialError {
 }
 
 /// Decides the one next step for a declared password. See the module documentation for the
-/// order of concerns.
+/// rules, and [`super`] for the order of concerns.
 pub fn plan_password_rotation(
     input: &RotationInput<'_>,
 ) -> Result<CredentialPlan, CredentialError> {
     Planner::new(input)?.plan()
 }
 
-/// Credentials on the application that this operator did not create (reported, never touched).
-pub fn count_unmanaged(graph: &[ObservedPassword]) -> usize {
-    graph.iter().filter(|c| c.marker().is_none()).count()
+/// Decides the one next step for a password that is no longer declared (its `secretName` was
+/// removed from the spec, or its status entry outlived it): no rotation starts; the current
+/// credential (or the one the Secret holds) becomes previous with `spec.overlap`, an unfinished
+/// rotation's credential is removed (or kept with overlap if the Secret already holds it), every
+/// previous credential is revoked at its own time, and once nothing is left the entry is
+/// forgotten ([`CredentialAction::ForgetEntry`]). The Secret stays for the overlap; when it ends,
+/// the Secret is deleted ([`CredentialAction::DeleteSecret`]) if it is still this resource's
+/// (managed-by label and owner reference), then the credential it named is revoked. A Secret that
+/// someone took over keeps its credential until that expires.
+pub fn plan_retired_password(input: &RotationInput<'_>) -> Result<CredentialPlan, CredentialError> {
+    Planner::new(input)?.plan_retired()
 }
 
-/// Key IDs of credentials this operator created for Secrets that are no longer declared (a
-/// password removed from the spec). Removing them is the controller's call.
-pub fn undeclared_managed_credentials<'a>(
+/// Whether a credential was made for this resource: its marker carries this UID. Only these are
+/// counted as the resource's own; legacy markers (no UID) are counted as its own too (see
+/// [`ManagedMarker`]).
+fn counts_as_own(c: &ObservedPassword, owner_uid: &str) -> bool {
+    c.marker()
+        .is_some_and(|m| m.owner_uid.is_none() || m.is_owned_by(owner_uid))
+}
+
+/// Credentials on the application that this resource did not create: made by hand, by another
+/// tool, or by another resource (another UID in the marker). Reported, never touched.
+pub fn count_unmanaged(graph: &[ObservedPassword], owner_uid: &str) -> usize {
+    graph
+        .iter()
+        .filter(|c| !counts_as_own(c, owner_uid))
+        .count()
+}
+
+/// Secret names that this resource's credentials (UID in the marker) are made for but that are
+/// not declared: each gets a status entry planned by [`plan_retired_password`].
+pub fn undeclared_secret_names<'a>(
+    owner_uid: &str,
     declared_secret_names: &[&str],
     graph: &'a [ObservedPassword],
 ) -> Vec<&'a str> {
-    graph
+    let mut names: Vec<&str> = graph
         .iter()
-        .filter(|c| {
-            c.marker()
-                .is_some_and(|m| !declared_secret_names.contains(&m.secret_name))
-        })
-        .map(|c| c.key_id.as_str())
-        .collect()
+        .filter_map(|c| c.marker())
+        .filter(|m| m.is_owned_by(owner_uid) && !declared_secret_names.contains(&m.secret_name))
+        .map(|m| m.secret_name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// When the previous credential is removed: `overlap` after the rotation, or its own expiry for
@@ -310,7 +425,7 @@ fn format_timestamp(t: Timestamp) -> String {
 struct Planner<'a> {
     input: &'a RotationInput<'a>,
     status: PasswordCredentialStatus,
-    /// Credentials carrying our marker for this Secret.
+    /// Credentials carrying a marker for this Secret that is this resource's or legacy.
     mine: Vec<&'a ObservedPassword>,
 }
 
@@ -333,7 +448,12 @@ impl<'a> Planner<'a> {
         let mine = input
             .graph
             .iter()
-            .filter(|c| c.marker().is_some_and(|m| m.secret_name == *secret_name))
+            .filter(|c| {
+                c.marker().is_some_and(|m| {
+                    m.secret_name == *secret_name
+                        && (m.owner_uid.is_none() || m.is_owned_by(input.owner_uid))
+                })
+            })
             .collect();
         Ok(Planner {
             input,
@@ -348,6 +468,43 @@ impl<'a> Planner<'a> {
 
     fn in_graph(&self, key_id: &str) -> Option<&'a ObservedPassword> {
         self.input.graph.iter().find(|c| c.key_id == key_id)
+    }
+
+    fn is_previous(&self, key_id: &str) -> bool {
+        self.status.previous.iter().any(|p| p.key_id == key_id)
+    }
+
+    /// Whether the Secret names this credential (its `keyId` key), whatever its value.
+    fn secret_names(&self, key_id: &str) -> bool {
+        self.input
+            .secret
+            .is_some_and(|s| s.key_id.as_deref() == Some(key_id))
+    }
+
+    /// Whether this step may remove the credential: never one the Secret names; one whose marker
+    /// carries this resource's UID; a legacy one only if status names it.
+    fn removable(&self, c: &ObservedPassword) -> bool {
+        if self.secret_names(&c.key_id) {
+            return false;
+        }
+        let Some(marker) = c.marker() else {
+            return false;
+        };
+        if marker.secret_name != self.secret_name() {
+            return false;
+        }
+        match marker.owner_uid {
+            Some(uid) => uid == self.input.owner_uid,
+            None => {
+                self.status.key_id.as_deref() == Some(c.key_id.as_str())
+                    || self.is_previous(&c.key_id)
+                    || self
+                        .status
+                        .pending
+                        .as_ref()
+                        .is_some_and(|p| p.nonce == marker.nonce)
+            }
+        }
     }
 
     fn parse(&self, field: &'static str, value: &str) -> Result<Timestamp, CredentialError> {
@@ -397,12 +554,14 @@ impl<'a> Planner<'a> {
         if let Some(pending) = &self.status.pending {
             // Nothing carries the nonce (never added, add failed, or removed after the value was
             // lost): add it now. Reusing the nonce keeps the write-ahead record valid.
-            let now = self.input.now;
-            let end = self.add(now, self.input.spec.lifetime.as_signed())?;
+            let end = self.add(self.input.now, self.input.spec.lifetime.as_signed())?;
             return self.step(
                 CredentialAction::AddPassword {
-                    display_name: managed_display_name(self.secret_name(), &pending.nonce),
-                    start: now,
+                    display_name: managed_display_name(
+                        self.input.owner_uid,
+                        self.secret_name(),
+                        &pending.nonce,
+                    ),
                     end,
                 },
                 self.status.clone(),
@@ -415,6 +574,118 @@ impl<'a> Planner<'a> {
         self.refresh_or_idle()
     }
 
+    fn plan_retired(&self) -> Result<CredentialPlan, CredentialError> {
+        let now = self.input.now;
+        if let Some(pending) = &self.status.pending {
+            let carrying: Vec<&ObservedPassword> = self
+                .mine
+                .iter()
+                .copied()
+                .filter(|c| c.marker().is_some_and(|m| m.nonce == pending.nonce))
+                .collect();
+            if let Some(lost) = carrying
+                .iter()
+                .find(|c| !self.secret_names(&c.key_id) && self.removable(c))
+            {
+                return self.step(
+                    CredentialAction::RemovePassword {
+                        key_id: lost.key_id.clone(),
+                    },
+                    self.status.clone(),
+                    CredentialReason::RecoverLostValue,
+                );
+            }
+            // What is left of the rotation is held by the Secret (kept below, with overlap) or
+            // not ours to remove.
+            let mut status = self.status.clone();
+            status.pending = None;
+            return self.step(
+                CredentialAction::UpdateStatus,
+                status,
+                CredentialReason::Undeclared,
+            );
+        }
+        // The current credential, and whatever of ours the Secret holds, get their overlap.
+        let mut to_keep: Vec<&ObservedPassword> = Vec::new();
+        if let Some(current) = self.status.key_id.as_deref().and_then(|k| self.in_graph(k)) {
+            to_keep.push(current);
+        }
+        if let Some(secret) = self.input.secret
+            && let Some(held) = self
+                .mine
+                .iter()
+                .find(|c| secret.holds(&c.key_id, c.hint.as_deref()))
+            && !to_keep.iter().any(|c| c.key_id == held.key_id)
+        {
+            to_keep.push(held);
+        }
+        to_keep.retain(|c| !self.is_previous(&c.key_id));
+        if !to_keep.is_empty() || self.status.key_id.is_some() {
+            let mut status = self.status.clone();
+            for c in to_keep {
+                status.previous.push(PreviousCredential {
+                    key_id: c.key_id.clone(),
+                    revoke_at: format_timestamp(previous_revoke_at(
+                        &self.input.spec.overlap,
+                        c.end,
+                        now,
+                    )),
+                });
+            }
+            status.key_id = None;
+            status.hint = None;
+            status.expires_at = None;
+            status.renew_at = None;
+            status.created_at = None;
+            return self.step(
+                CredentialAction::UpdateStatus,
+                status,
+                CredentialReason::Undeclared,
+            );
+        }
+        if let Some(plan) = self.remove_orphan()? {
+            return Ok(plan);
+        }
+        if let Some(plan) = self.retire_previous()? {
+            return Ok(plan);
+        }
+        if let Some(secret) = self.input.secret
+            && secret.is_operators_for(self.input.owner_uid)
+            && self.status.previous.iter().any(|p| {
+                self.secret_names(&p.key_id)
+                    && self
+                        .parse("previous.revokeAt", &p.revoke_at)
+                        .is_ok_and(|at| at <= now)
+            })
+        {
+            return self.step(
+                CredentialAction::DeleteSecret,
+                self.status.clone(),
+                CredentialReason::Undeclared,
+            );
+        }
+        if self.status.previous.is_empty() {
+            if self.input.status.is_none() {
+                return self.step(
+                    CredentialAction::Idle { requeue_at: None },
+                    self.status.clone(),
+                    CredentialReason::Undeclared,
+                );
+            }
+            return self.step(
+                CredentialAction::ForgetEntry,
+                self.status.clone(),
+                CredentialReason::Undeclared,
+            );
+        }
+        let requeue_at = self.next_revocation()?;
+        self.step(
+            CredentialAction::Idle { requeue_at },
+            self.status.clone(),
+            CredentialReason::Undeclared,
+        )
+    }
+
     /// Steps that need the pending rotation's nonce credential: complete, write the Secret, or
     /// remove a credential whose value is lost. `None` when the rotation must (re)add.
     fn finish_pending(
@@ -422,8 +693,11 @@ impl<'a> Planner<'a> {
         pending: &PendingRotation,
     ) -> Result<Option<CredentialPlan>, CredentialError> {
         let carries_nonce = |display_name: &str| {
-            parse_managed_display_name(display_name)
-                .is_some_and(|m| m.secret_name == self.secret_name() && m.nonce == pending.nonce)
+            parse_managed_display_name(display_name).is_some_and(|m| {
+                m.secret_name == self.secret_name()
+                    && m.nonce == pending.nonce
+                    && (m.owner_uid.is_none() || m.is_owned_by(self.input.owner_uid))
+            })
         };
         let added = self
             .input
@@ -474,11 +748,7 @@ impl<'a> Planner<'a> {
             // likely ours, written just before a crash and not replicated to this read yet.
             let known = self.in_graph(secret_key).is_some()
                 || self.status.key_id.as_deref() == Some(secret_key)
-                || self
-                    .status
-                    .previous
-                    .as_ref()
-                    .is_some_and(|p| p.key_id == secret_key);
+                || self.is_previous(secret_key);
             let deadline = self.add(
                 self.parse("pending.since", &pending.since)?,
                 REPLICATION_GRACE,
@@ -497,7 +767,7 @@ impl<'a> Planner<'a> {
                     .map(Some);
             }
         }
-        if let Some(lost) = carrying.first() {
+        if let Some(lost) = carrying.iter().find(|c| self.removable(c)) {
             return self
                 .step(
                     CredentialAction::RemovePassword {
@@ -511,31 +781,35 @@ impl<'a> Planner<'a> {
         Ok(None)
     }
 
-    /// Status once `new` is current: the old current becomes previous (with its revoke time), or,
-    /// if it is gone from Graph, the existing previous stays while Graph still has it.
+    /// Status once `new` is current: the old current joins the previous credentials with its own
+    /// revoke time; previous credentials still in Graph keep theirs.
     fn completed_status(
         &self,
         new: &ObservedPassword,
     ) -> Result<PasswordCredentialStatus, CredentialError> {
         let now = self.input.now;
         let spec = self.input.spec;
+        let mut previous: Vec<PreviousCredential> = self
+            .status
+            .previous
+            .iter()
+            .filter(|p| p.key_id != new.key_id && self.in_graph(&p.key_id).is_some())
+            .cloned()
+            .collect();
         let old_current = self
             .status
             .key_id
             .as_deref()
             .filter(|key_id| *key_id != new.key_id)
             .and_then(|key_id| self.in_graph(key_id));
-        let previous = match old_current {
-            Some(old) => Some(PreviousCredential {
+        if let Some(old) = old_current
+            && !previous.iter().any(|p| p.key_id == old.key_id)
+        {
+            previous.push(PreviousCredential {
                 key_id: old.key_id.clone(),
                 revoke_at: format_timestamp(previous_revoke_at(&spec.overlap, old.end, now)),
-            }),
-            None => self
-                .status
-                .previous
-                .clone()
-                .filter(|p| p.key_id != new.key_id && self.in_graph(&p.key_id).is_some()),
-        };
+            });
+        }
         let renew_at = self.add(new.end, -spec.renew_before.as_signed())?;
         Ok(PasswordCredentialStatus {
             secret_name: spec.secret_name.clone(),
@@ -550,28 +824,31 @@ impl<'a> Planner<'a> {
         })
     }
 
-    /// Status lost its current credential (restored from a backup, recreated) while the Secret
-    /// still holds one of ours: keep using it rather than rotating and orphaning it.
+    /// The Secret holds a credential of ours that status does not know as current or previous
+    /// (status lost, restored from a backup, or read before the operator's own last write): keep
+    /// using it, the old current getting its overlap, rather than rotating or removing it.
     fn adopt(&self) -> Result<Option<CredentialPlan>, CredentialError> {
-        if self.status.key_id.is_some() || self.status.pending.is_some() {
+        if self.status.pending.is_some() {
             return Ok(None);
         }
         let Some(secret) = self.input.secret else {
             return Ok(None);
         };
-        let Some(held) = self
-            .mine
-            .iter()
-            .find(|c| secret.holds(&c.key_id, c.hint.as_deref()))
-        else {
+        let Some(held) = self.mine.iter().find(|c| {
+            secret.holds(&c.key_id, c.hint.as_deref())
+                && self.status.key_id.as_deref() != Some(c.key_id.as_str())
+                && !self.is_previous(&c.key_id)
+        }) else {
             return Ok(None);
         };
         let mut status = self.completed_status(held)?;
-        status.rotate_token = self
-            .status
-            .rotate_token
-            .clone()
-            .or_else(|| self.input.rotate_annotation.map(str::to_string));
+        if self.status.key_id.is_none() {
+            status.rotate_token = self
+                .status
+                .rotate_token
+                .clone()
+                .or_else(|| self.input.rotate_annotation.map(str::to_string));
+        }
         self.step(
             CredentialAction::UpdateStatus,
             status,
@@ -582,12 +859,15 @@ impl<'a> Planner<'a> {
 
     fn remove_orphan(&self) -> Result<Option<CredentialPlan>, CredentialError> {
         let pending_nonce = self.status.pending.as_ref().map(|p| p.nonce.as_str());
-        let previous_key = self.status.previous.as_ref().map(|p| p.key_id.as_str());
         let orphan = self.mine.iter().find(|c| {
-            let key = Some(c.key_id.as_str());
-            key != self.status.key_id.as_deref()
-                && key != previous_key
+            let owned = c
+                .marker()
+                .is_some_and(|m| m.is_owned_by(self.input.owner_uid));
+            owned
+                && Some(c.key_id.as_str()) != self.status.key_id.as_deref()
+                && !self.is_previous(&c.key_id)
                 && c.marker().map(|m| m.nonce) != pending_nonce
+                && self.removable(c)
         });
         match orphan {
             Some(orphan) => self
@@ -603,13 +883,22 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Forgets previous credentials gone from Graph; revokes the first one whose time has come
+    /// (forgets it without removing it if its marker is not this resource's).
     fn retire_previous(&self) -> Result<Option<CredentialPlan>, CredentialError> {
-        let Some(previous) = &self.status.previous else {
+        if self.status.previous.is_empty() {
             return Ok(None);
-        };
-        let mut status = self.status.clone();
-        status.previous = None;
-        if self.in_graph(&previous.key_id).is_none() {
+        }
+        if self
+            .status
+            .previous
+            .iter()
+            .any(|p| self.in_graph(&p.key_id).is_none())
+        {
+            let mut status = self.status.clone();
+            status
+                .previous
+                .retain(|p| self.in_graph(&p.key_id).is_some());
             return self
                 .step(
                     CredentialAction::UpdateStatus,
@@ -618,18 +907,42 @@ impl<'a> Planner<'a> {
                 )
                 .map(Some);
         }
-        if self.parse("previous.revokeAt", &previous.revoke_at)? <= self.input.now {
-            return self
-                .step(
+        for previous in &self.status.previous {
+            if self.parse("previous.revokeAt", &previous.revoke_at)? > self.input.now
+                || self.secret_names(&previous.key_id)
+            {
+                continue;
+            }
+            let mut status = self.status.clone();
+            status.previous.retain(|p| p.key_id != previous.key_id);
+            let credential = self.in_graph(&previous.key_id).expect("checked above");
+            let (action, reason) = if self.removable(credential) {
+                (
                     CredentialAction::RemovePassword {
                         key_id: previous.key_id.clone(),
                     },
-                    status,
                     CredentialReason::RevokePrevious,
                 )
-                .map(Some);
+            } else {
+                (CredentialAction::UpdateStatus, CredentialReason::NotOurs)
+            };
+            return self.step(action, status, reason).map(Some);
         }
         Ok(None)
+    }
+
+    /// The earliest revoke time still ahead (one the Secret blocks is not waited for: the
+    /// rotation that follows an edited Secret unblocks it).
+    fn next_revocation(&self) -> Result<Option<Timestamp>, CredentialError> {
+        let mut earliest: Option<Timestamp> = None;
+        for previous in &self.status.previous {
+            let at = self.parse("previous.revokeAt", &previous.revoke_at)?;
+            if at <= self.input.now && self.secret_names(&previous.key_id) {
+                continue;
+            }
+            earliest = Some(earliest.map_or(at, |e| e.min(at)));
+        }
+        Ok(earliest)
     }
 
     /// Why the current credential must be replaced now, if it must; or a wait while Graph may
@@ -729,11 +1042,10 @@ impl<'a> Planner<'a> {
                 CredentialReason::StatusRefreshed,
             );
         }
-        let revoke_at = match &self.status.previous {
-            Some(previous) => Some(self.parse("previous.revokeAt", &previous.revoke_at)?),
-            None => None,
+        let requeue_at = match self.next_revocation()? {
+            Some(revoke_at) => revoke_at.min(wait_until),
+            None => wait_until,
         };
-        let requeue_at = revoke_at.map_or(wait_until, |revoke_at| revoke_at.min(wait_until));
         self.step(
             CredentialAction::Idle {
                 requeue_at: Some(requeue_at),
@@ -750,6 +1062,7 @@ mod tests {
     use crate::api::duration::Duration;
 
     const SECRET: &str = "app-secret";
+    const UID: &str = "0b7c6a52-0000-4000-8000-000000000001";
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -779,7 +1092,7 @@ mod tests {
     }
 
     fn managed(key_id: &str, nonce: &str, end: &str) -> ObservedPassword {
-        credential(key_id, &managed_display_name(SECRET, nonce), end)
+        credential(key_id, &managed_display_name(UID, SECRET, nonce), end)
     }
 
     fn secret_holding(c: &ObservedPassword) -> ObservedSecret {
@@ -788,6 +1101,7 @@ mod tests {
             value_prefix: c.hint.clone(),
             expires_at: None,
             managed_by_operator: true,
+            owner_uids: vec![UID.into()],
         }
     }
 
@@ -816,6 +1130,7 @@ mod tests {
         fn plan(&self) -> Result<CredentialPlan, CredentialError> {
             plan_password_rotation(&RotationInput {
                 spec: &self.spec,
+                owner_uid: UID,
                 status: self.status.as_ref(),
                 graph: &self.graph,
                 secret: self.secret.as_ref(),
@@ -845,21 +1160,38 @@ mod tests {
 
     #[test]
     fn display_name_marks_only_our_credentials() {
-        let name = managed_display_name("my-secret.v1", "abc123");
-        assert_eq!(name, "entra-operator:my-secret.v1:abc123");
+        let name = managed_display_name(UID, "my-secret.v1", "abc123");
+        assert_eq!(name, format!("entra-operator:{UID}:my-secret.v1:abc123"));
+        let marker = parse_managed_display_name(&name).unwrap();
         assert_eq!(
-            parse_managed_display_name(&name),
-            Some(ManagedMarker {
+            marker,
+            ManagedMarker {
+                owner_uid: Some(UID),
                 secret_name: "my-secret.v1",
                 nonce: "abc123"
-            })
+            }
         );
+        assert!(marker.is_owned_by(UID));
+        assert!(!marker.is_owned_by("another-uid"));
+        // The form written before the UID was part of the marker is still recognised.
+        let legacy = parse_managed_display_name("entra-operator:my-secret.v1:abc123").unwrap();
+        assert_eq!(
+            legacy,
+            ManagedMarker {
+                owner_uid: None,
+                secret_name: "my-secret.v1",
+                nonce: "abc123"
+            }
+        );
+        assert!(!legacy.is_owned_by(UID), "a legacy marker proves nothing");
         for other in [
             "entra-operator",
             "entra-operator:",
             "entra-operator:x",
             "entra-operator:x:",
             "entra-operator::n",
+            "entra-operator:u::n",
+            "entra-operator:u:s:n:extra",
             "entra-operatorx:s:n",
             "Password uploaded on Tue",
             "",
@@ -892,10 +1224,10 @@ mod tests {
             let mut case = steady();
             case.graph
                 .push(managed("bb-previous", "n0", "2030-03-20T00:00:00Z"));
-            case.status.as_mut().unwrap().previous = Some(PreviousCredential {
+            case.status.as_mut().unwrap().previous = vec![PreviousCredential {
                 key_id: "bb-previous".into(),
                 revoke_at: revoke_at.into(),
-            });
+            }];
             let plan = case.plan().unwrap();
             assert_eq!(
                 plan.action,
@@ -1003,8 +1335,7 @@ mod tests {
         assert_eq!(
             plan.action,
             CredentialAction::AddPassword {
-                display_name: "entra-operator:app-secret:n2".into(),
-                start: t("2030-03-03T00:00:00Z"),
+                display_name: format!("entra-operator:{UID}:app-secret:n2"),
                 end: t("2030-06-01T00:00:00Z"),
             }
         );
@@ -1031,7 +1362,9 @@ mod tests {
             t(status.renew_at.as_deref().unwrap()),
             t("2030-05-02T00:00:00Z")
         );
-        let previous = status.previous.unwrap();
+        let [previous] = &status.previous[..] else {
+            panic!("one previous: {:?}", status.previous)
+        };
         assert_eq!(previous.key_id, "aa-current");
         assert_eq!(t(&previous.revoke_at), t("2030-03-10T00:00:00Z"));
     }
@@ -1065,7 +1398,7 @@ mod tests {
         });
         let added = AddedPassword {
             key_id: "cc-new".into(),
-            display_name: managed_display_name(SECRET, "n2"),
+            display_name: managed_display_name(UID, SECRET, "n2"),
             hint: Some("cc~".into()),
             start: Some(t("2030-02-01T00:00:00Z")),
             end: t("2030-05-01T00:00:00Z"),
@@ -1073,6 +1406,7 @@ mod tests {
         };
         let plan = plan_password_rotation(&RotationInput {
             spec: &case.spec,
+            owner_uid: UID,
             status: case.status.as_ref(),
             graph: &case.graph,
             secret: case.secret.as_ref(),
@@ -1092,11 +1426,12 @@ mod tests {
 
         // An addPassword response for another rotation (another nonce) is not written.
         let stale = AddedPassword {
-            display_name: managed_display_name(SECRET, "n1"),
+            display_name: managed_display_name(UID, SECRET, "n1"),
             ..added
         };
         let plan = plan_password_rotation(&RotationInput {
             spec: &case.spec,
+            owner_uid: UID,
             status: case.status.as_ref(),
             graph: &case.graph,
             secret: case.secret.as_ref(),
@@ -1114,7 +1449,7 @@ mod tests {
         let mut case = steady();
         case.graph.push(credential(
             "yy-other",
-            &managed_display_name("another-secret", "n9"),
+            &managed_display_name(UID, "another-secret", "n9"),
             "2030-05-01T00:00:00Z",
         ));
         case.graph.push(ObservedPassword {
@@ -1122,14 +1457,15 @@ mod tests {
             ..credential("xx-nameless", "", "2030-05-01T00:00:00Z")
         });
         assert_eq!(case.plan().unwrap().reason, CredentialReason::UpToDate);
-        assert_eq!(count_unmanaged(&case.graph), 2);
+        assert_eq!(count_unmanaged(&case.graph, UID), 2);
         assert_eq!(
-            undeclared_managed_credentials(&[SECRET], &case.graph),
-            vec!["yy-other"]
+            undeclared_secret_names(UID, &[SECRET], &case.graph),
+            vec!["another-secret"]
         );
-        assert!(
-            undeclared_managed_credentials(&[SECRET, "another-secret"], &case.graph).is_empty()
-        );
+        assert!(undeclared_secret_names(UID, &[SECRET, "another-secret"], &case.graph).is_empty());
+        // Another resource's credentials are not ours: counted as unmanaged, never undeclared.
+        assert_eq!(count_unmanaged(&case.graph, "another-uid"), 4);
+        assert!(undeclared_secret_names("another-uid", &[], &case.graph).is_empty());
     }
 
     #[test]
@@ -1152,10 +1488,10 @@ mod tests {
         let mut case = steady();
         case.graph
             .push(managed("bb-previous", "n0", "2030-03-20T00:00:00Z"));
-        case.status.as_mut().unwrap().previous = Some(PreviousCredential {
+        case.status.as_mut().unwrap().previous = vec![PreviousCredential {
             key_id: "bb-previous".into(),
             revoke_at: "2030-02-01T00:00:00Z".into(),
-        });
+        }];
         let plan = case.plan().unwrap();
         assert_eq!(plan.reason, CredentialReason::RevokePrevious);
         assert_eq!(
@@ -1164,13 +1500,13 @@ mod tests {
                 key_id: "bb-previous".into()
             }
         );
-        assert_eq!(plan.status.previous, None);
+        assert!(plan.status.previous.is_empty());
 
         case.graph.retain(|c| c.key_id != "bb-previous");
         let plan = case.plan().unwrap();
         assert_eq!(plan.reason, CredentialReason::PreviousGone);
         assert_eq!(plan.action, CredentialAction::UpdateStatus);
-        assert_eq!(plan.status.previous, None);
+        assert!(plan.status.previous.is_empty());
     }
 
     #[test]
@@ -1215,7 +1551,7 @@ mod tests {
         let new = managed("cc-new", "n2", "2030-06-01T00:00:00Z");
         case.graph.push(new.clone());
         case.secret = Some(secret_holding(&new));
-        let previous = case.plan().unwrap().status.previous.unwrap();
+        let previous = case.plan().unwrap().status.previous[0].clone();
         assert_eq!(t(&previous.revoke_at), t("2030-04-01T00:00:00Z"));
     }
 
@@ -1257,10 +1593,10 @@ mod tests {
         let mut case = steady();
         case.graph
             .push(managed("bb-previous", "n0", "2030-03-20T00:00:00Z"));
-        case.status.as_mut().unwrap().previous = Some(PreviousCredential {
+        case.status.as_mut().unwrap().previous = vec![PreviousCredential {
             key_id: "bb-previous".into(),
             revoke_at: "next tuesday".into(),
-        });
+        }];
         let err = case.plan().unwrap_err();
         assert!(err.to_string().contains("previous.revokeAt"), "{err}");
 

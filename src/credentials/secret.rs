@@ -2,6 +2,7 @@
 //! back into what the rotation state machine needs to know (never the value itself).
 
 use crate::graph::SecretString;
+use crate::labels::{LABEL_MANAGED_BY, MANAGED_BY};
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -24,10 +25,6 @@ pub const KEY_KEY_ID: &str = "keyId";
 /// Secret key holding when the value expires (RFC 3339).
 pub const KEY_EXPIRES_AT: &str = "expiresAt";
 
-/// Standard label naming the tool that manages the Secret.
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// Value of [`LABEL_MANAGED_BY`] on Secrets this operator writes.
-pub const MANAGED_BY: &str = "entra-operator";
 /// Label naming the AppRegistration whose credential the Secret holds.
 pub const LABEL_APP_REGISTRATION: &str = "entra.bookme.io/app-registration";
 
@@ -149,6 +146,9 @@ pub struct ObservedSecret {
     pub expires_at: Option<String>,
     /// Whether the Secret carries this operator's managed-by label.
     pub managed_by_operator: bool,
+    /// UIDs in the Secret's owner references (the resource that owns it is garbage-collected
+    /// with it).
+    pub owner_uids: Vec<String>,
 }
 
 impl ObservedSecret {
@@ -181,7 +181,21 @@ impl ObservedSecret {
                 .as_ref()
                 .and_then(|labels| labels.get(LABEL_MANAGED_BY))
                 .is_some_and(|value| value == MANAGED_BY),
+            owner_uids: secret
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|r| r.uid.clone())
+                .collect(),
         }
+    }
+
+    /// Whether the operator may delete this Secret for the resource with this UID: it carries the
+    /// managed-by label and that resource owns it. A Secret someone took over (label or owner
+    /// reference removed) is theirs.
+    pub fn is_operators_for(&self, owner_uid: &str) -> bool {
+        self.managed_by_operator && self.owner_uids.iter().any(|uid| uid == owner_uid)
     }
 
     /// Whether the Secret holds the credential with this key ID: its `keyId` matches and its value
@@ -201,6 +215,43 @@ impl ObservedSecret {
             }
         }
     }
+}
+
+/// A Secret (or ConfigMap) the operator may not write: it exists and is not this resource's (no
+/// managed-by label, or another owner), or another resource claimed its name first. The object is
+/// left untouched; the resource reports reason `SecretConflict`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {name} is not this resource's to write: {why}")]
+pub struct SecretConflict {
+    pub kind: &'static str,
+    pub name: String,
+    pub why: String,
+}
+
+/// Whether the object with these labels and owner UIDs belongs to the resource `owner_uid`: it must
+/// carry the operator's managed-by label and name the resource among its owners. `None` when it
+/// does, else why not.
+pub fn foreign_owner(
+    managed_by_operator: bool,
+    owner_uids: &[String],
+    owner_uid: &str,
+) -> Option<String> {
+    if !managed_by_operator {
+        return Some(format!(
+            "it exists without the label {LABEL_MANAGED_BY}={MANAGED_BY} (someone else created it)"
+        ));
+    }
+    if !owner_uids.iter().any(|u| u == owner_uid) {
+        return Some(if owner_uids.is_empty() {
+            "it has no owner reference to this resource".to_string()
+        } else {
+            format!(
+                "it is owned by another resource (uid {})",
+                owner_uids.join(", ")
+            )
+        });
+    }
+    None
 }
 
 #[cfg(test)]
@@ -308,6 +359,27 @@ mod tests {
         assert!(
             !observed.holds("key-9", None),
             "an empty value holds nothing"
+        );
+    }
+
+    #[test]
+    fn only_a_labelled_object_owned_by_this_resource_is_ours() {
+        let uid = "u-1".to_string();
+        assert_eq!(foreign_owner(true, std::slice::from_ref(&uid), "u-1"), None);
+        assert!(
+            foreign_owner(false, std::slice::from_ref(&uid), "u-1")
+                .unwrap()
+                .contains("without the label")
+        );
+        assert!(
+            foreign_owner(true, &[], "u-1")
+                .unwrap()
+                .contains("no owner reference")
+        );
+        assert!(
+            foreign_owner(true, &["u-2".to_string()], "u-1")
+                .unwrap()
+                .contains("another resource")
         );
     }
 }

@@ -456,7 +456,7 @@ pub async fn request_client_credentials(
         .await
         .map_err(|e| GraphError::Transport {
             operation: operation.clone(),
-            message: super::client::describe_reqwest_error(&e),
+            message: super::error::describe_reqwest_error(&e),
         })?;
     let status = response.status().as_u16();
     tracing::debug!(
@@ -468,7 +468,7 @@ pub async fn request_client_credentials(
     );
     let body = response.bytes().await.map_err(|e| GraphError::Transport {
         operation: operation.clone(),
-        message: super::client::describe_reqwest_error(&e),
+        message: super::error::describe_reqwest_error(&e),
     })?;
     if (200..300).contains(&status) {
         let token: TokenResponse =

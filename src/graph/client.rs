@@ -2,7 +2,6 @@
 //! errors, logs and counts every request. Typed methods live in `applications.rs` and friends.
 
 use std::collections::HashMap;
-use std::error::Error as _;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +15,9 @@ use url::Url;
 
 use super::auth::{AzureIdentityTokenSource, TokenSource, build_http_client};
 use super::config::{DEFAULT_AUTHORITY_HOST, GraphConfig};
-use super::error::{GraphError, Permission, is_no_backing_application, map_status};
+use super::error::{
+    GraphError, Permission, describe_reqwest_error, is_no_backing_application, map_status,
+};
 use super::metrics::{GraphObserver, NoopObserver};
 use super::models::Page;
 use super::ratelimit::{RateLimits, TenantRateLimiter};
@@ -277,18 +278,6 @@ pub(crate) fn method_name(m: &Method) -> &'static str {
     }
 }
 
-/// Describes a reqwest error with its causes (a TLS "UnknownIssuer" hides two levels down).
-pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
-
 pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -516,25 +505,36 @@ impl GraphClient {
                     let wait = retry_after.unwrap_or_else(|| retry.backoff(attempt));
                     Some((wait.min(retry.max_delay), "server_error", false))
                 }
-                GraphError::NotFound(_)
-                    if replication_pending && self.recently_created(&call.keys) =>
-                {
-                    Some((
-                        retry.replication_backoff(replication_attempt),
-                        "replication",
-                        true,
-                    ))
+                GraphError::NotFound(d) if self.recently_created(&call.keys) => {
+                    if !retry.replication_in_place {
+                        observer.retried("replication");
+                        return Err(GraphError::Replicating(d.clone()));
+                    }
+                    replication_pending.then(|| {
+                        (
+                            retry.replication_backoff(replication_attempt),
+                            "replication",
+                            true,
+                        )
+                    })
                 }
                 GraphError::BadRequest(d)
-                    if replication_pending
-                        && call.retry_no_backing_app
+                    if call.retry_no_backing_app
                         && is_no_backing_application(&d.code, &d.message) =>
                 {
-                    Some((
-                        retry.replication_backoff(replication_attempt),
-                        "replication",
-                        true,
-                    ))
+                    // Created by this client moments ago: certainly replication. Otherwise (made
+                    // before a restart) it is waited out here as before, bounded.
+                    if !retry.replication_in_place && self.recently_created(&call.keys) {
+                        observer.retried("replication");
+                        return Err(GraphError::Replicating(d.clone()));
+                    }
+                    replication_pending.then(|| {
+                        (
+                            retry.replication_backoff(replication_attempt),
+                            "replication",
+                            true,
+                        )
+                    })
                 }
                 _ => None,
             };

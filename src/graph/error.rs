@@ -44,6 +44,11 @@ pub enum GraphError {
     /// 404: the object does not exist (after replication-delay retries, where they apply).
     #[error("not found: {0}")]
     NotFound(ErrorDetail),
+    /// An object created moments ago is not visible yet (a 404 on it, or "does not reference a
+    /// valid application object"): Entra's replicas have not caught up. Not waited out in place
+    /// (unless the retry policy says so): the controller requeues shortly, so its worker is free.
+    #[error("waiting for Entra replication: {0}")]
+    Replicating(ErrorDetail),
     /// 409, or a 400 saying the object or reference already exists.
     #[error("conflict: {0}")]
     Conflict(ErrorDetail),
@@ -101,6 +106,7 @@ impl GraphError {
     pub fn reason(&self) -> &'static str {
         match self {
             GraphError::NotFound(_) => "GraphNotFound",
+            GraphError::Replicating(_) => "GraphReplicating",
             GraphError::Conflict(_) => "GraphConflict",
             GraphError::Throttled { .. } => "GraphThrottled",
             GraphError::Forbidden { .. } => "GraphForbidden",
@@ -119,6 +125,7 @@ impl GraphError {
     pub fn category(&self) -> &'static str {
         match self {
             GraphError::NotFound(_) => "graph_not_found",
+            GraphError::Replicating(_) => "graph_replicating",
             GraphError::Conflict(_) => "graph_conflict",
             GraphError::Throttled { .. } => "graph_throttled",
             GraphError::Forbidden { .. } => "graph_forbidden",
@@ -141,7 +148,17 @@ impl GraphError {
                 | GraphError::Server(_)
                 | GraphError::Transport { .. }
                 | GraphError::Authentication { .. }
+                | GraphError::Replicating(_)
         )
+    }
+
+    /// Whether Graph refused a credential because of the tenant's app management policy (a 400
+    /// with a code such as `CredentialInvalidLifetimeAsPerAppPolicy`, message "Credential lifetime
+    /// exceeds the max value allowed as per assigned policy …"). Retrying cannot help; an
+    /// administrator must change the policy, or the spec its lifetime.
+    pub fn is_tenant_credential_policy(&self) -> bool {
+        matches!(self, GraphError::BadRequest(d)
+            if d.code.ends_with("AsPerAppPolicy") || d.message.contains("as per assigned policy"))
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -156,6 +173,7 @@ impl GraphError {
     pub fn detail(&self) -> Option<&ErrorDetail> {
         match self {
             GraphError::NotFound(d)
+            | GraphError::Replicating(d)
             | GraphError::Conflict(d)
             | GraphError::BadRequest(d)
             | GraphError::Unauthorized(d)
@@ -304,6 +322,18 @@ fn is_duplicate(detail: &ErrorDetail) -> bool {
     detail.code == "Request_MultipleObjectsWithSameKeyValue"
         || m.contains("already exist")
         || m.contains("permission being assigned already exists")
+}
+
+/// Describes a reqwest error with its causes (a TLS "UnknownIssuer" hides two levels down).
+pub(crate) fn describe_reqwest_error(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 #[cfg(test)]

@@ -267,7 +267,8 @@ pub struct FederatedIdentityCredential {
     pub subject: String,
     #[serde(deserialize_with = "null_default")]
     pub audiences: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Always sent, `null` when absent: an upsert that omitted it would keep an old description,
+    /// so one could never be cleared.
     pub description: Option<String>,
 }
 

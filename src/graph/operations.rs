@@ -163,8 +163,11 @@ impl GraphClient {
         self.fetch(&call).await
     }
 
-    /// `POST /applications/{id}/removePassword`. A key that is already gone is `NotFound` or
-    /// `BadRequest` from Graph; callers treat both as done.
+    /// `POST /applications/{id}/removePassword`. A key that is already gone is success.
+    ///
+    /// Graph does not document its answer for an unknown `keyId`; rather than trusting an error
+    /// message, a 400 or 404 is followed by a read of the application's `passwordCredentials`:
+    /// the key is gone when the application no longer lists it, else the error stands.
     pub async fn remove_password(
         &self,
         application_id: &str,
@@ -179,7 +182,42 @@ impl GraphClient {
         )
         .json(&json!({ "keyId": key_id }))?
         .keys([application_id]);
-        self.send(&call).await
+        match self.send(&call).await {
+            Err(e @ (GraphError::BadRequest(_) | GraphError::NotFound(_))) => {
+                self.credential_gone(application_id, key_id, e, false).await
+            }
+            other => other,
+        }
+    }
+
+    /// After a 400/404 on removing a credential: `Ok` when the application (or the application
+    /// itself) no longer holds `key_id`, else `error`.
+    async fn credential_gone(
+        &self,
+        application_id: &str,
+        key_id: &str,
+        error: GraphError,
+        certificate: bool,
+    ) -> Result<(), GraphError> {
+        let app = match self.get_application(application_id).await {
+            Ok(app) => app,
+            Err(GraphError::NotFound(_)) => return Ok(()),
+            Err(_) => return Err(error),
+        };
+        let same =
+            |k: &Option<String>| k.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(key_id));
+        let still_there = if certificate {
+            app.key_credentials
+                .iter()
+                .flatten()
+                .any(|k| same(&k.key_id))
+        } else {
+            app.password_credentials
+                .iter()
+                .flatten()
+                .any(|p| same(&p.key_id))
+        };
+        if still_there { Err(error) } else { Ok(()) }
     }
 
     /// `POST /applications/{id}/addKey`: adds a certificate. `proof` comes from
@@ -224,7 +262,12 @@ impl GraphClient {
         )
         .json(&json!({ "keyId": key_id, "proof": proof }))?
         .keys([application_id]);
-        self.send(&call).await
+        match self.send(&call).await {
+            Err(e @ (GraphError::BadRequest(_) | GraphError::NotFound(_))) => {
+                self.credential_gone(application_id, key_id, e, true).await
+            }
+            other => other,
+        }
     }
 
     // ---- federated identity credentials -------------------------------------------------
@@ -335,42 +378,7 @@ impl GraphClient {
         }
     }
 
-    /// `DELETE /applications/{id}/owners/{ownerId}/$ref`. An owner already gone is success.
-    pub async fn remove_application_owner(
-        &self,
-        application_id: &str,
-        owner_object_id: &str,
-    ) -> Result<(), GraphError> {
-        let call = Call::new(
-            Method::DELETE,
-            format!(
-                "/applications/{}/owners/{}/$ref",
-                encode(application_id),
-                encode(owner_object_id)
-            ),
-            "/applications/{id}/owners/{id}/$ref",
-            APP_WRITE,
-            Kind::Write,
-        );
-        match self.send(&call).await {
-            Err(GraphError::NotFound(_)) => Ok(()),
-            other => other,
-        }
-    }
-
     // ---- service principals ---------------------------------------------------------------
-
-    /// `GET /servicePrincipals/{id}`.
-    pub async fn get_service_principal(&self, id: &str) -> Result<ServicePrincipal, GraphError> {
-        let call = Call::get(
-            format!("/servicePrincipals/{}", encode(id)),
-            "/servicePrincipals/{id}",
-            APP_READ,
-            1,
-        )
-        .keys([id]);
-        self.fetch(&call).await
-    }
 
     /// `GET /servicePrincipals(appId='…')`: the service principal of an app in this tenant.
     pub async fn get_service_principal_by_app_id(
@@ -403,28 +411,11 @@ impl GraphClient {
         )
         .json(body)?
         .prefer(CREATE_IF_MISSING)
-        .keys([sp_app_key(app_id)])
+        // The app's appId too: "no backing application" right after this client created the
+        // app is replication delay.
+        .keys([sp_app_key(app_id), app_id.to_string()])
         .retry_no_backing_app();
         self.upsert(&call, sp_keys).await
-    }
-
-    /// `POST /servicePrincipals {appId}`; a duplicate is `Conflict`. Retries the replication 400.
-    pub async fn create_service_principal(
-        &self,
-        app_id: &str,
-    ) -> Result<ServicePrincipal, GraphError> {
-        let call = Call::new(
-            Method::POST,
-            "/servicePrincipals".into(),
-            "/servicePrincipals",
-            APP_WRITE,
-            Kind::Write,
-        )
-        .json(&json!({ "appId": app_id }))?
-        .retry_no_backing_app();
-        let sp: ServicePrincipal = self.fetch(&call).await?;
-        self.note_created(sp_keys(&sp));
-        Ok(sp)
     }
 
     /// `PATCH /servicePrincipals/{id}` with only the fields to change.
@@ -465,26 +456,9 @@ impl GraphClient {
         self.list(call).await
     }
 
-    /// `GET /servicePrincipals/{id}/appRoleAssignedTo`: who holds roles of this resource.
-    pub async fn list_app_role_assigned_to(
-        &self,
-        resource_service_principal_id: &str,
-    ) -> Result<Vec<AppRoleAssignment>, GraphError> {
-        let call = Call::get(
-            format!(
-                "/servicePrincipals/{}/appRoleAssignedTo",
-                encode(resource_service_principal_id)
-            ),
-            "/servicePrincipals/{id}/appRoleAssignedTo",
-            APP_READ,
-            2,
-        )
-        .keys([resource_service_principal_id]);
-        self.list(call).await
-    }
-
     /// `POST /servicePrincipals/{resourceId}/appRoleAssignedTo`: grants an application permission
-    /// (admin consent for an app role). An existing assignment is `Conflict`.
+    /// (admin consent for an app role). An assignment that already exists (Graph answers 400 or
+    /// 409) is found among the principal's assignments and returned; the error stands otherwise.
     pub async fn create_app_role_assignment(
         &self,
         resource_service_principal_id: &str,
@@ -509,27 +483,23 @@ impl GraphClient {
         )
         .json(&body)?
         .keys([resource_service_principal_id, principal_id]);
-        self.fetch(&call).await
-    }
-
-    /// `DELETE /servicePrincipals/{resourceId}/appRoleAssignedTo/{assignmentId}`.
-    pub async fn delete_app_role_assignment(
-        &self,
-        resource_service_principal_id: &str,
-        assignment_id: &str,
-    ) -> Result<(), GraphError> {
-        let call = Call::new(
-            Method::DELETE,
-            format!(
-                "/servicePrincipals/{}/appRoleAssignedTo/{}",
-                encode(resource_service_principal_id),
-                encode(assignment_id)
-            ),
-            "/servicePrincipals/{id}/appRoleAssignedTo/{id}",
-            ROLE_ASSIGN,
-            Kind::Write,
-        );
-        self.send(&call).await
+        match self.fetch(&call).await {
+            Err(e @ (GraphError::Conflict(_) | GraphError::BadRequest(_))) => {
+                let existing = self
+                    .list_app_role_assignments(principal_id)
+                    .await
+                    .ok()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| {
+                        a.resource_id
+                            .eq_ignore_ascii_case(resource_service_principal_id)
+                            && a.app_role_id.eq_ignore_ascii_case(app_role_id)
+                    });
+                existing.ok_or(e)
+            }
+            other => other,
+        }
     }
 
     // ---- delegated permissions (oauth2PermissionGrants) ----------------------------------
@@ -556,6 +526,12 @@ impl GraphClient {
 
     /// `POST /oauth2PermissionGrants` with `consentType: AllPrincipals` (admin consent for
     /// delegated `scopes`).
+    ///
+    /// A grant for the same client, resource and consent type may already exist although the list
+    /// did not show it (the list lags fresh grants): Graph answers 409
+    /// `Request_MultipleObjectsWithSameKeyValue`. Then the existing grant is looked up (waiting
+    /// out the list's replication delay, bounded by the retry policy), extended with the missing
+    /// scopes, and returned.
     pub async fn create_oauth2_permission_grant(
         &self,
         client_service_principal_id: &str,
@@ -578,7 +554,65 @@ impl GraphClient {
         )
         .json(&body)?
         .keys([client_service_principal_id, resource_service_principal_id]);
-        self.fetch(&call).await
+        match self.fetch(&call).await {
+            Err(GraphError::Conflict(detail)) => {
+                self.existing_grant(
+                    client_service_principal_id,
+                    resource_service_principal_id,
+                    scopes,
+                    detail,
+                )
+                .await
+            }
+            other => other,
+        }
+    }
+
+    async fn existing_grant(
+        &self,
+        client_service_principal_id: &str,
+        resource_service_principal_id: &str,
+        scopes: &[&str],
+        conflict: super::error::ErrorDetail,
+    ) -> Result<OAuth2PermissionGrant, GraphError> {
+        let retry = &self.inner.retry;
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            let found = self
+                .list_oauth2_permission_grants(client_service_principal_id)
+                .await?
+                .into_iter()
+                .find(|g| {
+                    g.resource_id
+                        .eq_ignore_ascii_case(resource_service_principal_id)
+                });
+            if let Some(mut grant) = found {
+                let mut have: Vec<&str> = grant.scope.split_whitespace().collect();
+                let missing: Vec<&str> = scopes
+                    .iter()
+                    .copied()
+                    .filter(|s| !have.contains(s))
+                    .collect();
+                if !missing.is_empty()
+                    && let Some(id) = grant.id.clone()
+                {
+                    have.extend(missing);
+                    self.update_oauth2_permission_grant(&id, &have).await?;
+                    grant.scope = have.join(" ");
+                }
+                return Ok(grant);
+            }
+            if !retry.replication_in_place {
+                // The grant exists (409) but the list does not show it yet: come back later.
+                return Err(GraphError::Replicating(conflict));
+            }
+            if started.elapsed() >= retry.replication_timeout {
+                return Err(GraphError::Conflict(conflict));
+            }
+            tokio::time::sleep(retry.replication_backoff(attempt)).await;
+            attempt += 1;
+        }
     }
 
     /// `PATCH /oauth2PermissionGrants/{id} {scope}`: replaces the granted scopes.
@@ -595,18 +629,6 @@ impl GraphClient {
             Kind::Write,
         )
         .json(&json!({ "scope": scopes.join(" ") }))?;
-        self.send(&call).await
-    }
-
-    /// `DELETE /oauth2PermissionGrants/{id}`.
-    pub async fn delete_oauth2_permission_grant(&self, grant_id: &str) -> Result<(), GraphError> {
-        let call = Call::new(
-            Method::DELETE,
-            format!("/oauth2PermissionGrants/{}", encode(grant_id)),
-            "/oauth2PermissionGrants/{id}",
-            GRANTS,
-            Kind::Write,
-        );
         self.send(&call).await
     }
 

@@ -1,4 +1,4 @@
-//! Client-side rate limiting: keep one identity under Graph's per-tenant budgets (GRAPH.md,
+//! Client-side rate limiting: keep one identity under Graph's per-tenant budgets (docs/graph.md,
 //! "Throttling") by waiting before a request, instead of discovering the limit through 429s that
 //! cost every other reconcile in the tenant the same penalty.
 

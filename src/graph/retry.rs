@@ -22,6 +22,11 @@ pub struct RetryPolicy {
     pub replication_timeout: Duration,
     /// First wait of a replication retry; doubles, capped by `max_delay`.
     pub replication_base_delay: Duration,
+    /// Wait out replication delay inside the call (up to `replication_timeout`). Off by default:
+    /// the call returns `GraphError::Replicating` at once and the controller requeues shortly, so
+    /// a worker is never parked on Entra's replication (with a 2 s delay and 4 workers that
+    /// capped a burst of new apps at ~0.8/s). On for callers without a requeue (tests, tools).
+    pub replication_in_place: bool,
 }
 
 impl Default for RetryPolicy {
@@ -34,6 +39,7 @@ impl Default for RetryPolicy {
             max_retry_after: Duration::from_secs(60),
             replication_timeout: Duration::from_secs(60),
             replication_base_delay: Duration::from_secs(1),
+            replication_in_place: false,
         }
     }
 }
@@ -49,6 +55,7 @@ impl RetryPolicy {
             max_retry_after: Duration::from_secs(5),
             replication_timeout: Duration::from_secs(2),
             replication_base_delay: Duration::from_millis(5),
+            replication_in_place: true,
         }
     }
 

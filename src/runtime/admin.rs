@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// What `/readyz` reports: ready once the caches are synced and Graph authentication works.
 #[derive(Default)]

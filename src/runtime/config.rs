@@ -31,8 +31,10 @@ pub struct RunArgs {
     )]
     pub namespaces: Vec<String>,
 
-    /// Reconciles running at once, per kind.
-    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    /// Reconciles running at once, per kind. A worker never waits on Entra's replication (the
+    /// resource is requeued), so workers only wait on Graph round trips and the write budget: 16
+    /// keeps the budget, not the workers, the limit (BENCHMARKS.md, "Scale").
+    #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 
     /// How often every resource is reconciled even without changes (e.g. `1h`).
@@ -91,6 +93,10 @@ pub struct RunArgs {
     /// This replica's identity in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+
+    /// The database registry sink (off without `--registry-database-url`).
+    #[command(flatten)]
+    pub registry: crate::registry::config::RegistryArgs,
 }
 
 impl RunArgs {

@@ -1,11 +1,34 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, with the timings of client-go's elector:
-//! a 15 s lease renewed every 5 s, candidates polling every 2 s. A standby takes over when it has
-//! seen the lease unchanged for a whole lease duration (its own clock, so clock skew between
-//! nodes does not matter), i.e. within about 17 s of the leader's last renewal.
+//! a 15 s lease, renewed every 2 s, given up after 10 s without a successful renewal; candidates
+//! poll every 2 s. A standby takes over when it has seen the lease unchanged for a whole lease
+//! duration (its own clock, so clock skew between nodes does not matter), i.e. at the earliest
+//! 15 s after the leader's last successful renewal was committed.
 //!
 //! Every write is a replace with the observed `resourceVersion`, so two candidates can never both
-//! believe they won: the API server rejects the second write with 409 Conflict.
+//! believe they won: the API server rejects the second write with 409 Conflict. Every call to the
+//! API server is bounded by [`LeaseTimings::request_timeout`], so a partition cannot hang a
+//! renewal.
+//!
+//! # Fencing
+//!
+//! The leader hands a [`Fence`] to everything that writes. The fence is open until
+//! `start of the last successful renewal + renew_deadline` (on the leader's monotonic clock): the
+//! renewal was committed after it started, and a standby takes over no earlier than
+//! `commit + lease_duration`, so a writer that checks the fence before each write stops at least
+//! `lease_duration - renew_deadline` (5 s) before a standby can lead. That gap is the budget for a
+//! write that passed the check to land; a request delayed in the network longer than that could
+//! still land after a takeover (no fencing token reaches Graph), which the credential state machine
+//! tolerates: its status writes are conditional, so a stale writer's status write is rejected.
+//!
+//! # Why not `kube-lease-manager`
+//!
+//! The `kube-lease-manager` crate (0.13, kube 5) was considered first. It cannot fence: it reports
+//! leadership as a `watch::Receiver<bool>` that changes only when a sync *succeeds* and sees
+//! another holder; while the API server is unreachable the channel keeps saying `true`, and the
+//! time of the last successful renewal (which a fence needs) is not exposed. Its calls also carry
+//! no timeout of their own. So the hand-written elector stays, with the fence and timeouts added.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -15,6 +38,8 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::credentials::Fenced;
+
 /// Timings of the election.
 #[derive(Clone, Copy, Debug)]
 pub struct LeaseTimings {
@@ -22,20 +47,100 @@ pub struct LeaseTimings {
     pub lease_duration: Duration,
     /// How often the leader renews.
     pub renew_period: Duration,
-    /// The leader gives up (and must stop writing) when it could not renew for this long.
+    /// The leader gives up (and must stop writing) when it could not renew for this long. Must be
+    /// shorter than `lease_duration`: the difference is the fence's safety margin.
     pub renew_deadline: Duration,
     /// How often a standby looks at the lease.
     pub retry_period: Duration,
+    /// Bound on each call to the API server.
+    pub request_timeout: Duration,
 }
 
 impl Default for LeaseTimings {
     fn default() -> Self {
         LeaseTimings {
             lease_duration: Duration::from_secs(15),
-            renew_period: Duration::from_secs(5),
+            renew_period: Duration::from_secs(2),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(4),
         }
+    }
+}
+
+/// Whether this replica can still prove it holds the lease. Cheap to clone; every writer checks
+/// it before each write ([`crate::credentials::Fence`]).
+#[derive(Clone, Debug)]
+pub struct Fence {
+    /// `None`: leader election is off (a single replica), the fence is always open.
+    state: Option<Arc<Mutex<FenceState>>>,
+}
+
+#[derive(Debug, Default)]
+struct FenceState {
+    /// Open until this instant.
+    valid_until: Option<Instant>,
+    /// Leadership ended for this reason; the fence stays closed.
+    closed: Option<String>,
+}
+
+impl Fence {
+    /// A fence that never closes, for a replica that runs without leader election.
+    pub fn unfenced() -> Self {
+        Fence { state: None }
+    }
+
+    /// A fence that is closed until the first renewal.
+    fn closed() -> Self {
+        Fence {
+            state: Some(Arc::new(Mutex::new(FenceState::default()))),
+        }
+    }
+
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, FenceState>> {
+        self.state
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// A renewal that started at `started` was committed: open until `started + validity`.
+    fn extend(&self, started: Instant, validity: Duration) {
+        if let Some(mut state) = self.lock()
+            && state.closed.is_none()
+        {
+            let until = started + validity;
+            state.valid_until = Some(state.valid_until.map_or(until, |v| v.max(until)));
+        }
+    }
+
+    /// Leadership ended: closed for good.
+    fn close(&self, reason: &str) {
+        if let Some(mut state) = self.lock() {
+            state.closed.get_or_insert_with(|| reason.to_string());
+        }
+    }
+
+    /// `Ok` while this replica holds the lease with margin to spare.
+    pub fn check(&self) -> Result<(), Fenced> {
+        let Some(state) = self.lock() else {
+            return Ok(());
+        };
+        if let Some(reason) = &state.closed {
+            return Err(Fenced(format!("leadership ended: {reason}")));
+        }
+        match state.valid_until {
+            Some(until) if Instant::now() < until => Ok(()),
+            Some(_) => Err(Fenced(
+                "the lease was not renewed recently enough to prove leadership".into(),
+            )),
+            None => Err(Fenced("the lease has not been acquired".into())),
+        }
+    }
+}
+
+impl crate::credentials::Fence for Fence {
+    fn check(&self) -> Result<(), Fenced> {
+        Fence::check(self)
     }
 }
 
@@ -58,6 +163,7 @@ pub struct LeaderElector {
     name: String,
     identity: String,
     timings: LeaseTimings,
+    fence: Fence,
 }
 
 /// What a candidate last saw in the lease, and when (on its own clock).
@@ -79,11 +185,33 @@ impl LeaderElector {
             name: name.to_string(),
             identity: identity.to_string(),
             timings,
+            fence: Fence::closed(),
         }
     }
 
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// The fence of this candidate: open while it holds the lease with margin to spare.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
+    /// How long after the start of a successful renewal the fence stays open.
+    fn fence_validity(&self) -> Duration {
+        self.timings.renew_deadline.min(self.timings.lease_duration)
+    }
+
+    /// Runs one API call with [`LeaseTimings::request_timeout`].
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, CallError> {
+        match tokio::time::timeout(self.timings.request_timeout, call).await {
+            Ok(result) => result.map_err(CallError::Api),
+            Err(_) => Err(CallError::Timeout(self.timings.request_timeout)),
+        }
     }
 
     fn now() -> MicroTime {
@@ -100,8 +228,10 @@ impl LeaderElector {
         let mut observed: Option<Observed> = None;
         let mut announced_holder: Option<String> = None;
         loop {
+            let started = Instant::now();
             match self.try_acquire(&mut observed).await {
                 Ok(None) => {
+                    self.fence.extend(started, self.fence_validity());
                     info!(lease = %self.name, identity = %self.identity, "became the leader");
                     return;
                 }
@@ -121,9 +251,9 @@ impl LeaderElector {
     async fn try_acquire(
         &self,
         observed: &mut Option<Observed>,
-    ) -> Result<Option<String>, kube::Error> {
+    ) -> Result<Option<String>, CallError> {
         let now = Self::now();
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+        let Some(mut lease) = self.bounded(self.api.get_opt(&self.name)).await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
@@ -138,7 +268,8 @@ impl LeaderElector {
                     ..Default::default()
                 }),
             };
-            self.api.create(&PostParams::default(), &lease).await?;
+            self.bounded(self.api.create(&PostParams::default(), &lease))
+                .await?;
             return Ok(None);
         };
         let spec = lease.spec.clone().unwrap_or_default();
@@ -184,28 +315,36 @@ impl LeaderElector {
         }
         // Replace carries the resourceVersion we read: a concurrent candidate's write wins the race
         // and ours fails with 409.
-        self.api
-            .replace(&self.name, &PostParams::default(), &lease)
+        self.bounded(self.api.replace(&self.name, &PostParams::default(), &lease))
             .await?;
         Ok(None)
     }
 
     /// Renews the lease until it is lost; returns why. Call after [`LeaderElector::acquire`].
-    /// The caller must stop writing as soon as this returns.
+    /// The fence closes when a renewal is overdue, before this returns; the caller must stop
+    /// writing as soon as this returns.
     pub async fn hold(&self) -> LeaseError {
+        let error = self.renew_until_lost().await;
+        self.fence.close(&error.to_string());
+        error
+    }
+
+    async fn renew_until_lost(&self) -> LeaseError {
         let mut last_renewed = Instant::now();
         loop {
             tokio::time::sleep(self.timings.renew_period).await;
             loop {
+                let started = Instant::now();
                 match self.renew().await {
                     Ok(()) => {
-                        last_renewed = Instant::now();
+                        self.fence.extend(started, self.fence_validity());
+                        last_renewed = started;
                         break;
                     }
                     Err(RenewError::TakenOver(holder)) => {
                         return LeaseError::TakenOver(self.name.clone(), holder);
                     }
-                    Err(RenewError::Api(e)) => {
+                    Err(RenewError::Call(e)) => {
                         if last_renewed.elapsed() >= self.timings.renew_deadline {
                             return LeaseError::RenewDeadline {
                                 lease: self.name.clone(),
@@ -222,7 +361,10 @@ impl LeaderElector {
     }
 
     async fn renew(&self) -> Result<(), RenewError> {
-        let mut lease = self.api.get(&self.name).await.map_err(RenewError::Api)?;
+        let mut lease = self
+            .bounded(self.api.get(&self.name))
+            .await
+            .map_err(RenewError::Call)?;
         let spec = lease.spec.get_or_insert_with(Default::default);
         match spec.holder_identity.as_deref() {
             Some(h) if h == self.identity => {}
@@ -232,22 +374,22 @@ impl LeaderElector {
         }
         spec.renew_time = Some(Self::now());
         spec.lease_duration_seconds = Some(self.lease_seconds());
-        self.api
-            .replace(&self.name, &PostParams::default(), &lease)
+        self.bounded(self.api.replace(&self.name, &PostParams::default(), &lease))
             .await
             .map_err(|e| match e {
-                kube::Error::Api(s) if s.code == 409 => {
+                CallError::Api(kube::Error::Api(s)) if s.code == 409 => {
                     RenewError::TakenOver("another replica (conflict)".into())
                 }
-                e => RenewError::Api(e),
+                e => RenewError::Call(e),
             })?;
         Ok(())
     }
 
     /// Gives the lease up so a standby takes over at once (graceful shutdown).
     pub async fn release(&self) {
+        self.fence.close("released");
         let result = async {
-            let mut lease = self.api.get(&self.name).await?;
+            let mut lease = self.bounded(self.api.get(&self.name)).await?;
             let spec = lease.spec.get_or_insert_with(Default::default);
             if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
                 return Ok(false);
@@ -255,10 +397,9 @@ impl LeaderElector {
             spec.holder_identity = None;
             spec.lease_duration_seconds = Some(1);
             spec.renew_time = Some(Self::now());
-            self.api
-                .replace(&self.name, &PostParams::default(), &lease)
+            self.bounded(self.api.replace(&self.name, &PostParams::default(), &lease))
                 .await?;
-            Ok::<bool, kube::Error>(true)
+            Ok::<bool, CallError>(true)
         }
         .await;
         match result {
@@ -271,5 +412,111 @@ impl LeaderElector {
 
 enum RenewError {
     TakenOver(String),
+    Call(CallError),
+}
+
+/// A failed or timed-out call to the API server.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error(transparent)]
     Api(kube::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast_timings() -> LeaseTimings {
+        LeaseTimings {
+            lease_duration: Duration::from_secs(15),
+            renew_period: Duration::from_secs(2),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(4),
+        }
+    }
+
+    #[test]
+    fn a_replica_without_election_is_never_fenced() {
+        assert_eq!(Fence::unfenced().check(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fence_opens_on_a_renewal_and_closes_when_the_next_is_overdue() {
+        let fence = Fence::closed();
+        assert!(
+            fence.check().is_err(),
+            "closed before the lease is acquired"
+        );
+        let renewed = Instant::now();
+        fence.extend(renewed, Duration::from_secs(10));
+        assert_eq!(fence.check(), Ok(()));
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        assert_eq!(fence.check(), Ok(()));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(fence.check().is_err(), "overdue");
+        // A later renewal opens it again; an older one never shortens it.
+        fence.extend(Instant::now(), Duration::from_secs(10));
+        fence.extend(renewed, Duration::from_secs(10));
+        assert_eq!(fence.check(), Ok(()));
+        // Clones share the state.
+        let clone = fence.clone();
+        fence.close("taken over");
+        let err = clone.check().unwrap_err();
+        assert!(err.to_string().contains("taken over"), "{err}");
+        fence.extend(Instant::now(), Duration::from_secs(10));
+        assert!(clone.check().is_err(), "closed for good");
+    }
+
+    /// An API server that accepts connections and never answers: a partition.
+    async fn black_hole() -> Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partitioned_leader_is_fenced_before_a_standby_can_take_over() {
+        let timings = fast_timings();
+        let elector = LeaderElector::new(black_hole().await, "default", "lease", "me", timings);
+        let fence = elector.fence();
+        // As if the last successful renewal started now.
+        let renewed = Instant::now();
+        fence.extend(renewed, elector.fence_validity());
+        let holding = tokio::spawn(async move {
+            let lost = elector.hold().await;
+            (lost, Instant::now())
+        });
+        // Watch the fence at a fine grain until hold gives up.
+        let mut closed_at = None;
+        while !holding.is_finished() {
+            if closed_at.is_none() && fence.check().is_err() {
+                closed_at = Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (lost, returned_at) = holding.await.unwrap();
+        assert!(matches!(lost, LeaseError::RenewDeadline { .. }), "{lost}");
+        let closed_at = closed_at.expect("fence closed while renewals hung");
+        // The earliest a standby can take over is a lease duration after the last commit, which
+        // came after `renewed`.
+        let takeover = renewed + timings.lease_duration;
+        assert!(closed_at <= renewed + timings.renew_deadline + Duration::from_millis(100));
+        assert!(
+            takeover - closed_at >= Duration::from_secs(4),
+            "at least the margin before a takeover: {:?}",
+            takeover - closed_at
+        );
+        // Hung calls time out, so hold returns soon after the deadline.
+        assert!(returned_at <= renewed + timings.renew_deadline + timings.request_timeout * 2);
+        assert!(fence.check().is_err());
+    }
 }

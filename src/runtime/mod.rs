@@ -1,10 +1,9 @@
-//! Controller wiring, configuration, metrics, and the admin HTTP server.
+//! The process: configuration, leader election, the admin HTTP server, the sandbox; it starts the
+//! controllers (each wired in its own `controllers/<kind>/mod.rs`).
 
 pub mod admin;
 pub mod config;
-pub mod controllers;
 pub mod leader;
-pub mod metrics;
 pub mod run;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
-pub mod workflows;

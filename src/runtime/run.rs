@@ -19,8 +19,8 @@ use crate::graph::{GraphClient, GraphClientBuilder, GraphConfig, GraphError, Gra
 
 use super::admin::{Readiness, serve_admin};
 use super::config::{LogFormat, RunArgs};
-use super::leader::{LeaderElector, LeaseError, LeaseTimings};
-use super::metrics::{GraphRequestLabels, Metrics};
+use super::leader::{Fence, LeaderElector, LeaseError, LeaseTimings};
+use crate::metrics::{GraphRequestLabels, Metrics};
 
 /// How long in-flight reconciles may take to finish after SIGTERM/SIGINT.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -64,7 +64,9 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(), RunError> {
         .map_err(|e| RunError::Config(format!("log level {level:?}: {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour only when a person reads stderr: files, pipes and log collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let result = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -170,25 +172,25 @@ pub fn spawn_controllers(
         None => vec![None],
     };
     for ns in scopes {
-        tasks.spawn(super::controllers::run_app_registration_controller(
+        tasks.spawn(crate::controllers::appregistration::run(
             ctx.clone(),
             ns.clone(),
             concurrency,
             shutdown.wait(),
         ));
-        tasks.spawn(super::workflows::run_bank_client_controller(
+        tasks.spawn(crate::controllers::bankclient::run(
             ctx.clone(),
             ns.clone(),
             concurrency,
             shutdown.wait(),
         ));
-        tasks.spawn(super::workflows::run_tenant_mapping_controller(
+        tasks.spawn(crate::controllers::tenantmapping::run(
             ctx.clone(),
             ns.clone(),
             concurrency,
             shutdown.wait(),
         ));
-        tasks.spawn(super::workflows::run_naa_integration_controller(
+        tasks.spawn(crate::controllers::naaintegration::run(
             ctx.clone(),
             ns.clone(),
             concurrency,
@@ -313,16 +315,42 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let graph = graph_client(&config, metrics.clone())?;
     let client = Client::try_default().await?;
     let settings = controller_settings(&config, &args.unique_name_prefix, args.resync.as_std());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        graph.clone(),
-        settings,
-        metrics.clone(),
-        Reporter {
-            controller: CONTROLLER_NAME.into(),
-            instance: Some(identity.clone()),
-        },
-    ));
+    let registry = args
+        .registry
+        .build()
+        .map_err(|e| RunError::Config(e.to_string()))?
+        .map(Arc::new);
+    if let Some(sink) = &registry {
+        info!(bank_clients = %sink.bank_clients_layout().table, tenant_mappings = %sink.tenant_mappings_layout().table, migrate = args.registry.registry_database_migrate, "registry database sink configured");
+    }
+    let elector = args.leader_election.then(|| {
+        LeaderElector::new(
+            client.clone(),
+            &args.lease_namespace,
+            &args.lease_name,
+            &identity,
+            LeaseTimings::default(),
+        )
+    });
+    // Every credential write checks the elector's fence: a replica that cannot prove it still
+    // holds the lease stops before its next Graph, Secret or status write.
+    let fence = elector
+        .as_ref()
+        .map_or_else(Fence::unfenced, LeaderElector::fence);
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            graph.clone(),
+            settings,
+            metrics.clone(),
+            Reporter {
+                controller: CONTROLLER_NAME.into(),
+                instance: Some(identity.clone()),
+            },
+        )
+        .with_registry(registry)
+        .with_fence(fence),
+    );
 
     let (stop_tx, shutdown) = Shutdown::new();
     let readiness = Arc::new(Readiness::default());
@@ -346,15 +374,6 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let signal = termination_signal();
     tokio::pin!(signal);
 
-    let elector = args.leader_election.then(|| {
-        LeaderElector::new(
-            client.clone(),
-            &args.lease_namespace,
-            &args.lease_name,
-            &identity,
-            LeaseTimings::default(),
-        )
-    });
     if let Some(elector) = &elector {
         tokio::select! {
             _ = elector.acquire() => {}

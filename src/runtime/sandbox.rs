@@ -26,11 +26,16 @@ use crate::graph::{CredentialConfig, GraphConfig, SecretString};
 
 use super::admin::{Readiness, serve_admin};
 use super::config::LogFormat;
-use super::metrics::Metrics;
 use super::run::{
     CONTROLLER_NAME, RunError, Shutdown, controller_settings, graph_client, init_logging,
     spawn_controllers, spawn_readiness_probe, termination_signal,
 };
+use crate::metrics::Metrics;
+
+/// The chart's ServiceAccount and RBAC as Helm renders them with default values.
+const CHART_RBAC: &str = include_str!("../../tests/fixtures/chart/rbac.yaml");
+const CHART_NAMESPACE: &str = "entra-system";
+const CHART_SERVICE_ACCOUNT: &str = "entra-operator";
 
 /// Flags of `entra-operator sandbox`.
 #[derive(Args, Clone, Debug)]
@@ -177,9 +182,13 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
 
     // Kubernetes API emulator over HTTPS (kubectl and the kube client trust its CA through the
     // kubeconfig), with the CRDs the operator generates (the same as `crds/`).
+    // RBAC as on a real cluster: kubectl (the kubeconfig written below) is the admin; the operator
+    // is the chart's ServiceAccount with exactly the RBAC Helm renders with default values
+    // (tests/fixtures/chart/rbac.yaml, checked against the real Helm engine by conformance/helm).
     let kube = KubeEmulator::start(KubeEmulatorConfig {
         port: args.kube_port,
         tls: true,
+        authorization: kube_emulator::Authorization::Rbac,
         ..Default::default()
     })
     .await
@@ -188,6 +197,15 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
         let doc = serde_json::to_value(&crd).map_err(|e| sandbox_error("CRD", e))?;
         kube.create_crd(doc)
             .map_err(|e| sandbox_error("installing CRDs", e))?;
+    }
+    let _ = kube.create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CHART_NAMESPACE}
+    }));
+    for object in kube_emulator::yaml_documents(CHART_RBAC)
+        .map_err(|e| sandbox_error("the chart's RBAC", e))?
+    {
+        kube.create(object)
+            .map_err(|e| sandbox_error("creating the chart's RBAC", e))?;
     }
     let kubeconfig_path = args
         .kubeconfig_out
@@ -222,9 +240,12 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     );
 
     // The operator, as `run` wires it, without leader election (one process).
+    let operator_kubeconfig = kube
+        .service_account_kubeconfig_yaml(CHART_NAMESPACE, CHART_SERVICE_ACCOUNT)
+        .map_err(|e| sandbox_error("the operator's ServiceAccount token", e))?;
     let client = Client::try_from(
         kube::Config::from_custom_kubeconfig(
-            Kubeconfig::from_yaml(&kube.kubeconfig_yaml())
+            Kubeconfig::from_yaml(&operator_kubeconfig)
                 .map_err(|e| sandbox_error("kubeconfig", e))?,
             &KubeConfigOptions::default(),
         )
@@ -269,6 +290,9 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     spawn_readiness_probe(&mut tasks, client.clone(), graph, None, readiness);
     spawn_controllers(&mut tasks, &ctx, &None, 4, &shutdown);
     println!("Operator admin server    http://{admin_addr}  (/livez /readyz /metrics)");
+    println!(
+        "Operator identity        system:serviceaccount:{CHART_NAMESPACE}:{CHART_SERVICE_ACCOUNT} (the chart's RBAC)"
+    );
     println!();
 
     // Apply the resources.
@@ -276,7 +300,8 @@ pub async fn sandbox(args: SandboxArgs) -> Result<i32, RunError> {
     for (file, mut doc) in docs {
         let kind = doc["kind"].as_str().unwrap_or("").to_string();
         let name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
-        if doc["metadata"]["namespace"].is_null() {
+        // EntraPolicy is cluster-scoped: it has no namespace.
+        if doc["metadata"]["namespace"].is_null() && kind != "EntraPolicy" {
             doc["metadata"]["namespace"] = Value::String("default".into());
         }
         match kube.create(doc) {

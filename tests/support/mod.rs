@@ -13,11 +13,11 @@ use entra_operator::controllers::context::{Context, ControllerSettings};
 use entra_operator::graph::{
     CredentialConfig, GraphClient, GraphConfig, RetryPolicy, SecretString,
 };
-use entra_operator::runtime::metrics::Metrics;
+use entra_operator::metrics::Metrics;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::Reporter;
-use kube_emulator::{KubeEmulator, KubeEmulatorConfig};
+use kube_emulator::{Authorization, KubeEmulator, KubeEmulatorConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -33,6 +33,67 @@ pub struct Harness {
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The chart's ServiceAccount and RBAC as Helm renders them with default values
+/// (`tests/fixtures/chart/rbac.yaml`; conformance/helm checks it against the real Helm engine).
+pub fn chart_rbac() -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/chart/rbac.yaml"))
+        .expect("tests/fixtures/chart/rbac.yaml");
+    serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|doc| {
+            let v: Value = serde::Deserialize::deserialize(doc).expect("rbac.yaml parses");
+            (!v.is_null()).then_some(v)
+        })
+        .collect()
+}
+
+/// A client authenticated as the ServiceAccount in `rbac` (created with its namespace, roles and
+/// bindings) through a TokenRequest, as a pod's projected token would be.
+async fn service_account_client(
+    kube: &KubeEmulator,
+    admin: &Client,
+    admin_config: &kube::Config,
+    rbac: Vec<Value>,
+) -> Client {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let account = rbac
+        .iter()
+        .find(|o| o["kind"] == "ServiceAccount")
+        .expect("the chart renders a ServiceAccount")
+        .clone();
+    let namespace = account["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let name = account["metadata"]["name"].as_str().unwrap().to_string();
+    let _ = kube.create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}
+    }));
+    for object in rbac {
+        kube.create(object).expect("chart RBAC object");
+    }
+    let token = kube::Api::<ServiceAccount>::namespaced(admin.clone(), &namespace)
+        .create_token_request(
+            &name,
+            &Default::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec::default(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("TokenRequest")
+        .status
+        .expect("token")
+        .token;
+    let mut config = admin_config.clone();
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    Client::try_from(config).expect("ServiceAccount client")
 }
 
 /// Retries tuned for tests: quick, bounded.
@@ -51,6 +112,27 @@ impl Harness {
     }
 
     pub async fn start_with(entra_config: EmulatorConfig) -> Harness {
+        Self::start_with_registry(entra_config, None).await
+    }
+
+    /// As `start_with`, the controllers also publishing to a registry database sink.
+    pub async fn start_with_registry(
+        entra_config: EmulatorConfig,
+        registry: Option<Arc<entra_operator::registry::RegistrySink>>,
+    ) -> Harness {
+        Self::start_with_rbac(entra_config, registry, chart_rbac()).await
+    }
+
+    /// The general form: the operator runs as the chart's ServiceAccount with exactly the RBAC
+    /// objects `rbac` (normally [`chart_rbac`], what Helm renders; a test may remove a rule).
+    pub async fn start_with_rbac(
+        mut entra_config: EmulatorConfig,
+        registry: Option<Arc<entra_operator::registry::RegistrySink>>,
+        rbac: Vec<Value>,
+    ) -> Harness {
+        // Every end-to-end test checks the operator's Graph bodies (and the emulator's answers)
+        // against Graph's published v1.0 schema; `Drop` fails the test on any violation.
+        entra_config.switches.schema_contract = true;
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter(
@@ -58,9 +140,14 @@ impl Harness {
                     .unwrap_or_else(|_| "warn".into()),
             )
             .try_init();
-        let kube = KubeEmulator::start(KubeEmulatorConfig::default())
-            .await
-            .expect("kube emulator");
+        // RBAC on, as on a real cluster: the test's own client is the admin, the operator's is the
+        // chart's ServiceAccount.
+        let kube = KubeEmulator::start(KubeEmulatorConfig {
+            authorization: Authorization::Rbac,
+            ..KubeEmulatorConfig::default()
+        })
+        .await
+        .expect("kube emulator");
         kube.apply_crds_from_dir(root().join("crds")).expect("crds");
         let entra = EntraEmulator::start(entra_config)
             .await
@@ -70,7 +157,8 @@ impl Harness {
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                 .await
                 .unwrap();
-        let client = Client::try_from(config).unwrap();
+        let client = Client::try_from(config.clone()).unwrap();
+        let operator_client = service_account_client(&kube, &client, &config, rbac).await;
         let creds = entra.operator_credentials();
         let mut graph_config = GraphConfig::new(
             creds.tenant_id.clone(),
@@ -99,16 +187,19 @@ impl Harness {
             authority_host: creds.authority_host.clone(),
             resync: Duration::from_secs(300),
         };
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            graph,
-            settings,
-            metrics.clone(),
-            Reporter {
-                controller: "entra-operator".into(),
-                instance: Some("test".into()),
-            },
-        ));
+        let ctx = Arc::new(
+            Context::new(
+                operator_client,
+                graph,
+                settings,
+                metrics.clone(),
+                Reporter {
+                    controller: "entra-operator".into(),
+                    instance: Some("test".into()),
+                },
+            )
+            .with_registry(registry),
+        );
         Harness {
             kube,
             entra,
@@ -124,14 +215,9 @@ impl Harness {
         let (tx, rx) = oneshot::channel();
         let ctx = self.ctx.clone();
         let handle = tokio::spawn(async move {
-            entra_operator::runtime::controllers::run_app_registration_controller(
-                ctx,
-                None,
-                4,
-                async {
-                    let _ = rx.await;
-                },
-            )
+            entra_operator::controllers::appregistration::run(ctx, None, 4, async {
+                let _ = rx.await;
+            })
             .await;
         });
         self.controller = Some((tx, handle));
@@ -199,7 +285,9 @@ impl Harness {
     /// Start all four controllers (AppRegistration, BankClient, TenantMapping, NaaIntegration; all
     /// namespaces) under one shutdown, as `run` does. `stop_controllers`/`kill_controllers` stop them.
     pub fn start_all_controllers(&mut self) {
-        use entra_operator::runtime::{controllers, workflows};
+        use entra_operator::controllers::{
+            appregistration, bankclient, naaintegration, tenantmapping,
+        };
         use futures::FutureExt;
         let (tx, rx) = oneshot::channel::<()>();
         let stop = rx.shared();
@@ -212,10 +300,10 @@ impl Harness {
         let ctx = self.ctx.clone();
         let handle = tokio::spawn(async move {
             futures::join!(
-                controllers::run_app_registration_controller(ctx.clone(), None, 4, signal()),
-                workflows::run_bank_client_controller(ctx.clone(), None, 2, signal()),
-                workflows::run_tenant_mapping_controller(ctx.clone(), None, 2, signal()),
-                workflows::run_naa_integration_controller(ctx.clone(), None, 2, signal()),
+                appregistration::run(ctx.clone(), None, 4, signal()),
+                bankclient::run(ctx.clone(), None, 2, signal()),
+                tenantmapping::run(ctx.clone(), None, 2, signal()),
+                naaintegration::run(ctx.clone(), None, 2, signal()),
             );
         });
         self.controller = Some((tx, handle));
@@ -280,4 +368,17 @@ pub async fn probe_with_secret(
             scope,
         )
         .await
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let violations = self.entra.contract_violations();
+        assert!(
+            violations.is_empty(),
+            "Graph bodies outside Microsoft's v1.0 schema: {violations:#?}"
+        );
+    }
 }

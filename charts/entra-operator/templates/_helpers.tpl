@@ -80,22 +80,54 @@ combination, and on a mode without the IDs it needs, so a broken install never r
 
 {{/* The RBAC rules the operator needs in each namespace it watches (or cluster-wide). */}}
 {{- define "entra-operator.watchRules" -}}
+{{- /* Exactly the verbs the operator's calls need (each line says which call). */}}
+{{- /* AppRegistration: watched and read; finalizer added/removed (JSON patch); children of a
+       BankClient or NaaIntegration are created and updated by server-side apply (patch; create
+       when the child does not exist yet) and deleted when the parent goes. */}}
 - apiGroups: ["entra.bookme.io"]
-  resources: ["appregistrations", "bankclients", "tenantmappings", "naaintegrations"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  resources: ["appregistrations"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["entra.bookme.io"]
-  resources: ["appregistrations/status", "bankclients/status", "tenantmappings/status", "naaintegrations/status"]
-  verbs: ["get", "patch", "update"]
+  resources: ["bankclients", "tenantmappings", "naaintegrations"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- /* Status is written by merge patch; an AppRegistration's credential state also by update
+       (PUT with the resourceVersion last read, so a write from a stale view fails with 409:
+       src/credentials/ports.rs). */}}
+- apiGroups: ["entra.bookme.io"]
+  resources: ["appregistrations/status"]
+  verbs: ["patch", "update"]
+- apiGroups: ["entra.bookme.io"]
+  resources: ["bankclients/status", "tenantmappings/status", "naaintegrations/status"]
+  verbs: ["patch"]
+{{- /* Owner references with blockOwnerDeletion need update on the owner's finalizers
+       (OwnerReferencesPermissionEnforcement admission). */}}
 - apiGroups: ["entra.bookme.io"]
   resources: ["appregistrations/finalizers", "bankclients/finalizers", "tenantmappings/finalizers", "naaintegrations/finalizers"]
   verbs: ["update"]
+{{- /* Secrets: read (TenantMapping's consent probe), watched (owned by AppRegistrations), written by
+       server-side apply; removed by garbage collection, never deleted by the operator. */}}
 - apiGroups: [""]
-  resources: ["secrets", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+{{- /* ConfigMaps: read before each write (only one that is absent or the operator's is written),
+       then written by server-side apply. */}}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "patch"]
+{{- /* kube-runtime's event recorder writes events.k8s.io/v1 Events (create, then patch a series). */}}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{- define "entra-operator.policyRules" -}}
+{{- /* The cluster administrator's EntraPolicies (cluster-scoped): listed before each decision on
+       consent or adoption, never written. Namespaces: read for their labels when a policy rule
+       selects namespaces by label. */}}
+- apiGroups: ["entra.bookme.io"]
+  resources: ["entrapolicies"]
+  verbs: ["get", "list"]
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  resources: ["namespaces"]
+  verbs: ["get"]
 {{- end }}

@@ -113,6 +113,14 @@ pub struct Switches {
     /// Calls answered with 403 Authorization_RequestDenied.
     pub deny: Vec<DenyRule>,
     pub app_policy: AppPolicy,
+    /// Apps (by appId) that use the Live SDK: only they are capped at two passwords
+    /// (`TooManyAppPasswords`). Graph has no property for it, so a test sets it here.
+    pub live_sdk_app_ids: Vec<String>,
+    /// Check every Graph request body and response body against Microsoft's published v1.0
+    /// schema (`schema/schema-subset.xml`): unknown properties (also on open types), wrong types,
+    /// null in non-nullable properties. A request violation is answered 400
+    /// `SchemaContractViolation`; every violation is recorded (`/_emulator/contract`).
+    pub schema_contract: bool,
 }
 
 /// Identity throttling: off, Entra's numbers, or Entra's numbers scaled.
@@ -221,6 +229,8 @@ pub struct SwitchesPatch {
     pub consent_approve: Option<bool>,
     pub deny: Option<Vec<DenyRule>>,
     pub app_policy: Option<AppPolicy>,
+    pub live_sdk_app_ids: Option<Vec<String>>,
+    pub schema_contract: Option<bool>,
 }
 
 impl Switches {
@@ -245,6 +255,12 @@ impl Switches {
         }
         if let Some(v) = patch.app_policy {
             self.app_policy = v;
+        }
+        if let Some(v) = patch.live_sdk_app_ids {
+            self.live_sdk_app_ids = v;
+        }
+        if let Some(v) = patch.schema_contract {
+            self.schema_contract = v;
         }
     }
 }

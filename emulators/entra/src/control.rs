@@ -6,8 +6,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::config::{Switches, SwitchesPatch, TenantSpec};
+use crate::http::{Req, Resp};
 use crate::model::State;
-use crate::server::{Req, Resp, Shared};
+use crate::shared::Shared;
 use crate::util::fmt_ts;
 
 pub(crate) fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
@@ -34,6 +35,14 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
             Resp::empty(204)
         }
         ("GET", "/_emulator/state") => Resp::json(200, &dump(&shared.state.lock())),
+        ("GET", "/_emulator/contract") => Resp::json(
+            200,
+            &json!({"violations": shared.state.lock().contract_violations.clone()}),
+        ),
+        ("DELETE", "/_emulator/contract") => {
+            shared.state.lock().contract_violations.clear();
+            Resp::empty(204)
+        }
         ("GET", "/_emulator/switches") => {
             Resp::json(200, &json!(shared.state.lock().switches.clone()))
         }

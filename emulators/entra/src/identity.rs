@@ -6,10 +6,11 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::crypto::Jwt;
+use crate::http::{LogCtx, Req, Resp};
 use crate::model::{App, Assignment, Sp, State, Tenant};
 use crate::msgraph::GRAPH_APP_ID;
 use crate::route::Route;
-use crate::server::{LogCtx, Req, Resp, Shared};
+use crate::shared::Shared;
 use crate::util::{b64url, b64url_decode, new_guid, random_bytes, sha256};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -677,6 +678,15 @@ fn admin_consent(shared: &Arc<Shared>, req: &Req, tenant_key: &str, v2: bool) ->
             "invalid_request",
             50194,
             &format!("Application '{client_id}' is not configured as a multi-tenant application."),
+        );
+    }
+    // v2 lists `redirect_uri` as required (it must match a registered one); v1 does not.
+    if v2 && redirect.is_none() {
+        return aad_error(
+            400,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'redirect_uri'.",
         );
     }
     if let Some(uri) = &redirect

@@ -3,19 +3,22 @@
 //! One HTTPS listener on loopback serves the identity platform (`/{tenant}/oauth2/v2.0/token`,
 //! discovery, JWKS, admin consent), Graph (`/v1.0/…`) and a control API (`/_emulator/…`). Start it
 //! in-process with [`EntraEmulator::start`], or run the `entra-emulator` binary. Behaviour follows
-//! `shared/GRAPH.md`; choices where Entra is unconfirmed are listed in the crate's README.
+//! `docs/graph.md`; choices where Entra is unconfirmed are listed in the crate's README.
 
 mod client;
 mod config;
 mod control;
 mod crypto;
 mod graph;
+mod http;
 mod identity;
 mod log;
 mod model;
 pub mod msgraph;
 mod route;
+mod schema;
 mod server;
+mod shared;
 mod throttle;
 mod tls;
 mod util;
@@ -40,7 +43,7 @@ pub use crypto::{pem_decode, sign_rs256_with_pkcs8};
 pub use log::RequestRecord;
 
 use crate::model::{App, KeyCred, Password, Sp, State};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::util::{b64url, new_secret_text, sha1, sha256};
 
 /// The operator identity's certificate (RSA) and key, also registered on its app.
@@ -119,6 +122,7 @@ impl EntraEmulator {
             throttle: Default::default(),
             app_home: Default::default(),
             home_tenant_id: String::new(),
+            contract_violations: Vec::new(),
         };
         let home = state.add_tenant(&config.home_tenant);
         state.home_tenant_id = home.clone();
@@ -246,6 +250,47 @@ impl EntraEmulator {
 
     pub fn clear_requests(&self) {
         self.shared.state.lock().log.clear();
+    }
+
+    /// Replaces the Graph application permissions granted to the operator's identity (its app
+    /// role assignments on Microsoft Graph's service principal in the home tenant). Tokens issued
+    /// afterwards carry exactly these `roles`; the Graph API enforces them.
+    pub fn set_operator_graph_roles(&self, roles: &[&str]) {
+        let mut st = self.shared.state.lock();
+        let now = st.now();
+        let home = st.home_tenant_id.clone();
+        let client_id = self.operator.client_id.clone();
+        let tenant = st.tenants.get_mut(&home).expect("home tenant");
+        let Some(sp_id) = tenant.sp_by_app_id(&client_id).map(|s| s.id.clone()) else {
+            return;
+        };
+        let graph_sp = tenant
+            .sp_by_app_id(msgraph::GRAPH_APP_ID)
+            .expect("graph sp")
+            .id
+            .clone();
+        tenant
+            .assignments
+            .retain(|_, a| !(a.principal_id == sp_id && a.resource_id == graph_sp));
+        for role in roles {
+            let Some(role_id) = msgraph::graph_role_id(role) else {
+                continue;
+            };
+            let a = model::Assignment {
+                id: b64url(&util::random_bytes(32)),
+                app_role_id: role_id.into(),
+                principal_id: sp_id.clone(),
+                resource_id: graph_sp.clone(),
+                created: now,
+            };
+            tenant.assignments.insert(a.id.clone(), a);
+        }
+    }
+
+    /// Schema contract violations recorded while `schemaContract` was on (requests and
+    /// responses), each `{method, path, direction, violation}`.
+    pub fn contract_violations(&self) -> Vec<Value> {
+        self.shared.state.lock().contract_violations.clone()
     }
 
     /// The whole directory as JSON (no secret values: the emulator keeps only their hashes).

@@ -22,6 +22,8 @@ pub(crate) struct State {
     /// appId → (tenant id, object id) of the application object, wherever it lives.
     pub(crate) app_home: HashMap<String, (String, String)>,
     pub(crate) home_tenant_id: String,
+    /// Schema contract violations seen while the `schemaContract` switch was on.
+    pub(crate) contract_violations: Vec<Value>,
 }
 
 impl State {
@@ -80,6 +82,7 @@ impl State {
             apps: BTreeMap::new(),
             sps: BTreeMap::new(),
             grants: BTreeMap::new(),
+            grants_listed_at: BTreeMap::new(),
             assignments: BTreeMap::new(),
             tombstones: Vec::new(),
         };
@@ -121,9 +124,14 @@ impl State {
         if let Some(v) = sp.props.get("appRoles") {
             return v.as_array().cloned().unwrap_or_default();
         }
-        self.app_by_app_id(&sp.app_id)
+        let mut roles = self
+            .app_by_app_id(&sp.app_id)
             .and_then(|(_, app)| app.props.get("appRoles").and_then(Value::as_array).cloned())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for r in roles.iter_mut().filter_map(Value::as_object_mut) {
+            r.insert("origin".into(), json!("Application"));
+        }
+        roles
     }
 
     pub(crate) fn sp_scopes(&self, sp: &Sp) -> Vec<Value> {
@@ -233,7 +241,7 @@ impl State {
             "servicePrincipalNames".into(),
             Value::Array(self.sp_names(sp).into_iter().map(Value::String).collect()),
         );
-        out.insert("createdDateTime".into(), json!(fmt_ts(sp.created)));
+        // v1.0 publishes no createdDateTime on servicePrincipal (the schema contract checks it).
         if !out.contains_key("appOwnerOrganizationId") {
             out.insert("appOwnerOrganizationId".into(), Value::Null);
         }
@@ -251,6 +259,8 @@ pub(crate) struct Tenant {
     pub(crate) apps: BTreeMap<String, App>,
     pub(crate) sps: BTreeMap<String, Sp>,
     pub(crate) grants: BTreeMap<String, Map<String, Value>>,
+    /// When each grant becomes visible to the grant list (replication delay).
+    pub(crate) grants_listed_at: BTreeMap<String, Timestamp>,
     pub(crate) assignments: BTreeMap<String, Assignment>,
     /// (seq, object id, reason) of applications deleted, for delta.
     pub(crate) tombstones: Vec<(u64, String, &'static str)>,
@@ -323,6 +333,12 @@ impl App {
         out.insert("createdDateTime".into(), json!(fmt_ts(self.created)));
         for (k, v) in &self.props {
             out.insert(k.clone(), v.clone());
+        }
+        // Graph adds the read-only `origin` to every role it returns.
+        if let Some(Value::Array(roles)) = out.get_mut("appRoles") {
+            for r in roles.iter_mut().filter_map(Value::as_object_mut) {
+                r.insert("origin".into(), json!("Application"));
+            }
         }
         out.insert(
             "passwordCredentials".into(),

@@ -6,148 +6,28 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::FaultKind;
-use crate::crypto::SigningKey;
+use crate::http::{LogCtx, Req, Resp};
 use crate::log::RequestRecord;
 use crate::model::State;
 use crate::route::{Route, route};
+use crate::schema::{self, ViolationKind};
+use crate::shared::Shared;
 use crate::throttle::Admission;
 use crate::util::{fmt_ts, new_guid};
 use crate::{control, graph, identity};
 
 const MAX_BODY: usize = 8 * 1024 * 1024;
 
-pub(crate) struct Shared {
-    pub(crate) state: Mutex<State>,
-    pub(crate) key: SigningKey,
-    /// `https://127.0.0.1:PORT`
-    pub(crate) base: String,
-    pub(crate) info: Value,
-}
-
-/// A request as the handlers see it.
-pub(crate) struct Req {
-    pub(crate) method: String,
-    pub(crate) path: String,
-    pub(crate) query: Vec<(String, String)>,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Bytes,
-}
-
-impl Req {
-    pub(crate) fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    pub(crate) fn json(&self) -> Option<Value> {
-        if self.body.is_empty() {
-            return Some(json!({}));
-        }
-        serde_json::from_slice(&self.body).ok()
-    }
-
-    pub(crate) fn form(&self) -> Vec<(String, String)> {
-        form_urlencoded::parse(&self.body).into_owned().collect()
-    }
-}
-
-/// A response before it becomes HTTP; `drop_connection` closes the connection without answering.
-pub(crate) struct Resp {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Bytes,
-    pub(crate) drop_connection: bool,
-}
-
-impl Resp {
-    pub(crate) fn json(status: u16, body: &Value) -> Self {
-        Self {
-            status,
-            headers: vec![(
-                "content-type".into(),
-                "application/json; charset=utf-8".into(),
-            )],
-            body: Bytes::from(body.to_string()),
-            drop_connection: false,
-        }
-    }
-
-    pub(crate) fn empty(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: Bytes::new(),
-            drop_connection: false,
-        }
-    }
-
-    pub(crate) fn dropped() -> Self {
-        Self {
-            status: 0,
-            headers: Vec::new(),
-            body: Bytes::new(),
-            drop_connection: true,
-        }
-    }
-
-    pub(crate) fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.push((name.to_string(), value.into()));
-        self
-    }
-}
-
-/// Who made a request and where, for the log.
-#[derive(Default, Clone)]
-pub(crate) struct LogCtx {
-    pub(crate) tenant_id: Option<String>,
-    pub(crate) client_id: Option<String>,
-}
-
 impl Shared {
-    /// Picks the fault to inject for this request, if any, consuming one of its `times`.
-    pub(crate) fn pick_fault(&self, method: &str, template: &str) -> Option<FaultKind> {
-        let mut st = self.state.lock();
-        for rule in st.switches.faults.iter_mut() {
-            if rule
-                .method
-                .as_deref()
-                .is_some_and(|m| !m.eq_ignore_ascii_case(method))
-            {
-                continue;
-            }
-            if rule.path_template.as_deref().is_some_and(|t| t != template) {
-                continue;
-            }
-            if rule.times == Some(0) {
-                continue;
-            }
-            if rule.rate < 1.0 && crate::util::random_unit() >= rule.rate {
-                continue;
-            }
-            if let Some(n) = rule.times.as_mut() {
-                *n -= 1;
-            }
-            return Some(rule.kind.clone());
-        }
-        None
-    }
-
     /// Handles one request (control API, identity platform or Graph).
     pub(crate) async fn handle(self: &Arc<Self>, req: Req) -> Resp {
         if req.path.starts_with("/_emulator") {
@@ -260,7 +140,14 @@ impl Shared {
         ctx.tenant_id = Some(caller.tenant_id.clone());
         ctx.client_id = Some(caller.app_id.clone());
         if r.template == "/v1.0/$batch" && req.method == "POST" {
-            return graph::batch(self, req, request_id, client_request_id);
+            let run = |inner: &Req, rt: &Route| {
+                // Delays are ignored inside a batch: the batch is answered as one response.
+                let fault = self
+                    .pick_fault(&inner.method, &rt.template)
+                    .filter(|f| !matches!(f, FaultKind::Delay { .. }));
+                self.process(inner, rt, fault, true)
+            };
+            return graph::batch(req, request_id, client_request_id, &run);
         }
         let mut st = self.state.lock();
         if st.switches.deny.iter().any(|d| {
@@ -314,17 +201,29 @@ impl Shared {
             }
             Admission::Allowed { near_limit } => near_limit,
         };
+        if let Some(e) = check_request_schema(&mut st, req, r) {
+            return err(e);
+        }
         let base = self.base.clone();
         let mut resp = match graph::dispatch(&mut st, &caller, req, r, &base) {
             Ok(resp) => resp,
             Err(e) => err(e),
         };
+        if st.switches.schema_contract
+            && (200..300).contains(&resp.status)
+            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(&resp.body)
+        {
+            for v in schema::check_response(&r.template, &body) {
+                record_violation(&mut st, req, "response", &v);
+            }
+        }
         resp.headers
             .push(("x-ms-resource-unit".into(), ru.to_string()));
-        if let Some((pct, scope)) = near {
+        // Near the limit only the percentage is sent; `x-ms-throttle-scope` is documented for
+        // throttled responses only.
+        if let Some((pct, _scope)) = near {
             resp.headers
                 .push(("x-ms-throttle-limit-percentage".into(), format!("{pct:.1}")));
-            resp.headers.push(("x-ms-throttle-scope".into(), scope));
         }
         resp
     }
@@ -429,4 +328,49 @@ pub(crate) async fn serve(
             }
         });
     }
+}
+
+/// Checks a Graph request body against the schema: unknown properties of non-open complex types
+/// are refused as Graph refuses them; with the `schemaContract` switch every violation is
+/// recorded and refused.
+fn check_request_schema(st: &mut State, req: &Req, r: &Route) -> Option<graph::GErr> {
+    if !matches!(req.method.as_str(), "POST" | "PATCH" | "PUT") || req.body.is_empty() {
+        return None;
+    }
+    let body = req.json()?;
+    let violations = schema::check_request(&r.template, &body);
+    if st.switches.schema_contract && !violations.is_empty() {
+        for v in &violations {
+            record_violation(st, req, "request", v);
+        }
+        let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        return Some(graph::GErr::new(
+            400,
+            "SchemaContractViolation",
+            format!(
+                "The request body disagrees with Microsoft Graph's v1.0 schema: {}",
+                list.join("; ")
+            ),
+        ));
+    }
+    violations.iter().find_map(|v| match &v.kind {
+        ViolationKind::Unknown { type_name, open: false } => Some(graph::GErr::new(
+            400,
+            "Request_BadRequest",
+            format!(
+                "The property '{}' does not exist on type 'microsoft.graph.{type_name}'. Make sure to only use property names that are defined by the type or mark the type as open type.",
+                v.path.rsplit(['.', ']']).next().unwrap_or(&v.path)
+            ),
+        )),
+        _ => None,
+    })
+}
+
+fn record_violation(st: &mut State, req: &Req, direction: &str, v: &schema::Violation) {
+    st.contract_violations.push(json!({
+        "method": req.method,
+        "path": req.path,
+        "direction": direction,
+        "violation": v.to_string(),
+    }));
 }

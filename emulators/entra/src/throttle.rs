@@ -68,7 +68,7 @@ pub(crate) enum Admission {
     },
 }
 
-/// Resource units a Graph request costs (GRAPH.md's table).
+/// Resource units a Graph request costs (the table in `docs/graph.md`, "Throttling").
 pub(crate) fn cost(
     method: &str,
     template: &str,
@@ -198,13 +198,14 @@ fn key(scope: &'static str, kind: Kind, app: &str, tenant: &str) -> Key {
     }
 }
 
-/// `x-ms-throttle-scope` value: `{scope}/{Read|Write}/{tenantId}/{appId}` (format unconfirmed).
+/// `x-ms-throttle-scope` value, as the identity throttling page documents it:
+/// `<Scope>/<Limit>/<ApplicationId>/<TenantId>`, e.g. `Tenant_Application/Write/{appId}/{tenantId}`.
 fn scope_name(k: &Key) -> String {
     let kind = match k.kind {
         Kind::Read => "Read",
         Kind::Write => "Write",
     };
-    format!("{}/{kind}/{}/{}", k.scope, k.tenant, k.app)
+    format!("{}/{kind}/{}/{}", k.scope, k.app, k.tenant)
 }
 
 #[cfg(test)]
@@ -228,7 +229,7 @@ mod tests {
         match t.admit(&mode, "a", "t", 10, 1, false) {
             Admission::Throttled { retry_after, scope } => {
                 assert!(retry_after <= Duration::from_secs(1));
-                assert!(scope.starts_with("Tenant_Application/Read/t/a"));
+                assert!(scope.starts_with("Tenant_Application/Read/a/t"));
             }
             Admission::Allowed { .. } => panic!("expected throttling"),
         }

@@ -2,8 +2,12 @@
 //! the Python kubernetes client can use. Run it in-process with [`KubeEmulator::start`], or as the
 //! `kube-emulator` binary. See the README for what is and is not supported.
 
+pub mod cel_cost;
 pub mod cel_ext;
 pub mod discovery;
+pub mod events_view;
+pub mod protobuf;
+pub mod rbac;
 pub mod resources;
 pub mod selectors;
 pub mod server;
@@ -39,6 +43,18 @@ pub struct KubeEmulatorConfig {
     pub history: usize,
     /// How often open watches that asked for bookmarks get one.
     pub bookmark_interval: Duration,
+    /// Who may do what: [`Authorization::AlwaysAllow`] (every authenticated request) or
+    /// [`Authorization::Rbac`] (Roles, ClusterRoles and bindings; the kubeconfig's admin token is
+    /// in `system:masters` and may do anything; ServiceAccount tokens from TokenRequest).
+    pub authorization: Authorization,
+}
+
+/// The authorization mode (kube-apiserver's `--authorization-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Authorization {
+    #[default]
+    AlwaysAllow,
+    Rbac,
 }
 
 impl Default for KubeEmulatorConfig {
@@ -49,6 +65,7 @@ impl Default for KubeEmulatorConfig {
             token: None,
             history: 50_000,
             bookmark_interval: Duration::from_secs(5),
+            authorization: Authorization::AlwaysAllow,
         }
     }
 }
@@ -128,10 +145,19 @@ impl KubeEmulator {
             .await
             .context("binding the emulator's port")?;
         let addr = listener.local_addr()?;
+        let mut config = config;
+        if config.authorization == Authorization::Rbac && config.token.is_none() {
+            // The admin needs a credential the anonymous user does not have.
+            config.token = Some(format!("admin-{}", uuid::Uuid::new_v4().simple()));
+        }
         let state = State::new(
             config.token.clone(),
             config.history,
             config.bookmark_interval,
+        );
+        state.rbac.store(
+            config.authorization == Authorization::Rbac,
+            std::sync::atomic::Ordering::Relaxed,
         );
         let tls = if config.tls { Some(make_tls()?) } else { None };
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
@@ -276,6 +302,41 @@ impl KubeEmulator {
         Ok(n)
     }
 
+    /// A kubeconfig that authenticates as the ServiceAccount `namespace/name` (the account is
+    /// created when missing), with a token from TokenRequest, as `kubectl create token` gives.
+    pub fn service_account_kubeconfig_yaml(&self, namespace: &str, name: &str) -> Result<String> {
+        let rt = self
+            .state
+            .find_type("", "v1", "serviceaccounts")
+            .expect("ServiceAccounts are built in");
+        if self.state.store.get(&rt.key(), namespace, name).is_none() {
+            self.create(
+                serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": namespace}}),
+            )?;
+        }
+        let ri = server::ReqInfo {
+            rt,
+            version: "v1".into(),
+            namespace: Some(namespace.to_string()),
+            name: Some(name.to_string()),
+            sub: Some("token".into()),
+        };
+        let tr = self
+            .state
+            .issue_token(&ri)
+            .map_err(|e| anyhow::anyhow!("{}", e.body["message"]))?;
+        let token = tr["status"]["token"].as_str().unwrap_or_default();
+        let admin = self.kubeconfig_yaml();
+        let start = admin.find("users:").unwrap_or(0);
+        let end = admin.find("contexts:").unwrap_or(admin.len());
+        Ok(format!(
+            "{}users:\n- name: kube-emulator\n  user:\n    token: {token}\n{}",
+            &admin[..start],
+            &admin[end..]
+        ))
+    }
+
     /// Creates any object (namespaced objects go to `metadata.namespace` or `default`).
     pub fn create(&self, obj: Value) -> Result<Value> {
         let ns = obj["metadata"]["namespace"].as_str().map(String::from);
@@ -305,6 +366,17 @@ impl KubeEmulator {
     }
 
     /// The global resource version (as etcd's revision).
+    /// Requests served so far with this verb (`list`, `watch`, `get`, `create`, `update`, `patch`,
+    /// `delete`, `deletecollection`) on this resource plural (e.g. `bankclients`).
+    pub fn request_count(&self, verb: &str, plural: &str) -> u64 {
+        self.state
+            .request_counts
+            .lock()
+            .get(&(verb.to_string(), plural.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub fn resource_version(&self) -> u64 {
         self.state.store.current_rv()
     }

@@ -32,6 +32,11 @@ struct Args {
     /// Watch events kept for watches from an old resource version.
     #[arg(long, default_value_t = 50_000)]
     history: usize,
+    /// `always-allow` (every authenticated request) or `rbac` (Roles, ClusterRoles and their
+    /// bindings decide; the kubeconfig's admin token may do anything; `kubectl create token`
+    /// issues ServiceAccount tokens).
+    #[arg(long, default_value = "always-allow", value_parser = ["always-allow", "rbac"])]
+    authorization: String,
 }
 
 #[tokio::main]
@@ -50,6 +55,11 @@ async fn main() -> anyhow::Result<()> {
         token: args.token,
         history: args.history,
         bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval.max(1)),
+        authorization: if args.authorization == "rbac" {
+            kube_emulator::Authorization::Rbac
+        } else {
+            kube_emulator::Authorization::AlwaysAllow
+        },
     })
     .await?;
     if let Some(dir) = &args.crds {

@@ -76,8 +76,16 @@ pub struct State {
     pub types: RwLock<Vec<ResourceType>>,
     pub faults: Mutex<Faults>,
     pub token: Option<String>,
+    /// `--authorization rbac`: resource requests are authorized by RBAC (the admin token is in
+    /// `system:masters`); otherwise every authenticated request is allowed.
+    pub rbac: std::sync::atomic::AtomicBool,
+    /// ServiceAccount tokens issued by TokenRequest: token → (namespace, name, uid).
+    pub sa_tokens: Mutex<HashMap<String, (String, String, String)>>,
     pub gc: Notify,
     pub bookmark_interval: Duration,
+    /// Requests served per (verb, resource plural), as the API server's `apiserver_request_total`
+    /// counts them, so tests can assert which requests a client made (e.g. no LIST per reconcile).
+    pub request_counts: Mutex<HashMap<(String, String), u64>>,
 }
 
 pub fn now() -> String {
@@ -130,8 +138,11 @@ impl State {
             types: RwLock::new(builtins()),
             faults: Mutex::new(Faults::default()),
             token,
+            rbac: std::sync::atomic::AtomicBool::new(false),
+            sa_tokens: Mutex::new(HashMap::new()),
             gc: Notify::new(),
             bookmark_interval,
+            request_counts: Mutex::new(HashMap::new()),
         });
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let _ = state.create_object(
@@ -143,6 +154,103 @@ impl State {
             );
         }
         state
+    }
+
+    /// Who sends a request: the admin token (or, with no token configured and RBAC off, anyone)
+    /// is the admin; a ServiceAccount token whose account still exists is that account; no
+    /// credentials with RBAC on is the anonymous user; anything else is not authenticated.
+    pub fn authenticate(&self, headers: &hyper::HeaderMap) -> Option<crate::rbac::UserInfo> {
+        use crate::rbac::UserInfo;
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim);
+        let rbac = self.rbac.load(std::sync::atomic::Ordering::Relaxed);
+        match bearer {
+            Some(t) if self.token.as_deref() == Some(t) => Some(UserInfo::admin()),
+            Some(t) => {
+                let (ns, name, uid) = self.sa_tokens.lock().get(t).cloned()?;
+                let sa = self
+                    .store
+                    .get(&res_key("", "serviceaccounts"), &ns, &name)?;
+                (sa["metadata"]["uid"] == uid.as_str())
+                    .then(|| UserInfo::service_account(&ns, &name))
+            }
+            None if self.token.is_some() && !rbac => None,
+            None if rbac => Some(UserInfo::anonymous()),
+            None => Some(UserInfo::admin()),
+        }
+    }
+
+    /// RBAC over the Roles, ClusterRoles and bindings in the store.
+    pub fn authorize(&self, user: &crate::rbac::UserInfo, a: &crate::rbac::Attributes) -> bool {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return true;
+        }
+        let all = |plural: &str| {
+            self.store
+                .list(&res_key("rbac.authorization.k8s.io", plural), None)
+                .0
+        };
+        let (cr, crb, r, rb) = (
+            all("clusterroles"),
+            all("clusterrolebindings"),
+            all("roles"),
+            all("rolebindings"),
+        );
+        crate::rbac::Policy {
+            cluster_roles: &cr,
+            cluster_role_bindings: &crb,
+            roles: &r,
+            role_bindings: &rb,
+        }
+        .allows(user, a)
+    }
+
+    /// `POST serviceaccounts/<name>/token` (TokenRequest, what `kubectl create token` sends): a
+    /// bearer token for the ServiceAccount, valid while the account exists.
+    pub fn issue_token(&self, ri: &ReqInfo) -> ApiResult<Value> {
+        self.token_request(ri, json!({}))
+    }
+
+    fn token_request(&self, ri: &ReqInfo, body: Value) -> ApiResult<Value> {
+        let name = ri.name.clone().unwrap_or_default();
+        let ns = ri.namespace.clone().unwrap_or_default();
+        let Some(sa) = self.store.get(&ri.rt.key(), &ns, &name) else {
+            return Err(ApiError::not_found(&ri.rt, &name));
+        };
+        let uid = sa["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let token = format!(
+            "kube-emulator.{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.sa_tokens
+            .lock()
+            .insert(token.clone(), (ns.clone(), name.clone(), uid));
+        let seconds = body["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
+        let expires = (chrono::Utc::now() + chrono::Duration::seconds(seconds))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let mut spec = body["spec"].clone();
+        if !spec.is_object() {
+            spec = json!({});
+        }
+        spec["expirationSeconds"] = json!(seconds);
+        if spec["audiences"].is_null() {
+            spec["audiences"] = json!(["https://kubernetes.default.svc.cluster.local"]);
+        }
+        Ok(json!({
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": now()},
+            "spec": spec,
+            "status": {"token": token, "expirationTimestamp": expires},
+        }))
     }
 
     pub fn find_type(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
@@ -1440,27 +1548,68 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    if let Some(token) = &state.token {
-        let ok = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .is_some_and(|h| h == format!("Bearer {token}"));
-        if !ok {
+    let user = match state.authenticate(req.headers()) {
+        Some(u) => u,
+        None => {
             return json_response(
                 401,
                 &status_error(401, "Unauthorized", "Unauthorized", None),
             );
         }
-    }
+    };
+    let rbac_on = state.rbac.load(std::sync::atomic::Ordering::Relaxed);
     let path = req.uri().path().to_string();
     let params = Params::parse(req.uri().query());
+    if let Some(Ok(ri)) = parse_resource_path(&state, &path) {
+        // The verbs of the API server's request metrics (list and watch of a collection, get of
+        // one object, then the write verbs).
+        let verb = match (
+            req.method().as_str(),
+            ri.name.is_some(),
+            params.flag("watch"),
+        ) {
+            ("GET", _, true) => "watch",
+            ("GET", false, false) => "list",
+            ("GET", true, false) => "get",
+            ("POST", _, _) => "create",
+            ("PUT", _, _) => "update",
+            ("PATCH", _, _) => "patch",
+            ("DELETE", false, _) => "deletecollection",
+            ("DELETE", true, _) => "delete",
+            _ => "other",
+        };
+        *state
+            .request_counts
+            .lock()
+            .entry((verb.to_string(), ri.rt.plural.clone()))
+            .or_default() += 1;
+    }
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if rbac_on
+        && user.name == "system:anonymous"
+        && !matches!(
+            path.as_str(),
+            "/version" | "/healthz" | "/livez" | "/readyz"
+        )
+        && parse_resource_path(&state, &path).is_none()
+    {
+        // Discovery is for authenticated users (`system:discovery`); the anonymous user only
+        // reads the public info (`system:public-info-viewer`).
+        return json_response(
+            403,
+            &status_error(
+                403,
+                "Forbidden",
+                &format!("forbidden: User \"system:anonymous\" cannot get path \"{path}\""),
+                Some(json!({})),
+            ),
+        );
+    }
     if let Some(resp) = discovery::handle(&state, req.method(), &path, &accept) {
         return resp;
     }
@@ -1496,6 +1645,9 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     if let Some(sub) = &ri.sub
         && !(sub == "status" && (ri.rt.status_subresource || ri.rt.plural == "namespaces"))
         && !(sub == "finalize" && ri.rt.plural == "namespaces")
+        && !(sub == "token"
+            && ri.rt.plural == "serviceaccounts"
+            && req.method() == hyper::Method::POST)
     {
         return error_response(ApiError::new(
             404,
@@ -1505,15 +1657,91 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     }
     let method = req.method().clone();
     let headers = req.headers().clone();
-    let content_type = headers
+    if rbac_on {
+        let verb = match (method.as_str(), ri.name.is_some()) {
+            ("GET", true) => "get",
+            ("GET", false) if params.flag("watch") => "watch",
+            ("GET", false) => "list",
+            ("POST", _) => "create",
+            ("PUT", _) => "update",
+            ("PATCH", _) => "patch",
+            ("DELETE", true) => "delete",
+            ("DELETE", false) => "deletecollection",
+            _ => "",
+        };
+        let attrs = crate::rbac::Attributes {
+            verb,
+            group: &ri.rt.group,
+            resource: &ri.rt.plural,
+            subresource: ri.sub.as_deref(),
+            namespace: ri.namespace.as_deref(),
+            name: ri.name.as_deref(),
+        };
+        if !state.authorize(&user, &attrs) {
+            let (code, body) = crate::rbac::forbidden(&user, &attrs);
+            return json_response(code, &body);
+        }
+        // Server-side apply of an object that does not exist creates it: the API server asks the
+        // authorizer for `create` too (endpoints/handlers/patch.go, createAuthorizerAttributes).
+        let is_apply = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/apply-patch"));
+        if verb == "patch"
+            && is_apply
+            && state
+                .store
+                .get(
+                    &ri.rt.key(),
+                    ri.namespace.as_deref().unwrap_or(""),
+                    ri.name.as_deref().unwrap_or(""),
+                )
+                .is_none()
+        {
+            let create = crate::rbac::Attributes {
+                verb: "create",
+                ..attrs
+            };
+            if !state.authorize(&user, &create) {
+                let (code, body) = crate::rbac::forbidden(&user, &create);
+                return json_response(code, &body);
+            }
+        }
+    }
+    let mut content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|c| c.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    let body: Bytes = match req.into_body().collect().await {
+    let mut body: Bytes = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    // kubectl 1.32+ creates built-in objects with protobuf bodies (see protobuf.rs); custom
+    // resources have no protobuf form, so the API server refuses protobuf for them with the 415
+    // below.
+    if content_type.contains("protobuf") && !ri.rt.is_custom() && !body.is_empty() {
+        match crate::protobuf::decode(&body) {
+            Ok(object) => {
+                body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
+                content_type = "application/json".into();
+            }
+            Err(crate::protobuf::ProtobufError::Malformed(why)) => {
+                return error_response(ApiError::bad_request(format!(
+                    "error decoding protobuf body: {why}"
+                )));
+            }
+            Err(crate::protobuf::ProtobufError::Unsupported(kind)) => {
+                return error_response(ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "kube-emulator decodes protobuf bodies only for the kinds kubectl create sends, not {kind}; send JSON"
+                    ),
+                ));
+            }
+        }
+    }
     if content_type.contains("protobuf") || content_type.contains("cbor") {
         return error_response(ApiError::new(
             415,
@@ -1594,6 +1822,9 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
                 None => Err(ApiError::not_found(&ri.rt, &name)),
             }
         }
+        ("POST", true) if ri.sub.as_deref() == Some("token") => parse_body(&body)
+            .and_then(|b| st.token_request(&ri, b))
+            .map(|o| (201, o)),
         ("POST", false) => parse_body(&body)
             .and_then(|b| {
                 st.check_fault(&ri.rt)?;

@@ -232,6 +232,16 @@ impl Inner {
     /// Stores (or deletes) an object whose `metadata.resourceVersion` is already `rv` and
     /// publishes the event.
     pub fn commit(&mut self, res: &str, ns: &str, name: &str, kind: EventType, obj: Arc<Value>) {
+        // Events: the same object in the other API's form, at the same resource version.
+        if let Some((other, converted)) = crate::events_view::mirror(res, &obj)
+            && (kind != EventType::Deleted || self.get(&other, ns, name).is_some())
+        {
+            self.commit_one(&other, ns, name, kind, Arc::new(converted));
+        }
+        self.commit_one(res, ns, name, kind, obj);
+    }
+
+    fn commit_one(&mut self, res: &str, ns: &str, name: &str, kind: EventType, obj: Arc<Value>) {
         let rv = obj["metadata"]["resourceVersion"]
             .as_str()
             .and_then(|s| s.parse().ok())

@@ -6,8 +6,13 @@ use serde_json::{Value, json};
 
 use crate::server::{ReqInfo, State};
 
-/// Kubernetes' `duration.HumanDuration`, as kubectl's AGE column shows it.
+/// Kubernetes' `duration.HumanDuration`, as kubectl's AGE column shows it: a time more than a
+/// second in the future is `<invalid>` (apimachinery `util/duration/duration.go`; the API server
+/// renders every `type: date` printer column through it, `ConvertToHumanReadableDateType`).
 pub fn human_duration(secs: i64) -> String {
+    if secs < -1 {
+        return "<invalid>".into();
+    }
     let s = secs.max(0);
     if s < 120 {
         return format!("{s}s");
@@ -331,5 +336,9 @@ mod tests {
         assert_eq!(human_duration(150), "2m30s");
         assert_eq!(human_duration(3600 * 5 + 60), "5h1m");
         assert_eq!(human_duration(86400 * 3), "3d");
+        // The future: within the 2 s tolerance "0s", beyond it "<invalid>".
+        assert_eq!(human_duration(-1), "0s");
+        assert_eq!(human_duration(-2), "<invalid>");
+        assert_eq!(human_duration(-86400 * 90), "<invalid>");
     }
 }

@@ -890,6 +890,9 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
         }
         _ => errors.push(FieldError::required("spec.versions")),
     }
+    if errors.is_empty() {
+        errors.extend(crate::cel_cost::crd_cost_errors(crd));
+    }
     errors
 }
 

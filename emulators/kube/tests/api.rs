@@ -729,3 +729,145 @@ fn pem_der(pem: &str) -> Vec<u8> {
         .decode(b64)
         .unwrap()
 }
+
+fn crd_with_list(name: &str, items: Value) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{name}s.cost.example.com")},
+        "spec": {
+            "group": "cost.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": format!("{name}s"), "singular": name, "kind": "Thing", "listKind": "ThingList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {"type": "object", "properties": {"uris": items}}}
+            }}}]
+        }
+    })
+}
+
+/// kube-apiserver estimates each rule's worst case when the CRD is created. Without `maxLength`
+/// a string may be as long as a 3 MiB request (and without `maxItems` a list as long as fits in
+/// one), so a pairwise uniqueness rule is refused — the rule, its share of the total, and the total — with the API server's wording.
+#[tokio::test]
+async fn a_crd_whose_rules_exceed_the_cost_budget_is_refused() {
+    let (_emu, client) = start().await;
+    let rule =
+        json!([{"rule": "self.all(u, self.exists_one(v, v == u))", "message": "must not repeat"}]);
+    let over = crd_with_list(
+        "over",
+        json!({"type": "array", "items": {"type": "string"}, "x-kubernetes-validations": rule}),
+    );
+    let (status, body) = raw(
+        &client,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        &[],
+        Some(over),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let path = "spec.validation.openAPIV3Schema.properties[spec].properties[uris].x-kubernetes-validations[0].rule";
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "CustomResourceDefinition.apiextensions.k8s.io \"overs.cost.example.com\" is invalid: ["
+        ),
+        "{message}"
+    );
+    assert!(message.contains(&format!("{path}: Forbidden: estimated rule cost exceeds budget by factor of more than 100x (try simplifying the rule, or adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)")), "{message}");
+    assert!(message.contains(&format!("{path}: Forbidden: contributed to estimated rule & messageExpression cost total exceeding cost limit for entire OpenAPIv3 schema")), "{message}");
+    assert!(message.contains("spec.validation.openAPIV3Schema: Forbidden: x-kubernetes-validations estimated rule & messageExpression cost total for entire OpenAPIv3 schema exceeds budget by factor of more than 100x"), "{message}");
+    assert_eq!(
+        body["details"]["causes"][0]["reason"],
+        "FieldValueForbidden"
+    );
+    let (status, _) = raw(&client, "GET", "/apis/cost.example.com/v1/overs", &[], None).await;
+    assert_eq!(status, 404, "a refused CRD serves nothing");
+
+    let within = crd_with_list(
+        "within",
+        json!({"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 255}, "x-kubernetes-validations": rule}),
+    );
+    let (status, body) = raw(
+        &client,
+        "POST",
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        &[],
+        Some(within),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn events_written_through_either_api_are_read_through_both() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event as EventV1;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+    let (_emu, client) = start().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let owner = cms
+        .create(&PostParams::default(), &cm("owner", &[]))
+        .await
+        .unwrap();
+    // kube-rs' Recorder writes events.k8s.io/v1, twice: the repeat becomes a series patch.
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "test-controller".into(),
+            instance: Some("pod-1".into()),
+        },
+    );
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "Tested".into(),
+        note: Some("seen through both APIs".into()),
+        action: "Testing".into(),
+        secondary: None,
+    };
+    let reference = owner.object_ref(&());
+    recorder.publish(&event, &reference).await.unwrap();
+    recorder.publish(&event, &reference).await.unwrap();
+
+    // kubectl describe reads core v1 events with involvedObject field selectors.
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let selector = format!(
+        "involvedObject.name=owner,involvedObject.namespace=default,involvedObject.uid={}",
+        owner.metadata.uid.as_deref().unwrap()
+    );
+    let found = core
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].message.as_deref(), Some("seen through both APIs"));
+    assert_eq!(
+        found[0].reporting_component.as_deref(),
+        Some("test-controller")
+    );
+    assert_eq!(found[0].series.as_ref().and_then(|s| s.count), Some(2));
+
+    // And a core event is an events.k8s.io event; deleting it through one API removes both.
+    let mut written = found[0].clone();
+    written.metadata = kube::api::ObjectMeta {
+        name: Some("by-core".into()),
+        ..Default::default()
+    };
+    core.create(&PostParams::default(), &written).await.unwrap();
+    let v1: Api<EventV1> = Api::namespaced(client.clone(), "default");
+    let got = v1.get("by-core").await.unwrap();
+    assert_eq!(got.note.as_deref(), Some("seen through both APIs"));
+    assert_eq!(
+        got.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("owner")
+    );
+    v1.delete("by-core", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(code(core.get("by-core").await.unwrap_err()).0, 404);
+}

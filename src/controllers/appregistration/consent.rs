@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::api::appregistration::{ConsentState, ConsentStatus};
 
 use super::observed::Observed;
-use super::plan::GraphOperation;
+use super::operation::GraphOperation;
 
 /// Delegated (a scope, `Scope` in `requiredResourceAccess`) or application (an app role, `Role`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -12,13 +12,14 @@ use serde_json::{Map, Value, json};
 
 use crate::api::AppRegistrationSpec;
 use crate::api::appregistration::{
-    APP_ID_PLACEHOLDER, MemberType, RequiredResourceAccess, WellKnownApi, WhoCanConsent,
+    APP_ID_PLACEHOLDER, MemberType, RequiredResourceAccess, SignInAudience, WellKnownApi,
+    WhoCanConsent,
 };
 
 use super::consent::{PermissionKind, RequiredPermission};
 use super::ids;
 use super::observed::Observed;
-use super::plan::PlanError;
+use super::operation::PlanError;
 use super::references::ResolvedReferences;
 
 /// Top-level application properties the operator manages, in the order they are rendered.
@@ -176,7 +177,7 @@ pub fn render_application(
     props.insert(
         "api".into(),
         json!({
-            "requestedAccessTokenVersion": spec.api.as_ref().and_then(|a| a.requested_access_token_version),
+            "requestedAccessTokenVersion": requested_access_token_version(spec),
             "oauth2PermissionScopes": scopes,
             "preAuthorizedApplications": pre_authorized.entries,
             "knownClientApplications": known_clients,
@@ -248,17 +249,57 @@ fn is_enabled(entitlement: &Value) -> bool {
     entitlement.get("isEnabled").and_then(Value::as_bool) == Some(true)
 }
 
+/// The access token version to request: the spec's, else 2 for audiences that allow personal
+/// Microsoft accounts (Graph requires 2 there), else Graph's default (null = 1). An explicit 1 with
+/// such an audience is refused when the resource is applied (the CRD's validation rule).
+fn requested_access_token_version(spec: &AppRegistrationSpec) -> Option<i32> {
+    let explicit = spec
+        .api
+        .as_ref()
+        .and_then(|a| a.requested_access_token_version);
+    let personal = matches!(
+        spec.sign_in_audience,
+        SignInAudience::AzureADandPersonalMicrosoftAccount
+            | SignInAudience::PersonalMicrosoftAccount
+    );
+    explicit.or(personal.then_some(2))
+}
+
+/// An observed role or scope written back disabled. Read-only properties Graph adds (`origin` on
+/// app roles: "must not be included in any POST or PATCH requests") are not echoed.
 fn disabled_copy(entitlement: &Value) -> Value {
     let mut copy = entitlement.clone();
     if let Some(map) = copy.as_object_mut() {
         map.insert("isEnabled".into(), Value::Bool(false));
+        map.remove("origin");
     }
     copy
 }
 
-/// Applies Graph's rule that an enabled role or scope can be neither removed nor have its value
-/// changed: such an entitlement is written back disabled (everything else as it is), and removed or
-/// changed only by a later plan that observes it disabled.
+/// Properties of an enabled role or scope that are changed only after it is disabled: Graph
+/// documents disabling before deleting; whether it refuses changing these on an enabled entry is
+/// unconfirmed, and disabling first works either way.
+const CHANGED_ONLY_WHEN_DISABLED: &[&str] = &[
+    "value",
+    "allowedMemberTypes",
+    "type",
+    "adminConsentDisplayName",
+    "adminConsentDescription",
+    "userConsentDisplayName",
+    "userConsentDescription",
+];
+
+fn needs_disable_before_change(have: &Value, want: &Value) -> bool {
+    is_enabled(have)
+        && CHANGED_ONLY_WHEN_DISABLED
+            .iter()
+            .any(|f| want.get(*f).is_some() && have.get(*f) != want.get(*f))
+}
+
+/// Applies Graph's rule that an enabled role or scope can't be removed (nor, to be safe, have its
+/// value, member types, type or consent texts changed): such an entitlement is written back
+/// disabled (everything else as it is), and removed or changed only by a later plan that observes
+/// it disabled.
 fn with_retired_entitlements(desired: Vec<Value>, observed: &[Value]) -> Vec<Value> {
     let observed_by_id: BTreeMap<&str, &Value> = observed
         .iter()
@@ -274,9 +315,7 @@ fn with_retired_entitlements(desired: Vec<Value>, observed: &[Value]) -> Vec<Val
         .map(|want| {
             let id = want.get("id").and_then(Value::as_str).unwrap_or_default();
             match observed_by_id.get(id) {
-                Some(have) if is_enabled(have) && have.get("value") != want.get("value") => {
-                    disabled_copy(have)
-                }
+                Some(have) if needs_disable_before_change(have, &want) => disabled_copy(have),
                 _ => want,
             }
         })
@@ -343,9 +382,24 @@ fn render_pre_authorized(
             }
         }
     }
+    // Graph refuses a write that names a scope id in `preAuthorizedApplications` unless that scope
+    // is already stored ("...has a Permission Id that cannot be found in the AppPermissions sets").
+    // So a pre-authorization names only scopes Graph showed us; a new scope is written by this
+    // plan and pre-authorized by the next one, after the re-observation sees it.
+    let stored: BTreeSet<String> = observed_list(observed_app, &["api", "oauth2PermissionScopes"])
+        .iter()
+        .filter_map(|s| s.get("id").and_then(Value::as_str))
+        .map(str::to_ascii_lowercase)
+        .collect();
     let mut entries: Vec<Value> = by_app_id
         .iter()
-        .map(|(app_id, ids)| json!({"appId": app_id, "delegatedPermissionIds": ids}))
+        .filter_map(|(app_id, ids)| {
+            let ids: Vec<&String> = ids
+                .iter()
+                .filter(|id| stored.contains(&id.to_ascii_lowercase()))
+                .collect();
+            (!ids.is_empty()).then(|| json!({"appId": app_id, "delegatedPermissionIds": ids}))
+        })
         .collect();
     if waiting {
         // Keep what Graph has for clients not rendered this time, so an unresolved reference

@@ -1,9 +1,18 @@
-//! The AppRegistration controller. The plan stage is here: pure functions from the spec, the
-//! resolved references and the observed Graph objects to the Graph writes and the status.
+//! The AppRegistration controller: one Entra application, its service principal, owners,
+//! federated credentials, consent grants and client secrets. The rooms (docs/code-map.md):
+//! - `mod.rs`: the entry point (finalizer, apply, cleanup) and the wiring to the API server;
+//! - `observe`: referenced AppRegistrations and Graph, converted once (`observed`) into the plan's
+//!   view;
+//! - `plan`: pure, from the spec, the references and the observation to the Graph writes
+//!   (`operation`) and the planned status, with `desired` (the application as the spec renders it),
+//!   `consent`, `diff`, `ids` and `references`;
+//! - `execute`: the plan's writes (observing and planning again until nothing is left), then the
+//!   rotation state machine one persisted step at a time;
+//! - `report`: pure, the conditions and status from the plan and the outcome.
 //!
 //! Decisions the plan makes (see each function for why):
-//! - The first create writes only the application (without `{appId}` identifier URIs); the plan
-//!   asks to be run again (`reobserve_after_execute`) for everything that needs Graph's IDs.
+//! - The first create writes only the application (without `{appId}` identifier URIs); the
+//!   executor observes and plans again for everything that needs Graph's IDs.
 //! - Complex properties (`api`, `web`, `spa`, `publicClient`) and collections are sent whole.
 //! - A property that cannot be fully rendered (unresolved reference, unknown permission) is not
 //!   written, so Graph keeps its current value instead of losing entries.
@@ -15,11 +24,14 @@
 pub mod consent;
 pub mod desired;
 pub mod diff;
+mod execute;
 pub mod ids;
+mod observe;
 pub mod observed;
+pub mod operation;
 pub mod plan;
-pub mod reconcile;
 pub mod references;
+pub mod report;
 
 pub use consent::{ConsentSettings, PermissionKind, RequiredPermission};
 pub use observed::Observed;
@@ -27,3 +39,298 @@ pub use plan::{
     GraphOperation, Plan, PlanError, PlanInput, PlanSettings, PlannedStatus, plan_app_registration,
 };
 pub use references::{ReferenceLookup, ResolvedReferences, resolve_references};
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{self, Action};
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::appregistration::AppRegistrationStatus;
+use crate::api::{AppRegistration, condition};
+use crate::controllers::conditions::merge_conditions;
+use crate::controllers::context::Context;
+use crate::controllers::error::Error;
+use crate::controllers::events::publish;
+use crate::controllers::wiring::{
+    api_for, controller_for, drain, error_policy, object_key, record_reconcile,
+};
+use crate::graph::{GraphError, OptionalExt};
+use crate::labels::managed_selector;
+use crate::metrics::CredentialLabels;
+
+use self::execute::{StatusWriter, sync_credentials, sync_graph};
+use self::observe::{observe_policy, observe_references};
+use self::references::referenced_names;
+
+/// Finalizer that lets the operator delete (or orphan) the application before the CR goes.
+pub const FINALIZER: &str = "entra.bookme.io/cleanup";
+
+pub(crate) const KIND: &str = "AppRegistration";
+
+/// Entry point for the controller runtime.
+pub async fn reconcile(obj: Arc<AppRegistration>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let namespace = obj
+        .namespace()
+        .ok_or_else(|| Error::Invalid("AppRegistration without namespace".into()))?;
+    let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(obj, &ctx).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from_finalizer);
+    record_reconcile(&ctx, KIND, started, &result);
+    result
+}
+
+/// Runs the AppRegistration controller in one namespace (or all, with `None`) until `shutdown`
+/// resolves and in-flight reconciles finish.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client: Client = ctx.client.clone();
+    let apps: Api<AppRegistration> = api_for(&client, &namespace);
+    let secrets: Api<Secret> = api_for(&client, &namespace);
+    // Status writes must not wake the resource up again (a failure message with a fresh trace ID
+    // would otherwise turn into a retry loop that ignores backoff).
+    let controller = controller_for(apps.clone());
+    let store = controller.store();
+    let stream = controller
+        .owns(
+            secrets,
+            watcher::Config::default().labels(&managed_selector()),
+        )
+        // An AppRegistration whose status changed may be what another one waits for (appRef).
+        .watches(
+            apps,
+            watcher::Config::default(),
+            move |changed: AppRegistration| {
+                let namespace = changed.namespace();
+                let name = changed.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|candidate| {
+                        candidate.namespace() == namespace
+                            && referenced_names(&candidate.spec).contains(&name)
+                    })
+                    .map(|candidate| ObjectRef::from_obj(&*candidate))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(controller::Config::default().concurrency(concurrency.max(1)))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx);
+    drain(stream).await;
+}
+
+/// The reconcile of a live AppRegistration.
+async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let key = object_key(obj.as_ref());
+    let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    let previous = obj.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    let mut writer = StatusWriter {
+        api: &api,
+        name: name.clone(),
+        written: obj.status.clone(),
+    };
+    let generation = obj.metadata.generation;
+
+    let outcome = apply_stages(&obj, ctx, &mut status, &mut writer).await;
+    let now = Timestamp::now();
+    match outcome {
+        Ok(stages) => {
+            let blocking = stages.plan.blocking_reason();
+            let desired = report::conditions(&obj.spec, &status, &stages.plan, &stages.writes);
+            status.conditions = merge_conditions(&previous.conditions, &desired, generation, now);
+            status.observed_generation = generation;
+            writer.write(&status).await?;
+            ctx.record_success(&key);
+            let ready = status.conditions.is_true(condition::READY);
+            ctx.metrics
+                .resource_ready
+                .get_or_create(&CredentialLabels {
+                    kind: KIND.to_string(),
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    secret: String::new(),
+                })
+                .set(i64::from(ready));
+            if !stages.writes.is_empty() {
+                publish(
+                    ctx,
+                    obj.as_ref(),
+                    EventType::Normal,
+                    "Synced",
+                    &format!("Applied to Entra: {}", report::dedup_join(&stages.writes)),
+                )
+                .await;
+            }
+            if blocking.is_some() {
+                // Waiting on something else (a reference, a permission name): the watch on other
+                // AppRegistrations brings us back; a slow poll covers the rest.
+                return Ok(Action::requeue(Duration::from_secs(30)));
+            }
+            let mut wait = ctx.settings.resync;
+            if let Some(at) = stages.requeue_at {
+                let until = at.duration_since(Timestamp::now());
+                let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
+                wait = wait.min(until.max(Duration::from_millis(200)));
+            }
+            info!(appregistration = %key, ready, requeue_in = ?wait, "reconciled");
+            Ok(Action::requeue(wait))
+        }
+        Err(error) => {
+            let desired = report::failure_conditions(error.reason(), &error.to_string());
+            status.conditions = merge_conditions(&previous.conditions, &desired, generation, now);
+            status.observed_generation = generation;
+            if let Err(e) = writer.write(&status).await {
+                warn!(appregistration = %key, error = %e, "could not write failure status");
+            }
+            if matches!(error, Error::Graph(GraphError::Replicating(_))) {
+                // Not a failure: a new object is replicating; the requeue comes back in a second.
+                return Err(error);
+            }
+            publish(
+                ctx,
+                obj.as_ref(),
+                EventType::Warning,
+                error.reason(),
+                &error.to_string(),
+            )
+            .await;
+            Err(error)
+        }
+    }
+}
+
+struct StagesOutcome {
+    plan: Plan,
+    writes: Vec<&'static str>,
+    requeue_at: Option<Timestamp>,
+}
+
+async fn apply_stages(
+    obj: &AppRegistration,
+    ctx: &Context,
+    status: &mut AppRegistrationStatus,
+    writer: &mut StatusWriter<'_>,
+) -> Result<StagesOutcome, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    let references = observe_references(obj, &api).await?;
+    let policy = observe_policy(obj, ctx).await?;
+    let (plan, view, writes) = sync_graph(obj, &references, &policy, ctx).await?;
+
+    report::record_planned(status, &plan.status, &ctx.settings.tenant_id);
+    // IDs first: other AppRegistrations wait for them, and credentials need the app.
+    writer.write(status).await?;
+
+    let mut requeue_at = None;
+    // An application this resource may not adopt is read, never written: no credential either.
+    if let Some(app) = view
+        .application
+        .as_ref()
+        .filter(|_| !plan.adoption_refused())
+    {
+        let outcome = sync_credentials(obj, app, status, writer, ctx).await?;
+        requeue_at = outcome.requeue_at;
+    }
+    Ok(StagesOutcome {
+        plan,
+        writes,
+        requeue_at,
+    })
+}
+
+/// The reconcile of a deleted AppRegistration: delete (soft) or orphan the application.
+async fn cleanup(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error> {
+    use crate::api::appregistration::DeletionPolicy;
+    let key = object_key(obj.as_ref());
+    let object_id = match &obj.status.as_ref().and_then(|s| s.object_id.clone()) {
+        Some(id) => Some(id.clone()),
+        // An adopted application is known by its objectId only (recorded once adoption was
+        // allowed); without it there is nothing of ours to delete.
+        None if obj.spec.adopt.is_some() => None,
+        None => {
+            let unique_name = obj
+                .status
+                .as_ref()
+                .and_then(|s| s.unique_name.clone())
+                .unwrap_or_else(|| {
+                    ids::unique_name(
+                        &ctx.settings.plan.unique_name_prefix,
+                        &obj.namespace().unwrap_or_default(),
+                        &obj.name_any(),
+                    )
+                });
+            ctx.graph
+                .get_application_by_unique_name(&unique_name)
+                .await
+                .optional()?
+                .and_then(|a| a.id)
+        }
+    };
+    // Every series of this resource goes with it (declared passwords and retired ones in status).
+    let secrets: Vec<&str> = obj
+        .spec
+        .credentials
+        .passwords
+        .iter()
+        .map(|p| p.secret_name.as_str())
+        .chain(
+            obj.status
+                .iter()
+                .flat_map(|s| &s.credentials)
+                .map(|c| c.secret_name.as_str()),
+        )
+        .collect();
+    ctx.metrics.forget_resource(
+        KIND,
+        &obj.namespace().unwrap_or_default(),
+        &obj.name_any(),
+        secrets,
+    );
+    match (obj.spec.effective_deletion_policy(), object_id) {
+        (DeletionPolicy::Delete, Some(id)) => {
+            match ctx.graph.delete_application(&id).await {
+                Ok(()) | Err(GraphError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            info!(appregistration = %key, "deleted the application (restorable for 30 days)");
+            publish(
+                ctx,
+                obj.as_ref(),
+                EventType::Normal,
+                "Deleted",
+                "Deleted the application in Entra (restorable for 30 days)",
+            )
+            .await;
+        }
+        (DeletionPolicy::Orphan, Some(_)) => {
+            info!(appregistration = %key, "left the application in Entra (deletionPolicy: Orphan, the default for an adopted application)");
+        }
+        (_, None) => {}
+    }
+    ctx.record_success(&key);
+    Ok(Action::await_change())
+}

@@ -11,94 +11,21 @@ use serde_json::{Map, Value, json};
 use crate::api::AppRegistrationSpec;
 use crate::api::appregistration::ConsentStatus;
 
+pub use super::operation::{GraphOperation, PlanError};
+
 use super::consent::{ConsentSettings, plan_consent};
 use super::desired::{DesiredApplication, MANAGED_PROPERTIES, render_application};
 use super::diff::json_matches;
 use super::ids;
 use super::observed::{Observed, ObservedServicePrincipal};
 use super::references::ResolvedReferences;
+use crate::api::appregistration::FederatedManagement;
+use crate::policy::{Decision, Kind, PermissionRequest, PolicyView};
 
 /// Tag every integrated app's service principal carries (the portal sets it too).
 pub const INTEGRATED_APP_TAG: &str = "WindowsAzureActiveDirectoryIntegratedApp";
 /// Service principal tag that hides the app from users on My Apps.
 pub const HIDE_APP_TAG: &str = "HideApp";
-
-/// One Graph write, in the order the executor must run them. Bodies are Graph JSON.
-#[derive(Clone, Debug, PartialEq)]
-pub enum GraphOperation {
-    /// `PATCH /applications(uniqueName='{unique_name}')` with `Prefer: create-if-missing`.
-    UpsertApplication { unique_name: String, body: Value },
-    /// `PATCH /applications/{object_id}` with only the changed properties.
-    PatchApplication { object_id: String, body: Value },
-    /// `PATCH /servicePrincipals(appId='{app_id}')` with `Prefer: create-if-missing`.
-    UpsertServicePrincipal { app_id: String, body: Value },
-    /// `PATCH /servicePrincipals/{id}` with only the changed properties.
-    PatchServicePrincipal { id: String, body: Value },
-    /// `POST /applications/{application_id}/owners/$ref` with
-    /// `{"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/{owner_id}"}`.
-    AddOwner {
-        application_id: String,
-        owner_id: String,
-    },
-    /// `DELETE /applications/{application_id}/federatedIdentityCredentials(name='{name}')`.
-    DeleteFederatedCredential {
-        application_id: String,
-        name: String,
-    },
-    /// `PATCH /applications/{application_id}/federatedIdentityCredentials(name='{name}')` with
-    /// `Prefer: create-if-missing`.
-    UpsertFederatedCredential {
-        application_id: String,
-        name: String,
-        body: Value,
-    },
-    /// `POST /servicePrincipals/{resource_sp_id}/appRoleAssignedTo`
-    /// `{principalId, resourceId: resource_sp_id, appRoleId}`.
-    CreateAppRoleAssignment {
-        resource_sp_id: String,
-        principal_id: String,
-        app_role_id: String,
-    },
-    /// `POST /oauth2PermissionGrants` `{clientId, consentType: "AllPrincipals", resourceId, scope}`.
-    CreateOAuth2PermissionGrant {
-        client_id: String,
-        resource_id: String,
-        scope: String,
-    },
-    /// `PATCH /oauth2PermissionGrants/{id}` `{scope}` (the whole new scope string).
-    PatchOAuth2PermissionGrant { id: String, scope: String },
-}
-
-/// Why part of the spec could not be planned. Each is reported in a condition; none is retried
-/// faster than a resync, because each needs a change elsewhere first.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
-    #[error("AppRegistration {name} does not exist or has no appId yet")]
-    WaitingForReference { name: String },
-    #[error("PermissionNotFound: {api}/{permission}")]
-    PermissionNotFound { api: String, permission: String },
-    #[error(
-        "resource API {api} has no service principal in this tenant, so its permissions cannot be looked up"
-    )]
-    ResourceNotFound { api: String },
-    #[error("pre-authorized scope {scope} is not declared in api.scopes")]
-    ScopeNotDeclared { scope: String },
-    #[error("no application with appId {app_id} to adopt in this tenant")]
-    AdoptedApplicationNotFound { app_id: String },
-}
-
-impl PlanError {
-    /// The condition reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            PlanError::WaitingForReference { .. } => "WaitingForReference",
-            PlanError::PermissionNotFound { .. } => "PermissionNotFound",
-            PlanError::ResourceNotFound { .. } => "ResourceNotFound",
-            PlanError::ScopeNotDeclared { .. } => "ScopeNotDeclared",
-            PlanError::AdoptedApplicationNotFound { .. } => "AdoptedApplicationNotFound",
-        }
-    }
-}
 
 /// Operator-wide settings the plan needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +45,15 @@ pub struct PlanInput<'a> {
     pub references: &'a ResolvedReferences,
     pub observed: &'a Observed,
     pub settings: &'a PlanSettings,
+    /// The cluster administrator's consent and adoption policy for this namespace.
+    pub policy: &'a PolicyView,
+    /// The `uniqueName` this resource's application already has (from its status): kept, because
+    /// Graph cannot change it and older versions built it another way.
+    pub recorded_unique_name: Option<&'a str>,
+    /// appIds that other AppRegistrations (any namespace) already manage, with who: never adopted.
+    pub claimed_elsewhere: &'a BTreeMap<String, String>,
+    /// Federated credentials the operator put on the application (`status.federatedCredentials`).
+    pub recorded_federated: &'a [String],
 }
 
 /// The status fields the plan knows (the credentials part belongs to the rotation state machine).
@@ -145,12 +81,16 @@ pub struct Plan {
     pub status: PlannedStatus,
     /// What could not be planned (the rest is still planned).
     pub errors: Vec<PlanError>,
-    /// Observe and plan again right after executing: a create returns IDs the rest of the plan
-    /// needs, and grants change the consent state the status reports.
-    pub reobserve_after_execute: bool,
 }
 
 impl Plan {
+    /// Whether the plan refused to adopt the application (then nothing of it is written).
+    pub fn adoption_refused(&self) -> bool {
+        self.errors
+            .iter()
+            .any(|e| matches!(e, PlanError::AdoptionRefused { .. }))
+    }
+
     /// Reason and message for the `Synced`/`Ready` conditions when something could not be planned.
     pub fn blocking_reason(&self) -> Option<(&'static str, String)> {
         let first = self.errors.first()?;
@@ -173,6 +113,10 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
         references,
         observed,
         settings,
+        policy,
+        recorded_unique_name,
+        claimed_elsewhere,
+        recorded_federated,
     } = input;
     let mut plan = Plan::default();
     plan.errors.extend(
@@ -182,8 +126,23 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
             .map(|name| PlanError::WaitingForReference { name: name.clone() }),
     );
 
-    let own_unique_name = ids::unique_name(&settings.unique_name_prefix, namespace, name);
+    let own_unique_name = recorded_unique_name
+        .filter(|_| spec.adopt.is_none())
+        .map(str::to_string)
+        .unwrap_or_else(|| ids::unique_name(&settings.unique_name_prefix, namespace, name));
     let observed_app = observed.application.as_ref();
+    if let Some(adopt) = &spec.adopt
+        && let Some(refusal) = adoption_refusal(
+            &adopt.app_id,
+            observed_app,
+            policy,
+            claimed_elsewhere,
+            &settings.unique_name_prefix,
+        )
+    {
+        plan.errors.push(refusal);
+        return plan;
+    }
     if let (Some(adopt), None) = (&spec.adopt, observed_app) {
         plan.errors.push(PlanError::AdoptedApplicationNotFound {
             app_id: adopt.app_id.clone(),
@@ -241,7 +200,6 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
             &settings.consent,
         )
         .status;
-        plan.reobserve_after_execute = true;
         return plan;
     };
 
@@ -258,8 +216,12 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
 
     plan.operations
         .extend(plan_owners(spec, &object_id, observed));
-    plan.operations
-        .extend(plan_federated_credentials(spec, &object_id, observed));
+    plan.operations.extend(plan_federated_credentials(
+        spec,
+        &object_id,
+        observed,
+        recorded_federated,
+    ));
     plan.status.federated_credentials = spec
         .credentials
         .federated
@@ -268,19 +230,108 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
         .collect();
 
     let our_sp_id = observed.service_principal.as_ref().map(|sp| sp.id.as_str());
+    // Nothing is granted while the policy refuses any part: a partial grant would leave the app
+    // holding a set of permissions nobody declared.
+    let refusals = consent_refusals(spec, &desired.required_permissions, references, policy);
+    let grant = spec.grant_admin_consent && refusals.is_empty();
+    plan.errors.extend(refusals);
     let consent = plan_consent(
         &desired.required_permissions,
         our_sp_id,
         Some(&app_id),
         observed,
-        spec.grant_admin_consent,
+        grant,
         &settings.consent,
     );
     plan.operations.extend(consent.operations);
     plan.status.consent = consent.status;
-
-    plan.reobserve_after_execute = !plan.operations.is_empty();
     plan
+}
+
+/// Why this resource may not adopt `app_id`: the policy does not allow it in this namespace, the
+/// application carries the operator's uniqueName marker (another resource created it), or another
+/// AppRegistration already manages it.
+fn adoption_refusal(
+    app_id: &str,
+    observed_app: Option<&Value>,
+    policy: &PolicyView,
+    claimed_elsewhere: &BTreeMap<String, String>,
+    prefix: &str,
+) -> Option<PlanError> {
+    let refuse = |why: String| {
+        Some(PlanError::AdoptionRefused {
+            app_id: app_id.to_string(),
+            why,
+        })
+    };
+    if let Decision::Refused { rule } = policy.decide_adoption(app_id) {
+        return refuse(format!("refused by rule {rule}"));
+    }
+    if let Some(owner) = claimed_elsewhere
+        .iter()
+        .find(|(claimed, _)| claimed.eq_ignore_ascii_case(app_id))
+        .map(|(_, owner)| owner)
+    {
+        return refuse(format!("it is managed by AppRegistration {owner}"));
+    }
+    let unique_name = observed_app
+        .and_then(|a| a.get("uniqueName"))
+        .and_then(Value::as_str);
+    if let Some(unique_name) = unique_name
+        && ids::is_operator_unique_name(prefix, unique_name)
+    {
+        return refuse(format!(
+            "it carries uniqueName {unique_name}: another resource of this operator created it"
+        ));
+    }
+    None
+}
+
+/// The permissions `grantAdminConsent` would grant that the policy refuses (empty when consent is
+/// not asked for).
+fn consent_refusals(
+    spec: &AppRegistrationSpec,
+    required: &[super::consent::RequiredPermission],
+    references: &ResolvedReferences,
+    policy: &PolicyView,
+) -> Vec<PlanError> {
+    if !spec.grant_admin_consent {
+        return Vec::new();
+    }
+    let by_app_ref: BTreeSet<&str> = spec
+        .required_resource_access
+        .iter()
+        .filter_map(|r| r.app_ref.as_ref())
+        .filter_map(|r| references.app(&r.name))
+        .map(|a| a.app_id.as_str())
+        .collect();
+    required
+        .iter()
+        .filter_map(|p| {
+            let kind = match p.kind {
+                super::consent::PermissionKind::Application => Kind::Application,
+                super::consent::PermissionKind::Delegated => Kind::Delegated,
+            };
+            let decision = policy.decide_grant(&PermissionRequest {
+                resource_app_id: &p.resource_app_id,
+                by_app_ref: by_app_ref.contains(p.resource_app_id.as_str()),
+                value: &p.value,
+                id: &p.id,
+                kind,
+            });
+            match decision {
+                Decision::Allowed { .. } => None,
+                Decision::Refused { rule } => Some(PlanError::ConsentRefused {
+                    permission: p.display(),
+                    kind: match kind {
+                        Kind::Application => "application permission",
+                        Kind::Delegated => "delegated permission",
+                    },
+                    rule,
+                }),
+            }
+        })
+        .collect()
 }
 
 /// Scope or role IDs of the entitlements the spec declares enabled (what clients may request).
@@ -425,22 +476,26 @@ fn plan_owners(
         .collect()
 }
 
-/// Makes the application's federated credentials exactly the spec's.
+/// Makes the application's federated credentials the spec's.
 ///
-/// Every federated credential on the application is treated as managed: one the spec does not list
-/// is deleted (a trust nobody declared is a risk). Deletes go first, because issuer + subject must be
-/// unique per app and a renamed credential would otherwise collide with its old self.
+/// `Additive` (default): only credentials the operator put there (`recorded`, from the status) and
+/// no longer declared are deleted; one someone else added stays. `Exact`: every credential the spec
+/// does not list is deleted. Deletes go first, because issuer + subject must be unique per app and a
+/// renamed credential would otherwise collide with its old self.
 fn plan_federated_credentials(
     spec: &AppRegistrationSpec,
     application_id: &str,
     observed: &Observed,
+    recorded: &[String],
 ) -> Vec<GraphOperation> {
     let desired = &spec.credentials.federated;
     let wanted: BTreeSet<&str> = desired.iter().map(|f| f.name.as_str()).collect();
+    let exact = spec.credentials.federated_management == FederatedManagement::Exact;
     let mut operations: Vec<GraphOperation> = observed
         .federated_credentials
         .iter()
         .filter(|f| !wanted.contains(f.name.as_str()))
+        .filter(|f| exact || recorded.iter().any(|r| r == &f.name))
         .map(|f| GraphOperation::DeleteFederatedCredential {
             application_id: application_id.to_string(),
             name: f.name.clone(),
@@ -479,7 +534,7 @@ fn plan_federated_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::appregistration::ConsentState;
+    use crate::api::appregistration::{ConsentState, MemberType, SignInAudience};
     use crate::controllers::appregistration::observed::{
         ObservedAppRoleAssignment, ObservedEntitlement, ObservedFederatedCredential,
         ObservedPermissionGrant,
@@ -571,6 +626,34 @@ mod tests {
         observed: &Observed,
         references: &ResolvedReferences,
     ) -> Plan {
+        plan_with(spec, observed, references, &permissive_policy(), &[])
+    }
+
+    /// A policy that allows every Microsoft Graph permission and any adoption in any namespace.
+    fn permissive_policy() -> PolicyView {
+        serde_json::from_value::<crate::api::policy::EntraPolicySpec>(json!({
+            "consent": [{"name": "graph", "api": {"wellKnownApi": "MicrosoftGraph"},
+                         "application": ["*"], "delegated": ["*"]}],
+            "adoption": [{"name": "any"}]
+        }))
+        .map(|spec| PolicyView {
+            policies: crate::policy::Policies(vec![("test".into(), spec)]),
+            namespace: crate::policy::NamespaceInfo {
+                name: "bookme".into(),
+                ..Default::default()
+            },
+            ..PolicyView::default()
+        })
+        .unwrap()
+    }
+
+    fn plan_with(
+        spec: &AppRegistrationSpec,
+        observed: &Observed,
+        references: &ResolvedReferences,
+        policy: &PolicyView,
+        recorded_federated: &[String],
+    ) -> Plan {
         plan_app_registration(PlanInput {
             spec,
             name: "mgmt-api",
@@ -578,6 +661,10 @@ mod tests {
             references,
             observed,
             settings: &settings(),
+            policy,
+            recorded_unique_name: None,
+            claimed_elsewhere: &BTreeMap::new(),
+            recorded_federated,
         })
     }
 
@@ -646,11 +733,59 @@ mod tests {
         value
     }
 
+    /// Graph's refusals for an application write, against what is stored (`None` on create):
+    /// a pre-authorization may name only scopes stored by an earlier write; `origin` is read-only;
+    /// an enabled role or scope is neither removed nor has its value, member types or type changed.
+    fn assert_graph_accepts(stored: Option<&Value>, body: &Value) {
+        let ids = |v: Option<&Value>, ptr: &str| -> Vec<Value> {
+            v.and_then(|v| v.pointer(ptr))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let stored_scopes = ids(stored, "/api/oauth2PermissionScopes");
+        for pre in ids(Some(body), "/api/preAuthorizedApplications") {
+            for id in pre["delegatedPermissionIds"].as_array().unwrap() {
+                assert!(
+                    stored_scopes.iter().any(|s| &s["id"] == id),
+                    "Graph refuses: pre-authorized scope {id} is not stored yet"
+                );
+            }
+        }
+        for role in ids(Some(body), "/appRoles") {
+            assert!(
+                role.get("origin").is_none(),
+                "Graph refuses: origin is read-only"
+            );
+        }
+        for (ptr, fields) in [
+            ("/appRoles", &["value", "allowedMemberTypes"][..]),
+            ("/api/oauth2PermissionScopes", &["value", "type"][..]),
+        ] {
+            if body.pointer(ptr).is_none() {
+                continue;
+            }
+            let new = ids(Some(body), ptr);
+            for old in ids(stored, ptr)
+                .iter()
+                .filter(|o| o["isEnabled"] == json!(true))
+            {
+                let same = new.iter().find(|n| n["id"] == old["id"]);
+                assert!(
+                    same.is_some_and(|n| fields.iter().all(|f| n.get(*f) == old.get(*f))),
+                    "Graph refuses: enabled {} changed or removed",
+                    old["value"]
+                );
+            }
+        }
+    }
+
     /// A fake executor: applies the plan's writes the way Graph would.
     fn execute(plan: &Plan, observed: &mut Observed) {
         for op in &plan.operations {
             match op {
                 GraphOperation::UpsertApplication { unique_name, body } => {
+                    assert_graph_accepts(observed.application.as_ref(), body);
                     let mut app = graph_default_application(unique_name);
                     for (k, v) in body.as_object().unwrap() {
                         app[k] = as_graph_stores(k, v);
@@ -658,6 +793,7 @@ mod tests {
                     observed.application = Some(app);
                 }
                 GraphOperation::PatchApplication { object_id, body } => {
+                    assert_graph_accepts(observed.application.as_ref(), body);
                     let app = observed.application.as_mut().unwrap();
                     assert_eq!(app["id"], json!(object_id));
                     for (k, v) in body.as_object().unwrap() {
@@ -771,13 +907,15 @@ mod tests {
         else {
             panic!("expected one upsert: {:#?}", p.operations);
         };
-        assert_eq!(unique_name, "entra-operator-bookme-mgmt-api");
+        assert_eq!(unique_name, "entra-operator.bookme.mgmt-api");
         assert_eq!(body["displayName"], json!("BookMe Management API"));
+        // UUIDv5 of "entra-operator.bookme.mgmt-api/scope/Access" and ".../role/System", computed
+        // independently (Python's uuid.uuid5 with ids::ENTITLEMENT_ID_NAMESPACE).
         // `api://{appId}` needs the appId Graph assigns: left out now, patched by the next plan.
         assert_eq!(body["identifierUris"], json!([]));
         assert_eq!(
             body["api"]["oauth2PermissionScopes"][0]["id"],
-            json!("89da3642-7503-5e14-b26b-6496a1544b0c")
+            json!("ce018342-9fff-5ac1-a819-3da18ed125e2")
         );
         assert_eq!(
             body["api"]["oauth2PermissionScopes"][0]["type"],
@@ -789,7 +927,7 @@ mod tests {
         );
         assert_eq!(
             body["appRoles"][0]["id"],
-            json!("51a940b5-b246-56fd-be63-511a59121ff3")
+            json!("67fd28fd-5f00-5144-9aa9-e76ce6f64242")
         );
         assert_eq!(
             body["requiredResourceAccess"],
@@ -798,15 +936,14 @@ mod tests {
                 {"id": USER_READ_ALL, "type": "Role"}, {"id": USER_READ, "type": "Scope"}
             ]}])
         );
-        assert!(p.reobserve_after_execute);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         assert_eq!(
             p.status.unique_name.as_deref(),
-            Some("entra-operator-bookme-mgmt-api")
+            Some("entra-operator.bookme.mgmt-api")
         );
         assert_eq!(
             p.status.scope_ids["Access"],
-            "89da3642-7503-5e14-b26b-6496a1544b0c"
+            "ce018342-9fff-5ac1-a819-3da18ed125e2"
         );
     }
 
@@ -847,10 +984,11 @@ mod tests {
             .iter()
             .map(|op| match op {
                 GraphOperation::PatchApplication { body, .. } => {
-                    assert_eq!(
-                        body,
-                        &json!({"identifierUris": [format!("api://{APP_ID}")]})
-                    );
+                    // The identifier URI with the appId, and the pre-authorization of the scopes
+                    // the first write stored (never in the write that created them).
+                    assert_eq!(body["identifierUris"], json!([format!("api://{APP_ID}")]));
+                    let pre = &body["api"]["preAuthorizedApplications"][0];
+                    assert_eq!(pre["delegatedPermissionIds"].as_array().unwrap().len(), 2);
                     "app"
                 }
                 GraphOperation::UpsertServicePrincipal { app_id, body } => {
@@ -881,7 +1019,6 @@ mod tests {
         let settled = converge(&spec, nothing_yet());
         let p = plan(&spec, &settled);
         assert_eq!(p.operations, vec![]);
-        assert!(!p.reobserve_after_execute);
         assert_eq!(p.status.app_id.as_deref(), Some(APP_ID));
         assert_eq!(p.status.object_id.as_deref(), Some(OBJECT_ID));
         assert_eq!(p.status.service_principal_id.as_deref(), Some(OUR_SP));
@@ -1007,7 +1144,7 @@ mod tests {
         // Pre-authorized for "all scopes" now means only the enabled ones.
         assert_eq!(
             patch_body(&first)["api"]["preAuthorizedApplications"][0]["delegatedPermissionIds"],
-            json!([ids::scope_id("entra-operator-bookme-mgmt-api", "Access")])
+            json!([ids::scope_id("entra-operator.bookme.mgmt-api", "Access")])
         );
         execute(&first, &mut observed);
         let second = plan(&edited, &observed);
@@ -1027,7 +1164,7 @@ mod tests {
                 role["value"] = json!("Sys");
             }
         }
-        let system_id = ids::role_id("entra-operator-bookme-mgmt-api", "System");
+        let system_id = ids::role_id("entra-operator.bookme.mgmt-api", "System");
         let p = plan(&spec, &observed);
         let role = patch_body(&p)["appRoles"]
             .as_array()
@@ -1122,9 +1259,22 @@ mod tests {
         let [GraphOperation::UpsertApplication { body, .. }] = p.operations.as_slice() else {
             panic!("{p:#?}")
         };
-        let access_id = ids::scope_id("entra-operator-bookme-mgmt-api", "Access");
+        let access_id = ids::scope_id("entra-operator.bookme.mgmt-api", "Access");
+        // The create stores the scopes; the pre-authorization follows once Graph shows them.
+        assert_eq!(body["api"]["preAuthorizedApplications"], json!([]));
+        let mut created = Observed::default();
+        execute(&p, &mut created);
+        let p2 = plan_for(&spec, &created, &resolved);
+        let patch = p2
+            .operations
+            .iter()
+            .find_map(|op| match op {
+                GraphOperation::PatchApplication { body, .. } => Some(body),
+                _ => None,
+            })
+            .expect("an application patch");
         assert_eq!(
-            body["api"]["preAuthorizedApplications"],
+            patch["api"]["preAuthorizedApplications"],
             json!([{"appId": spa_app_id, "delegatedPermissionIds": [access_id]}])
         );
         assert_eq!(
@@ -1140,7 +1290,7 @@ mod tests {
             waiting: ["backend".to_string(), "spa".to_string()].into(),
         };
         let mut observed = Observed::default();
-        let mut app = graph_default_application("entra-operator-bookme-mgmt-api");
+        let mut app = graph_default_application("entra-operator.bookme.mgmt-api");
         app["displayName"] = json!("Web API");
         app["api"]["preAuthorizedApplications"] =
             json!([{"appId": spa_app_id, "delegatedPermissionIds": [access_id]}]);
@@ -1347,7 +1497,29 @@ mod tests {
                 description: None,
             });
         spec.credentials.federated[0].subject = "system:serviceaccount:bookme:api2".into();
+        // Additive (default): "old" is not the operator's, so it stays.
         let p = plan(&spec, &observed);
+        assert!(
+            !p.operations
+                .iter()
+                .any(|op| matches!(op, GraphOperation::DeleteFederatedCredential { .. })),
+            "{:?}",
+            p.operations
+        );
+        // Additive, and the operator put "old" there: it goes.
+        let recorded = ["old".to_string()];
+        let by_operator = plan_with(
+            &spec,
+            &observed,
+            &ResolvedReferences::default(),
+            &permissive_policy(),
+            &recorded,
+        );
+        // Exact: every credential not listed goes.
+        let mut exact = spec.clone();
+        exact.credentials.federated_management = FederatedManagement::Exact;
+        let p = plan(&exact, &observed);
+        assert_eq!(by_operator.operations, p.operations);
         assert_eq!(
             p.operations,
             [
@@ -1407,5 +1579,260 @@ mod tests {
                 .iter()
                 .any(|op| matches!(op, GraphOperation::UpsertApplication { .. }))
         );
+    }
+
+    #[test]
+    fn a_new_scope_is_written_before_the_write_that_pre_authorizes_it() {
+        // Create: the upsert carries the scopes, no pre-authorization naming them.
+        let spec = full_spec();
+        let p = plan(&spec, &nothing_yet());
+        let GraphOperation::UpsertApplication { body, .. } = &p.operations[0] else {
+            panic!("{p:#?}")
+        };
+        assert_eq!(
+            body["api"]["oauth2PermissionScopes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(body["api"]["preAuthorizedApplications"], json!([]));
+        // Converging (the fake Graph refuses a pre-authorization of an unstored scope) ends with
+        // both scopes pre-authorized.
+        let observed = converge(&spec, nothing_yet());
+        let app = observed.application.as_ref().unwrap();
+        let pre = &app["api"]["preAuthorizedApplications"][0]["delegatedPermissionIds"];
+        assert_eq!(pre.as_array().unwrap().len(), 2);
+
+        // A scope added while pre-authorizations exist: first written alone, then pre-authorized.
+        let mut spec2 = spec.clone();
+        spec2
+            .api
+            .as_mut()
+            .unwrap()
+            .scopes
+            .push(serde_json::from_value(json!({"value": "Reports.Read"})).unwrap());
+        let mut observed2 = observed.clone();
+        let p = plan(&spec2, &observed2);
+        let body = patch_body(&p);
+        assert_eq!(
+            body["api"]["oauth2PermissionScopes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            body["api"]["preAuthorizedApplications"][0]["delegatedPermissionIds"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2,
+            "the new scope is not pre-authorized in the write that creates it"
+        );
+        execute(&p, &mut observed2);
+        let p = plan(&spec2, &observed2);
+        assert_eq!(
+            patch_body(&p)["api"]["preAuthorizedApplications"][0]["delegatedPermissionIds"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn personal_account_audiences_request_token_version_2_by_default() {
+        let mut spec = full_spec();
+        spec.sign_in_audience = SignInAudience::AzureADandPersonalMicrosoftAccount;
+        spec.api.as_mut().unwrap().requested_access_token_version = None;
+        let p = plan(&spec, &nothing_yet());
+        let GraphOperation::UpsertApplication { body, .. } = &p.operations[0] else {
+            panic!("{p:#?}")
+        };
+        assert_eq!(body["api"]["requestedAccessTokenVersion"], json!(2));
+        spec.sign_in_audience = SignInAudience::AzureADMyOrg;
+        let p = plan(&spec, &nothing_yet());
+        let GraphOperation::UpsertApplication { body, .. } = &p.operations[0] else {
+            panic!("{p:#?}")
+        };
+        assert_eq!(body["api"]["requestedAccessTokenVersion"], Value::Null);
+    }
+
+    #[test]
+    fn a_role_written_back_disabled_does_not_echo_its_read_only_origin() {
+        let spec = full_spec();
+        let mut observed = converge(&spec, nothing_yet());
+        let mut fewer = spec.clone();
+        fewer.app_roles.retain(|r| r.value != "Reader");
+        let p = plan(&fewer, &observed);
+        for role in patch_body(&p)["appRoles"].as_array().unwrap() {
+            assert!(role.get("origin").is_none(), "{role}");
+        }
+        execute(&p, &mut observed);
+    }
+
+    #[test]
+    fn changing_member_types_type_or_consent_texts_of_an_enabled_entry_disables_it_first() {
+        let spec = full_spec();
+        let observed = converge(&spec, nothing_yet());
+        let mut changed = spec.clone();
+        for role in changed.app_roles.iter_mut().filter(|r| r.value == "System") {
+            role.allowed_member_types = vec![MemberType::User, MemberType::Application];
+        }
+        let reader_id = ids::role_id("entra-operator.bookme.mgmt-api", "System");
+        let p = plan(&changed, &observed);
+        let role = patch_body(&p)["appRoles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == json!(reader_id))
+            .unwrap()
+            .clone();
+        assert_eq!(role["isEnabled"], json!(false));
+        assert_eq!(role["allowedMemberTypes"], json!(["Application"]));
+        let settled = converge(&changed, observed.clone());
+        let role = settled.application.as_ref().unwrap()["appRoles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == json!(reader_id))
+            .unwrap()
+            .clone();
+        assert_eq!(role["isEnabled"], json!(true));
+        let mut types: Vec<&str> = role["allowedMemberTypes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        types.sort();
+        assert_eq!(types, ["Application", "User"]);
+
+        // A scope's consent text: disabled first too.
+        let mut texts = spec.clone();
+        texts.api.as_mut().unwrap().scopes[0].admin_consent_display_name =
+            Some("Access the management API".into());
+        let p = plan(&texts, &observed);
+        let scope = patch_body(&p)["api"]["oauth2PermissionScopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["value"] == "Access")
+            .unwrap()
+            .clone();
+        assert_eq!(scope["isEnabled"], json!(false));
+        converge(&texts, observed);
+    }
+
+    #[test]
+    fn a_refused_permission_blocks_every_grant_and_names_the_rule() {
+        let mut spec = full_spec();
+        spec.grant_admin_consent = true;
+        let observed = converge(&spec, nothing_yet());
+        // Undo the grants converge made, to see what the plan would grant.
+        let mut bare = observed.clone();
+        bare.app_role_assignments.clear();
+        bare.oauth2_permission_grants.clear();
+        let p = plan_with(
+            &spec,
+            &bare,
+            &ResolvedReferences::default(),
+            &PolicyView::default(),
+            &[],
+        );
+        assert_eq!(
+            p.errors,
+            [PlanError::ConsentRefused {
+                permission: "MicrosoftGraph/User.Read.All".into(),
+                kind: "application permission",
+                rule: crate::policy::DEFAULT_NO_GRAPH.into(),
+            }]
+        );
+        // User.Read alone would be allowed by default, but nothing is granted while any part is refused.
+        assert!(
+            !p.operations.iter().any(|op| matches!(
+                op,
+                GraphOperation::CreateAppRoleAssignment { .. }
+                    | GraphOperation::CreateOAuth2PermissionGrant { .. }
+                    | GraphOperation::PatchOAuth2PermissionGrant { .. }
+            )),
+            "{:?}",
+            p.operations
+        );
+        assert_eq!(p.blocking_reason().unwrap().0, "ConsentRefused");
+    }
+
+    #[test]
+    fn adoption_is_refused_without_a_rule_and_of_another_resource_s_app() {
+        let mut spec = full_spec();
+        spec.adopt = Some(crate::api::appregistration::AdoptSpec {
+            app_id: APP_ID.into(),
+        });
+        let mut observed = nothing_yet();
+        observed.application = Some(graph_default_application("legacy-name"));
+        let refused = |p: &Plan| {
+            assert!(p.operations.is_empty(), "{:?}", p.operations);
+            match p.errors.as_slice() {
+                [PlanError::AdoptionRefused { why, .. }] => why.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let no_rule = plan_with(
+            &spec,
+            &observed,
+            &ResolvedReferences::default(),
+            &PolicyView::default(),
+            &[],
+        );
+        assert!(refused(&no_rule).contains(crate::policy::DEFAULT_NO_ADOPTION));
+
+        for marked in ["entra-operator.team-a.api", "entra-operator-team-a-api"] {
+            observed.application = Some(graph_default_application(marked));
+            let p = plan(&spec, &observed);
+            assert!(refused(&p).contains(marked));
+        }
+
+        observed.application = Some(graph_default_application("legacy-name"));
+        let claims = BTreeMap::from([(APP_ID.to_string(), "team-a/api".to_string())]);
+        let p = plan_app_registration(PlanInput {
+            spec: &spec,
+            name: "mgmt-api",
+            namespace: "bookme",
+            references: &ResolvedReferences::default(),
+            observed: &observed,
+            settings: &settings(),
+            policy: &permissive_policy(),
+            recorded_unique_name: None,
+            claimed_elsewhere: &claims,
+            recorded_federated: &[],
+        });
+        assert!(refused(&p).contains("team-a/api"));
+    }
+
+    #[test]
+    fn a_recorded_unique_name_is_kept() {
+        let spec = full_spec();
+        let p = plan_app_registration(PlanInput {
+            spec: &spec,
+            name: "mgmt-api",
+            namespace: "bookme",
+            references: &ResolvedReferences::default(),
+            observed: &nothing_yet(),
+            settings: &settings(),
+            policy: &permissive_policy(),
+            recorded_unique_name: Some("entra-operator-bookme-mgmt-api"),
+            claimed_elsewhere: &BTreeMap::new(),
+            recorded_federated: &[],
+        });
+        assert!(matches!(
+            &p.operations[0],
+            GraphOperation::UpsertApplication { unique_name, .. } if unique_name == "entra-operator-bookme-mgmt-api"
+        ));
+        let fresh = plan(&spec, &nothing_yet());
+        assert!(matches!(
+            &fresh.operations[0],
+            GraphOperation::UpsertApplication { unique_name, .. } if unique_name == "entra-operator.bookme.mgmt-api"
+        ));
     }
 }

@@ -21,6 +21,8 @@ impl Env {
 
     pub async fn with_config(mut config: EmulatorConfig) -> Self {
         config.customer_tenants.push(TenantSpec::new("fabrikam"));
+        // Every test checks the emulator's answers against Graph's published schema.
+        config.switches.schema_contract = true;
         let emu = EntraEmulator::start(config).await.expect("emulator starts");
         let client = emu.client();
         let token = emu.operator_token().await.expect("operator token");
@@ -128,4 +130,22 @@ pub fn error_code(r: &HttpResponse) -> String {
 
 pub fn aadsts(r: &HttpResponse) -> i64 {
     r.json()["error_codes"][0].as_i64().unwrap_or(0)
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let responses: Vec<_> = self
+            .emu
+            .contract_violations()
+            .into_iter()
+            .filter(|v| v["direction"] == "response")
+            .collect();
+        assert!(
+            responses.is_empty(),
+            "the emulator answered outside Graph's schema: {responses:#?}"
+        );
+    }
 }

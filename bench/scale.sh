@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Scale benchmark (issue 14): N BankClients or N AppRegistrations against both emulators as their
+# own processes, with Entra's real throttling and a 2 s replication delay, the operator as its own
+# release-build process at default settings. Prints time to all Ready and its ratio to the write
+# budget floor, Graph writes/reads/token requests per resource, 429s, operator RSS and CPU, and the
+# kube emulator's CPU.
+#
+#   cargo build --release --bins --workspace
+#   nice bash bench/scale.sh bankclients 1000      # or: appregistrations 1000
+#
+# Environment: BIN (default target/release), THROTTLING (real), REPLICATION_DELAY_MS (2000),
+# OPERATOR_ARGS (extra flags for `entra-operator run`, none by default), TIMEOUT (seconds, 3600).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+kind=${1:-bankclients}
+n=${2:-1000}
+bin=${BIN:-$root/target/release}
+throttling=${THROTTLING:-real}
+delay=${REPLICATION_DELAY_MS:-2000}
+timeout=${TIMEOUT:-3600}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$bin/kube-emulator" --port 0 --kubeconfig-out "$work/kubeconfig" --crds "$root/crds" >"$work/kube.log" 2>&1 &
+kube=$!
+pids+=($kube)
+"$bin/entra-emulator" --port 0 --ca-out "$work/ca.pem" --info-out "$work/info.json" \
+  --throttling "$throttling" --replication-delay-ms "$delay" \
+  --tenant nordic=5f1a2b3c-4d5e-4f60-8a7b-9c0d1e2f3a4b --tenant fjord=7a8b9c0d-1e2f-4a3b-9c4d-5e6f7a8b9c0d \
+  --tenant kyst=2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f >"$work/entra.log" 2>&1 &
+entra=$!
+pids+=($entra)
+for _ in $(seq 100); do [ -s "$work/info.json" ] && [ -s "$work/kubeconfig" ] && break; sleep 0.1; done
+field() { python3 -c "import json,sys; print(json.load(open('$work/info.json'))$1)"; }
+control=$(python3 -c "
+import json; i = json.load(open('$work/info.json'))
+print(i['controlApi'])")
+export KUBECONFIG="$work/kubeconfig"
+# shellcheck disable=SC2086
+AZURE_TENANT_ID=$(field "['operator']['tenantId']") \
+AZURE_CLIENT_ID=$(field "['operator']['clientId']") \
+AZURE_CLIENT_SECRET=$(field "['operator']['clientSecret']") \
+AZURE_AUTHORITY_HOST=$(field "['authorityHost']") \
+GRAPH_ENDPOINT=$(field "['graphEndpoint']") \
+GRAPH_TOKEN_SCOPE=https://graph.microsoft.com/.default \
+ENTRA_CA_FILE="$work/ca.pem" \
+  "$bin/entra-operator" run --leader-election false --admin-addr 127.0.0.1:0 --log-level warn ${OPERATOR_ARGS:-} \
+  >"$work/operator.log" 2>&1 &
+op=$!
+pids+=($op)
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+rss_mib() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status"; }
+requests() { curl -sk "$control/requests${1:+?since=$1}"; }
+
+# Examples first (the API app the BankClients reference), as a new user would.
+kubectl apply -f "$root/examples/" >/dev/null
+kubectl wait --for=condition=Ready appregistrations --all --timeout=300s >/dev/null
+kubectl wait --for=condition=Ready bankclients --all --timeout=300s >/dev/null
+requests >"$work/requests0.json"
+since=$(python3 -c "import json,sys; r=json.load(open('$work/requests0.json'))['requests']; print(max([x['seq'] for x in r], default=0))")
+op0=$(ticks $op); kube0=$(ticks $kube); entra0=$(ticks $entra)
+
+case "$kind" in
+  bankclients) resource=bankclients ;;
+  appregistrations) resource=appregistrations ;;
+  *) echo "kind: bankclients or appregistrations" >&2; exit 2 ;;
+esac
+python3 - "$kind" "$n" >"$work/load.yaml" <<'PY'
+import sys
+kind, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    if kind == "bankclients":
+        print(f"""---
+apiVersion: entra.bookme.io/v1alpha1
+kind: BankClient
+metadata: {{name: bench-{i}}}
+spec:
+  bankId: bench-{i}
+  api: {{appRef: {{name: api-system-integration}}, role: System}}
+  secret: {{name: bench-{i}-credentials}}""")
+    else:
+        print(f"""---
+apiVersion: entra.bookme.io/v1alpha1
+kind: AppRegistration
+metadata: {{name: bench-{i}}}
+spec:
+  displayName: Bench {i}
+  credentials: {{passwords: [{{secretName: bench-{i}-creds}}]}}""")
+PY
+start=$(date +%s.%N)
+kubectl create -f "$work/load.yaml" >/dev/null
+created=$(date +%s.%N)
+peak=0
+while :; do
+  ready=$(kubectl get "$resource" -o json | python3 -c "
+import json,sys
+items=[i for i in json.load(sys.stdin)['items'] if i['metadata']['name'].startswith('bench-')]
+print(sum(1 for i in items if any(c['type']=='Ready' and c['status']=='True' for c in (i.get('status') or {}).get('conditions',[]))))")
+  r=$(rss_mib $op); [ "$r" -gt "$peak" ] && peak=$r
+  now=$(date +%s.%N)
+  elapsed=$(python3 -c "print(round($now-$start,1))")
+  echo "t=${elapsed}s ready=$ready/$n rss=${r}MiB" >&2
+  [ "$ready" -ge "$n" ] && break
+  if python3 -c "import sys; sys.exit(0 if $now-$start > $timeout else 1)"; then echo "timeout" >&2; break; fi
+  sleep 2
+done
+end=$(date +%s.%N)
+op1=$(ticks $op); kube1=$(ticks $kube); entra1=$(ticks $entra)
+requests "$since" >"$work/requests.json"
+python3 - "$work/requests0.json" "$work/requests.json" "$n" "$start" "$created" "$end" "$ready" \
+  "$(( op1 - op0 ))" "$(( kube1 - kube0 ))" "$(( entra1 - entra0 ))" "$hz" "$peak" "$(rss_mib $op)" "$kind" <<'PY'
+import json, sys
+path0, path, n, start, created, end, ready, op_t, kube_t, entra_t, hz, peak, rss, kind = sys.argv[1:]
+n, ready = int(n), int(ready)
+start, created, end = float(start), float(created), float(end)
+hz = float(hz)
+# Per method and path template, cumulative (inner requests of a $batch counted as themselves).
+before = json.load(open(path0))["counts"]
+after = json.load(open(path))
+writes = reads = tokens = 0
+for key, count in after["counts"].items():
+    count -= before.get(key, 0)
+    method, template = key.split(" ", 1)
+    if template.endswith("$batch"):
+        continue
+    if template.endswith("/oauth2/v2.0/token"):
+        tokens += count
+    elif method == "GET":
+        reads += count
+    else:
+        writes += count
+# 429s from the log of single requests (it keeps the last 50,000).
+throttled = sum(1 for r in after["requests"] if r.get("status") == 429)
+elapsed = end - start
+floor = 4 * n / 20.0  # >= 4 writes per new resource at 3,000 writes per 150 s per app per tenant
+print(f"kind={kind} n={n} ready={ready}")
+print(f"time to all Ready: {elapsed:.1f} s (kubectl create took {created-start:.1f} s)")
+print(f"write-budget floor: {floor:.1f} s; ratio {elapsed/floor:.2f}x")
+print(f"Graph per resource: writes {writes/n:.2f}, reads {reads/n:.2f}, token requests {tokens/n:.3f} (total {writes}/{reads}/{tokens})")
+print(f"429 responses: {throttled}")
+print(f"operator: RSS {rss} MiB at the end, peak {peak} MiB sampled; CPU {int(op_t)/hz:.1f} s ({int(op_t)/hz/elapsed*100:.0f}% of one core)")
+print(f"kube emulator CPU {int(kube_t)/hz:.1f} s ({int(kube_t)/hz/elapsed*100:.0f}%); entra emulator CPU {int(entra_t)/hz:.1f} s ({int(entra_t)/hz/elapsed*100:.0f}%)")
+PY

@@ -1,0 +1,116 @@
+//! The caller's Graph application permissions (the `roles` of its token), enforced per call.
+//!
+//! Each rule cites the permission reference (https://learn.microsoft.com/graph/permissions-reference)
+//! and the API page's "Permissions" table; FIDELITY.md lists them. A denied call answers 403
+//! `Authorization_RequestDenied` "Insufficient privileges to complete the operation.".
+
+use super::*;
+
+const READ_WRITE_ALL: &str = "Application.ReadWrite.All";
+const OWNED_BY: &str = "Application.ReadWrite.OwnedBy";
+const READ_ALL: &str = "Application.Read.All";
+const DIRECTORY_READ_ALL: &str = "Directory.Read.All";
+const ROLE_ASSIGNMENT: &str = "AppRoleAssignment.ReadWrite.All";
+const GRANTS: &str = "DelegatedPermissionGrant.ReadWrite.All";
+const TENANT_INFO: &str = "CrossTenantInformation.ReadBasic.All";
+
+fn denied() -> GErr {
+    GErr::new(
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+    )
+}
+
+/// Whether the caller's service principal owns the application with object id `id`.
+fn owns_app(st: &State, caller: &Caller, id: &str) -> bool {
+    tenant(st, caller)
+        .apps
+        .get(&id.to_ascii_lowercase())
+        .is_some_and(|a| {
+            a.owners
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(&caller.sp_id))
+        })
+}
+
+/// The application a request addresses, if it exists and is visible.
+fn addressed_app(st: &State, caller: &Caller, t: &str, p: &[String]) -> Option<String> {
+    split(t, p, "applications").and_then(|(key, _, _)| find_app(st, caller, &key).ok())
+}
+
+pub(super) fn authorize(
+    st: &State,
+    caller: &Caller,
+    req: &Req,
+    t: &str,
+    p: &[String],
+) -> Result<(), GErr> {
+    let has = |r: &str| caller.roles.iter().any(|x| x == r);
+    let read = req.method == "GET";
+    let ok = if t.starts_with("/v1.0/tenantRelationships/") {
+        // findTenantInformationByTenantId: CrossTenantInformation.ReadBasic.All.
+        has(TENANT_INFO)
+    } else if t.starts_with("/v1.0/oauth2PermissionGrants") {
+        // Writes: DelegatedPermissionGrant.ReadWrite.All; reads also with Directory.Read.All.
+        has(GRANTS) || (read && has(DIRECTORY_READ_ALL))
+    } else if t.contains("/appRoleAssignedTo") && !read {
+        // Granting an app role: AppRoleAssignment.ReadWrite.All.
+        has(ROLE_ASSIGNMENT)
+    } else if t.starts_with("/v1.0/applications") || t.starts_with("/v1.0/directory/deletedItems") {
+        let creating = (req.method == "POST" && t == "/v1.0/applications")
+            || (req.method == "PATCH"
+                && t == "/v1.0/applications(uniqueName='{uniqueName}')"
+                && addressed_app(st, caller, t, p).is_none());
+        let whole_collection =
+            read && matches!(t, "/v1.0/applications" | "/v1.0/applications/delta");
+        if has(READ_WRITE_ALL) {
+            true
+        } else if creating {
+            // OwnedBy: "create other applications"; the creator becomes an owner.
+            has(OWNED_BY)
+        } else if whole_collection {
+            // Our choice: OwnedBy lists everything (Graph's filtering is undocumented).
+            has(READ_ALL) || has(DIRECTORY_READ_ALL) || has(OWNED_BY)
+        } else if read && (has(READ_ALL) || has(DIRECTORY_READ_ALL)) {
+            true
+        } else {
+            // Everything else on one application: only an owner with OwnedBy.
+            has(OWNED_BY)
+                && addressed_app(st, caller, t, p).is_some_and(|id| owns_app(st, caller, &id))
+        }
+    } else if t.starts_with("/v1.0/servicePrincipals") {
+        if read {
+            has(READ_ALL) || has(DIRECTORY_READ_ALL) || has(READ_WRITE_ALL) || has(OWNED_BY)
+        } else {
+            // Our choice: with OwnedBy, service principals of applications the caller owns may be
+            // created and changed (whether Graph makes the caller an owner of an SP it creates is
+            // undocumented).
+            has(READ_WRITE_ALL) || (has(OWNED_BY) && sp_of_owned_app(st, caller, req, t, p))
+        }
+    } else {
+        true
+    };
+    if ok { Ok(()) } else { Err(denied()) }
+}
+
+fn sp_of_owned_app(st: &State, caller: &Caller, req: &Req, t: &str, p: &[String]) -> bool {
+    let app_id = if t == "/v1.0/servicePrincipals" {
+        req.json()
+            .and_then(|b| b.get("appId").and_then(Value::as_str).map(str::to_string))
+    } else {
+        match split(t, p, "servicePrincipals") {
+            Some((Key::AppId(a), _, _)) => Some(a.to_string()),
+            Some((key, _, _)) => find_sp(st, caller, &key)
+                .ok()
+                .and_then(|id| tenant(st, caller).sps.get(&id).map(|s| s.app_id.clone())),
+            None => None,
+        }
+    };
+    let Some(app_id) = app_id else { return false };
+    tenant(st, caller).app_by_app_id(&app_id).is_some_and(|a| {
+        a.owners
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(&caller.sp_id))
+    })
+}

@@ -1,0 +1,536 @@
+//! The AppRegistration controller's execute stage: run the plan's Graph writes (observing and
+//! planning again until a fresh observation plans nothing), then drive the rotation state machine
+//! one persisted step at a time (the write-ahead rule).
+
+use jiff::Timestamp;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use tracing::debug;
+
+use crate::api::appregistration::{
+    AppRegistrationStatus, PasswordCredentialSpec, PasswordCredentialStatus,
+};
+use crate::api::{AppRegistration, ROTATE_ANNOTATION};
+use crate::controllers::context::Context;
+use crate::controllers::error::Error;
+use crate::controllers::events::publish;
+use crate::controllers::status_writer::apply_status;
+use crate::credentials::{
+    CredentialEvent, Events, GraphPasswordPort, KubeSecretPort, PasswordTarget, Ports,
+    SecretContext, StatusHandle, SystemClock, drive_password, undeclared_secret_names,
+};
+use crate::graph::{self, Application, GraphError};
+use crate::labels::FIELD_MANAGER;
+use crate::metrics::CredentialLabels;
+
+use super::KIND;
+use super::observe::{GraphView, PolicyFacts, observe_graph, observed_passwords};
+use super::plan::{GraphOperation, Plan, PlanInput, plan_app_registration};
+use super::references::ResolvedReferences;
+use super::report::earliest;
+
+/// How many observe → plan → execute rounds one reconcile runs before handing back to the queue.
+const MAX_SYNC_ROUNDS: usize = 4;
+
+/// What a write returned that tells the next round what Graph now holds, so it need not read it
+/// back: a created object's 201 body (a fresh application has no service principal, owners or
+/// federated credentials yet; a fresh service principal no assignments or grants).
+enum Returned {
+    Application(Box<Application>),
+    ServicePrincipal(graph::ServicePrincipal),
+    AppRoleAssignment(graph::AppRoleAssignment),
+}
+
+/// The view after `returned`, when everything the round wrote came back in the answers.
+fn fold(view: &GraphView, returned: Vec<Returned>) -> GraphView {
+    let mut next = GraphView {
+        observed: view.observed.clone(),
+        application: view.application.clone(),
+        federated_ids: view.federated_ids.clone(),
+    };
+    for r in returned {
+        match r {
+            Returned::Application(app) => {
+                next.observed.application = Some(super::observed::application_json(&app));
+                next.application = Some(*app);
+            }
+            Returned::ServicePrincipal(sp) => {
+                next.observed.service_principal = Some((&sp).into());
+            }
+            Returned::AppRoleAssignment(a) => {
+                next.observed.app_role_assignments.push((&a).into());
+            }
+        }
+    }
+    next
+}
+
+/// Runs one Graph write of the plan; `Some` when its answer says all it changed.
+async fn execute_operation(
+    op: &GraphOperation,
+    view: &GraphView,
+    ctx: &Context,
+) -> Result<Option<Returned>, Error> {
+    let graph = &ctx.graph;
+    match op {
+        GraphOperation::UpsertApplication { unique_name, body } => {
+            // Only a create from nothing is folded: the view had no application, so nothing else.
+            if let graph::Upserted::Created(app) = graph
+                .upsert_application_by_unique_name(unique_name, body)
+                .await?
+                && view.application.is_none()
+            {
+                return Ok(Some(Returned::Application(Box::new(app))));
+            }
+        }
+        GraphOperation::PatchApplication { object_id, body } => {
+            graph.update_application(object_id, body).await?;
+        }
+        GraphOperation::UpsertServicePrincipal { app_id, body } => {
+            if let graph::Upserted::Created(sp) = graph
+                .upsert_service_principal_by_app_id(app_id, body)
+                .await?
+                && view.observed.service_principal.is_none()
+            {
+                return Ok(Some(Returned::ServicePrincipal(sp)));
+            }
+        }
+        GraphOperation::PatchServicePrincipal { id, body } => {
+            graph.update_service_principal(id, body).await?;
+        }
+        GraphOperation::AddOwner {
+            application_id,
+            owner_id,
+        } => match graph.add_application_owner(application_id, owner_id).await {
+            Err(GraphError::Conflict(_)) | Ok(()) => {}
+            Err(e) => return Err(e.into()),
+        },
+        GraphOperation::DeleteFederatedCredential {
+            application_id,
+            name,
+        } => {
+            let id = view.federated_ids.get(name).unwrap_or(name);
+            match graph
+                .delete_federated_identity_credential(application_id, id)
+                .await
+            {
+                Err(GraphError::NotFound(_)) | Ok(()) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        GraphOperation::UpsertFederatedCredential {
+            application_id,
+            name,
+            body,
+        } => {
+            let mut credential: graph::FederatedIdentityCredential =
+                serde_json::from_value(body.clone())
+                    .map_err(|e| Error::Invalid(format!("federated credential {name}: {e}")))?;
+            credential.name = name.clone();
+            credential.id = None;
+            graph
+                .upsert_federated_identity_credential(application_id, &credential)
+                .await?;
+        }
+        GraphOperation::CreateAppRoleAssignment {
+            resource_sp_id,
+            principal_id,
+            app_role_id,
+        } => match graph
+            .create_app_role_assignment(resource_sp_id, principal_id, app_role_id)
+            .await
+        {
+            Ok(assignment) => return Ok(Some(Returned::AppRoleAssignment(assignment))),
+            Err(GraphError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        },
+        GraphOperation::CreateOAuth2PermissionGrant {
+            client_id,
+            resource_id,
+            scope,
+        } => {
+            let scopes: Vec<&str> = scope.split_whitespace().collect();
+            graph
+                .create_oauth2_permission_grant(client_id, resource_id, &scopes)
+                .await?;
+        }
+        GraphOperation::PatchOAuth2PermissionGrant { id, scope } => {
+            let scopes: Vec<&str> = scope.split_whitespace().collect();
+            graph.update_oauth2_permission_grant(id, &scopes).await?;
+        }
+    }
+    Ok(None)
+}
+
+fn describe_operation(op: &GraphOperation) -> &'static str {
+    match op {
+        GraphOperation::UpsertApplication { .. } => "upserted the application",
+        GraphOperation::PatchApplication { .. } => "updated the application",
+        GraphOperation::UpsertServicePrincipal { .. } => "upserted the service principal",
+        GraphOperation::PatchServicePrincipal { .. } => "updated the service principal",
+        GraphOperation::AddOwner { .. } => "added an owner",
+        GraphOperation::DeleteFederatedCredential { .. } => "removed a federated credential",
+        GraphOperation::UpsertFederatedCredential { .. } => "upserted a federated credential",
+        GraphOperation::CreateAppRoleAssignment { .. } => "granted an application permission",
+        GraphOperation::CreateOAuth2PermissionGrant { .. }
+        | GraphOperation::PatchOAuth2PermissionGrant { .. } => "granted delegated permissions",
+    }
+}
+
+/// Observe, plan and execute until a fresh observation plans nothing (the status then reports what
+/// Graph holds), or [`MAX_SYNC_ROUNDS`] rounds ran.
+pub(super) async fn sync_graph(
+    obj: &AppRegistration,
+    references: &ResolvedReferences,
+    policy: &PolicyFacts,
+    ctx: &Context,
+) -> Result<(Plan, GraphView, Vec<&'static str>), Error> {
+    let name = obj.name_any();
+    let namespace = obj.namespace().unwrap_or_default();
+    let status = obj.status.as_ref();
+    // The uniqueName the application already has (Graph cannot rename it), else the current form.
+    let recorded_unique_name = status
+        .and_then(|s| s.unique_name.as_deref())
+        .filter(|_| obj.spec.adopt.is_none());
+    let unique_name = recorded_unique_name.map(str::to_string).unwrap_or_else(|| {
+        super::ids::unique_name(&ctx.settings.plan.unique_name_prefix, &namespace, &name)
+    });
+    let recorded_federated: &[String] = status
+        .map(|s| s.federated_credentials.as_slice())
+        .unwrap_or_default();
+    let mut done = Vec::new();
+    let mut round = 0;
+    // The view the next round plans from when the last round's answers said all it changed.
+    let mut folded: Option<GraphView> = None;
+    loop {
+        round += 1;
+        let view = match folded.take() {
+            Some(view) => view,
+            None => observe_graph(obj, &unique_name, references, ctx).await?,
+        };
+        let plan = plan_app_registration(PlanInput {
+            spec: &obj.spec,
+            name: &name,
+            namespace: &namespace,
+            references,
+            observed: &view.observed,
+            settings: &ctx.settings.plan,
+            policy: &policy.view,
+            recorded_unique_name,
+            claimed_elsewhere: &policy.claimed_elsewhere,
+            recorded_federated,
+        });
+        if plan.operations.is_empty() || round > MAX_SYNC_ROUNDS {
+            return Ok((plan, view, done));
+        }
+        let mut returned = Vec::new();
+        let mut complete = true;
+        for op in &plan.operations {
+            debug!(appregistration = %name, operation = describe_operation(op), "graph write");
+            match execute_operation(op, &view, ctx).await? {
+                Some(r) => returned.push(r),
+                None => complete = false,
+            }
+            done.push(describe_operation(op));
+        }
+        // Plan the next round from the answers instead of reading back what was just written.
+        if complete {
+            folded = Some(fold(&view, returned));
+        }
+    }
+}
+
+/// Writes status (skipping no-op writes) and remembers what was written.
+pub(super) struct StatusWriter<'a> {
+    pub(super) api: &'a Api<AppRegistration>,
+    pub(super) name: String,
+    pub(super) written: Option<AppRegistrationStatus>,
+}
+
+impl StatusWriter<'_> {
+    pub(super) async fn write(&mut self, status: &AppRegistrationStatus) -> Result<(), Error> {
+        if apply_status(self.api, &self.name, self.written.as_ref(), status).await? {
+            self.written = Some(status.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Outcome of the credentials stage.
+pub(super) struct CredentialsOutcome {
+    pub(super) requeue_at: Option<Timestamp>,
+}
+
+/// Publishes the driver's events and counts rotations.
+struct ControllerEvents<'a> {
+    ctx: &'a Context,
+    obj: &'a AppRegistration,
+    namespace: String,
+    name: String,
+}
+
+impl ControllerEvents<'_> {
+    fn labels(&self, secret_name: &str) -> CredentialLabels {
+        CredentialLabels {
+            kind: KIND.to_string(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            secret: secret_name.to_string(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Events for ControllerEvents<'_> {
+    async fn emit(&self, event: CredentialEvent) {
+        let (reason, message) = match &event {
+            CredentialEvent::RotationStarted {
+                secret_name,
+                reason,
+            } => (
+                "RotationStarted",
+                format!("Rotating the client secret in Secret {secret_name} ({reason})"),
+            ),
+            CredentialEvent::Rotated { secret_name, .. } => {
+                self.ctx
+                    .metrics
+                    .rotations
+                    .get_or_create(&self.labels(secret_name))
+                    .inc();
+                (
+                    "SecretRotated",
+                    format!("Wrote a new client secret to Secret {secret_name}"),
+                )
+            }
+            CredentialEvent::AddFailed { secret_name } => {
+                self.ctx
+                    .metrics
+                    .rotation_failures
+                    .get_or_create(&self.labels(secret_name))
+                    .inc();
+                return;
+            }
+            CredentialEvent::Removed {
+                secret_name,
+                key_id,
+                reason,
+            } => (
+                "SecretRevoked",
+                format!("Removed client secret {key_id} of Secret {secret_name} ({reason})"),
+            ),
+            CredentialEvent::SecretDeleted { secret_name } => (
+                "SecretDeleted",
+                format!(
+                    "Deleted Secret {secret_name}: its password is no longer declared and its overlap is over"
+                ),
+            ),
+            CredentialEvent::StatusChanged {
+                secret_name,
+                reason,
+            } => (
+                "CredentialStatus",
+                format!("Client secret of Secret {secret_name}: {reason}"),
+            ),
+        };
+        publish(self.ctx, self.obj, EventType::Normal, reason, &message).await;
+    }
+}
+
+/// Drives the rotation state machine of every password (declared ones, and ones no longer
+/// declared until their overlap ends) with the one driver ([`drive_password`]), on conditional
+/// status writes, fenced by the lease.
+pub(super) async fn sync_credentials(
+    obj: &AppRegistration,
+    app: &Application,
+    status: &mut AppRegistrationStatus,
+    writer: &mut StatusWriter<'_>,
+    ctx: &Context,
+) -> Result<CredentialsOutcome, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let owner_uid = obj
+        .uid()
+        .ok_or_else(|| Error::Invalid("AppRegistration without uid".into()))?;
+    let object_id = app
+        .id
+        .clone()
+        .ok_or_else(|| Error::Invalid("application without id".into()))?;
+    let app_id = app
+        .app_id
+        .clone()
+        .ok_or_else(|| Error::Invalid("application without appId".into()))?;
+    let rotate_annotation = obj.annotations().get(ROTATE_ANNOTATION).cloned();
+    let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    let claimed_elsewhere = secret_claims(obj, &api).await?;
+    // The status as written so far in this reconcile; the driver's writes are conditional on its
+    // resourceVersion (a stale copy costs a conflict and a GET, never a lost update).
+    let mut current = obj.clone();
+    current.status = Some(status.clone());
+    if let Some(written) = writer.written.as_ref() {
+        current.status = Some(written.clone());
+    }
+    let handle = StatusHandle::new(api, &current);
+    let secrets = KubeSecretPort {
+        api: Api::namespaced(ctx.client.clone(), &namespace),
+        context: SecretContext {
+            app_registration: name.clone(),
+            namespace: namespace.clone(),
+            client_id: app_id,
+            tenant_id: ctx.settings.tenant_id.clone(),
+            authority_host: ctx.settings.authority_host.clone(),
+        },
+        owner: obj.controller_owner_ref(&()),
+        field_manager: FIELD_MANAGER.to_string(),
+        claimed_elsewhere,
+    };
+    let events = ControllerEvents {
+        ctx,
+        obj,
+        namespace: namespace.clone(),
+        name: name.clone(),
+    };
+    let mut graph_passwords = observed_passwords(app);
+    let mut requeue_at: Option<Timestamp> = None;
+
+    let declared: Vec<&str> = obj
+        .spec
+        .credentials
+        .passwords
+        .iter()
+        .map(|p| p.secret_name.as_str())
+        .collect();
+    // Passwords no longer declared: those with a status entry, and those whose credentials carry
+    // this resource's marker.
+    let mut undeclared: Vec<String> = status
+        .credentials
+        .iter()
+        .map(|c| c.secret_name.clone())
+        .filter(|n| !declared.contains(&n.as_str()))
+        .collect();
+    for n in undeclared_secret_names(&owner_uid, &declared, &graph_passwords) {
+        if !undeclared.iter().any(|u| u == n) {
+            undeclared.push(n.to_string());
+        }
+    }
+    let retired_specs: Vec<PasswordCredentialSpec> = undeclared
+        .iter()
+        .map(|secret_name| {
+            // The declared defaults (overlap 7 days) for a password the spec no longer has.
+            serde_json::from_value(serde_json::json!({ "secretName": secret_name }))
+                .map_err(|e| format!("secret name {secret_name:?}: {e}"))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(Error::Invalid)?;
+    let targets = obj
+        .spec
+        .credentials
+        .passwords
+        .iter()
+        .map(|spec| (spec, true))
+        .chain(retired_specs.iter().map(|spec| (spec, false)));
+    for (spec, is_declared) in targets {
+        let graph_port = GraphPasswordPort {
+            graph: &ctx.graph,
+            object_id: &object_id,
+            observed: graph_passwords.clone(),
+        };
+        let outcome = drive_password(
+            PasswordTarget {
+                spec,
+                declared: is_declared,
+                owner_uid: &owner_uid,
+                rotate_annotation: rotate_annotation.as_deref(),
+            },
+            Ports {
+                graph: &graph_port,
+                secrets: &secrets,
+                status: &handle,
+                events: &events,
+                clock: &SystemClock,
+                fence: &ctx.fence,
+            },
+        )
+        .await;
+        // Whatever landed is in the handle, also after an error.
+        status.credentials = handle.status().credentials;
+        let outcome = outcome?;
+        graph_passwords = outcome.graph;
+        requeue_at = earliest(requeue_at, outcome.requeue_at);
+        if let Some(entry) = &outcome.status
+            && is_declared
+        {
+            record_credential_metrics(ctx, &events.labels(&spec.secret_name), entry);
+        }
+    }
+    status.credentials = handle.status().credentials;
+    // A password whose entry is gone (retired, overlap over) leaves no metric series behind.
+    for gone in &undeclared {
+        if !status.credentials.iter().any(|c| &c.secret_name == gone) {
+            ctx.metrics.forget_credential(&events.labels(gone));
+        }
+    }
+    // The controller's own status writes compare against this: the driver already wrote these.
+    if let Some(written) = writer.written.as_mut() {
+        written.credentials = status.credentials.clone();
+    }
+    status.unmanaged_credentials =
+        Some(crate::credentials::count_unmanaged(&graph_passwords, &owner_uid) as i32);
+    Ok(CredentialsOutcome { requeue_at })
+}
+
+/// The secretNames this resource declares that an older AppRegistration of the namespace declares
+/// too (oldest `creationTimestamp`, then name, wins), with that resource's name: two resources
+/// writing one Secret would rotate against each other forever.
+async fn secret_claims(
+    obj: &AppRegistration,
+    api: &Api<AppRegistration>,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let mut claims = std::collections::BTreeMap::new();
+    if obj.spec.credentials.passwords.is_empty() {
+        return Ok(claims);
+    }
+    let ours = (obj.creation_timestamp(), obj.name_any());
+    for other in api.list(&Default::default()).await?.items {
+        if other.uid() == obj.uid() || (other.creation_timestamp(), other.name_any()) >= ours {
+            continue;
+        }
+        for password in &other.spec.credentials.passwords {
+            if obj
+                .spec
+                .credentials
+                .passwords
+                .iter()
+                .any(|p| p.secret_name == password.secret_name)
+            {
+                claims
+                    .entry(password.secret_name.clone())
+                    .or_insert_with(|| format!("AppRegistration {}", other.name_any()));
+            }
+        }
+    }
+    Ok(claims)
+}
+
+fn record_credential_metrics(
+    ctx: &Context,
+    labels: &CredentialLabels,
+    entry: &PasswordCredentialStatus,
+) {
+    let seconds = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(|t| t.as_second() as f64)
+    };
+    if let Some(expiry) = seconds(&entry.expires_at) {
+        ctx.metrics
+            .credential_expiry
+            .get_or_create(labels)
+            .set(expiry);
+    }
+    if let Some(renew) = seconds(&entry.renew_at) {
+        ctx.metrics
+            .credential_next_rotation
+            .get_or_create(labels)
+            .set(renew);
+    }
+}

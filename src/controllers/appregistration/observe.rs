@@ -1,0 +1,288 @@
+//! The AppRegistration controller's observe stage: the referenced AppRegistrations' status and
+//! everything Graph holds for the application, converted once into the plan's `Observed` view.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::Api;
+
+use crate::api::AppRegistration;
+use crate::api::appregistration::AppRegistrationStatus;
+use crate::controllers::context::Context;
+use crate::controllers::error::Error;
+use crate::credentials::ObservedPassword;
+use crate::graph::{Application, OptionalExt};
+
+use super::observed::{Observed, ObservedServicePrincipal, application_json};
+use super::references::{ResolvedReferences, referenced_names, resolve_references};
+
+/// Reads the status of referenced AppRegistrations.
+pub(super) async fn observe_references(
+    obj: &AppRegistration,
+    api: &Api<AppRegistration>,
+) -> Result<ResolvedReferences, Error> {
+    let mut statuses: BTreeMap<String, AppRegistrationStatus> = BTreeMap::new();
+    for name in referenced_names(&obj.spec) {
+        if let Some(other) = api.get_opt(&name).await? {
+            statuses.insert(name, other.status.unwrap_or_default());
+        }
+    }
+    Ok(resolve_references(&obj.spec, &statuses))
+}
+
+/// What the plan needs to apply the cluster administrator's policy to one AppRegistration.
+pub(super) struct PolicyFacts {
+    pub(super) view: crate::policy::PolicyView,
+    /// appIds other AppRegistrations manage (any namespace), with `<namespace>/<name>`.
+    pub(super) claimed_elsewhere: BTreeMap<String, String>,
+}
+
+/// Reads the EntraPolicies, and what deciding needs: the namespace's labels (only when a rule
+/// selects by label), the appIds its AppRegistrations declare (only when a permission names an API
+/// by appId and consent is asked for), and the appIds other resources manage (only to adopt).
+pub(super) async fn observe_policy(
+    obj: &AppRegistration,
+    ctx: &Context,
+) -> Result<PolicyFacts, Error> {
+    use crate::api::EntraPolicy;
+    use crate::policy::{NamespaceInfo, Policies, PolicyView};
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::ResourceExt;
+
+    let namespace = obj.namespace().unwrap_or_default();
+    let policies: Api<EntraPolicy> = Api::all(ctx.client.clone());
+    let policies = Policies(
+        policies
+            .list(&Default::default())
+            .await?
+            .items
+            .into_iter()
+            .map(|p| (p.name_any(), p.spec))
+            .collect(),
+    );
+    let mut labels = BTreeMap::new();
+    if PolicyView::needs_namespace_labels(&policies) {
+        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+        if let Some(ns) = namespaces.get_opt(&namespace).await? {
+            labels = ns.labels().clone();
+        }
+    }
+    let mut same_namespace_app_ids = std::collections::BTreeSet::new();
+    let by_app_id = obj
+        .spec
+        .required_resource_access
+        .iter()
+        .any(|r| r.app_id.is_some());
+    if obj.spec.grant_admin_consent && by_app_id {
+        let apps: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+        for app in apps.list(&Default::default()).await?.items {
+            // An adopted application counts as declared here only once the adoption is allowed
+            // (the adopting resource's status carries its appId only then).
+            if let Some(app_id) = app.status.and_then(|s| s.app_id) {
+                same_namespace_app_ids.insert(app_id.to_lowercase());
+            }
+        }
+    }
+    let mut claimed_elsewhere = BTreeMap::new();
+    if obj.spec.adopt.is_some() {
+        let all: Api<AppRegistration> = Api::all(ctx.client.clone());
+        let others = match all.list(&Default::default()).await {
+            Ok(list) => list.items,
+            // Namespaced mode: the operator sees (and manages) only its namespaces; the ones it
+            // cannot list, it does not manage either.
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                Api::<AppRegistration>::namespaced(ctx.client.clone(), &namespace)
+                    .list(&Default::default())
+                    .await?
+                    .items
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for app in others {
+            if app.uid() == obj.uid() {
+                continue;
+            }
+            let owner = format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any());
+            if let Some(app_id) = app.status.as_ref().and_then(|s| s.app_id.clone()) {
+                claimed_elsewhere.insert(app_id.to_lowercase(), owner.clone());
+            }
+            // A resource that adopts (or waits to adopt) the same application claims it too: the
+            // older claim wins.
+            if let Some(adopt) = &app.spec.adopt
+                && (app.creation_timestamp(), app.name_any())
+                    < (obj.creation_timestamp(), obj.name_any())
+            {
+                // A resource that manages it (status) is named before one that only asks for it.
+                claimed_elsewhere
+                    .entry(adopt.app_id.to_lowercase())
+                    .or_insert(owner);
+            }
+        }
+    }
+    Ok(PolicyFacts {
+        view: PolicyView {
+            policies,
+            namespace: NamespaceInfo {
+                name: namespace,
+                labels,
+            },
+            same_namespace_app_ids,
+        },
+        claimed_elsewhere,
+    })
+}
+
+/// Everything read from Graph for one AppRegistration, plus the typed application for credentials.
+pub(super) struct GraphView {
+    pub(super) observed: Observed,
+    pub(super) application: Option<Application>,
+    /// Federated credential IDs by name, for deletes.
+    pub(super) federated_ids: BTreeMap<String, String>,
+}
+
+pub(super) async fn observe_graph(
+    obj: &AppRegistration,
+    unique_name: &str,
+    references: &ResolvedReferences,
+    ctx: &Context,
+) -> Result<GraphView, Error> {
+    let graph = &ctx.graph;
+    let application = match &obj.spec.adopt {
+        Some(adopt) => graph
+            .get_application_by_app_id(&adopt.app_id)
+            .await
+            .optional()?,
+        None => graph
+            .get_application_by_unique_name(unique_name)
+            .await
+            .optional()?,
+    };
+    let mut observed = Observed {
+        application: application.as_ref().map(application_json),
+        ..Observed::default()
+    };
+    let mut federated_ids = BTreeMap::new();
+    if let Some(app) = &application {
+        let object_id = app.id.as_deref().unwrap_or_default();
+        if let Some(app_id) = app.app_id.as_deref() {
+            observed.service_principal = graph
+                .get_service_principal_by_app_id(app_id)
+                .await
+                .optional()?
+                .as_ref()
+                .map(Into::into);
+        }
+        if !obj.spec.owners.is_empty() {
+            observed.owners = graph
+                .list_application_owners(object_id)
+                .await?
+                .into_iter()
+                .map(|o| o.id)
+                .collect();
+        }
+        let fics = graph.list_federated_identity_credentials(object_id).await?;
+        for fic in &fics {
+            if let Some(id) = &fic.id {
+                federated_ids.insert(fic.name.clone(), id.clone());
+            }
+        }
+        observed.federated_credentials = fics.iter().map(Into::into).collect();
+    }
+    for resource_app_id in resource_app_ids(obj, references) {
+        if let Some(sp) = resource_service_principal(ctx, &resource_app_id).await? {
+            observed
+                .resource_service_principals
+                .insert(resource_app_id, sp);
+        }
+    }
+    if let Some(sp_id) = observed.service_principal.as_ref().map(|sp| sp.id.clone())
+        && !obj.spec.required_resource_access.is_empty()
+    {
+        observed.app_role_assignments = graph
+            .list_app_role_assignments(&sp_id)
+            .await?
+            .iter()
+            .map(Into::into)
+            .collect();
+        observed.oauth2_permission_grants = graph
+            .list_oauth2_permission_grants(&sp_id)
+            .await?
+            .iter()
+            .map(Into::into)
+            .collect();
+    }
+    Ok(GraphView {
+        observed,
+        application,
+        federated_ids,
+    })
+}
+
+/// A resource API's service principal (its published roles and scopes). Microsoft's own APIs are
+/// read once per [`WELL_KNOWN_SP_TTL`] and shared by all reconciles: Microsoft Graph's service
+/// principal is large and the same for every app that asks for a Graph permission. The operator's
+/// own APIs change with their AppRegistrations and are always read.
+async fn resource_service_principal(
+    ctx: &Context,
+    app_id: &str,
+) -> Result<Option<ObservedServicePrincipal>, Error> {
+    let well_known = app_id == crate::graph::MICROSOFT_GRAPH_APP_ID;
+    if well_known && let Some(sp) = ctx.cached_resource_sp(app_id, WELL_KNOWN_SP_TTL) {
+        return Ok(Some(sp));
+    }
+    let sp: Option<ObservedServicePrincipal> = ctx
+        .graph
+        .get_service_principal_by_app_id(app_id)
+        .await
+        .optional()?
+        .as_ref()
+        .map(Into::into);
+    if well_known && let Some(sp) = &sp {
+        ctx.cache_resource_sp(app_id, sp.clone());
+    }
+    Ok(sp)
+}
+
+/// How long Microsoft's own service principals are reused before they are read again.
+const WELL_KNOWN_SP_TTL: Duration = Duration::from_secs(600);
+
+/// The appIds of every resource API the spec requires permissions on (resolved references only).
+fn resource_app_ids(obj: &AppRegistration, references: &ResolvedReferences) -> Vec<String> {
+    let mut ids: Vec<String> = obj
+        .spec
+        .required_resource_access
+        .iter()
+        .filter_map(|rra| {
+            if let Some(api) = rra.well_known_api {
+                Some(api.app_id().to_string())
+            } else if let Some(app_id) = &rra.app_id {
+                Some(app_id.clone())
+            } else {
+                rra.app_ref
+                    .as_ref()
+                    .and_then(|r| references.app(&r.name))
+                    .map(|a| a.app_id.clone())
+            }
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The application's password credentials as the state machine sees them.
+pub(super) fn observed_passwords(app: &Application) -> Vec<ObservedPassword> {
+    app.password_credentials
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(ObservedPassword {
+                key_id: p.key_id.clone()?,
+                display_name: p.display_name.clone(),
+                hint: p.hint.clone(),
+                start: p.start_date_time,
+                end: p.end_date_time?,
+            })
+        })
+        .collect()
+}

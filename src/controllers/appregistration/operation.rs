@@ -1,0 +1,95 @@
+//! What a plan is made of: the Graph writes it orders and the reasons part of a spec could not be
+//! planned. Below the planning modules (desired, consent, plan), which all produce them.
+
+use serde_json::Value;
+
+/// One Graph write, in the order the executor must run them. Bodies are Graph JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GraphOperation {
+    /// `PATCH /applications(uniqueName='{unique_name}')` with `Prefer: create-if-missing`.
+    UpsertApplication { unique_name: String, body: Value },
+    /// `PATCH /applications/{object_id}` with only the changed properties.
+    PatchApplication { object_id: String, body: Value },
+    /// `PATCH /servicePrincipals(appId='{app_id}')` with `Prefer: create-if-missing`.
+    UpsertServicePrincipal { app_id: String, body: Value },
+    /// `PATCH /servicePrincipals/{id}` with only the changed properties.
+    PatchServicePrincipal { id: String, body: Value },
+    /// `POST /applications/{application_id}/owners/$ref` with
+    /// `{"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/{owner_id}"}`.
+    AddOwner {
+        application_id: String,
+        owner_id: String,
+    },
+    /// `DELETE /applications/{application_id}/federatedIdentityCredentials(name='{name}')`.
+    DeleteFederatedCredential {
+        application_id: String,
+        name: String,
+    },
+    /// `PATCH /applications/{application_id}/federatedIdentityCredentials(name='{name}')` with
+    /// `Prefer: create-if-missing`.
+    UpsertFederatedCredential {
+        application_id: String,
+        name: String,
+        body: Value,
+    },
+    /// `POST /servicePrincipals/{resource_sp_id}/appRoleAssignedTo`
+    /// `{principalId, resourceId: resource_sp_id, appRoleId}`.
+    CreateAppRoleAssignment {
+        resource_sp_id: String,
+        principal_id: String,
+        app_role_id: String,
+    },
+    /// `POST /oauth2PermissionGrants` `{clientId, consentType: "AllPrincipals", resourceId, scope}`.
+    CreateOAuth2PermissionGrant {
+        client_id: String,
+        resource_id: String,
+        scope: String,
+    },
+    /// `PATCH /oauth2PermissionGrants/{id}` `{scope}` (the whole new scope string).
+    PatchOAuth2PermissionGrant { id: String, scope: String },
+}
+
+/// Why part of the spec could not be planned. Each is reported in a condition; none is retried
+/// faster than a resync, because each needs a change elsewhere first.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("AppRegistration {name} does not exist or has no appId yet")]
+    WaitingForReference { name: String },
+    #[error("PermissionNotFound: {api}/{permission}")]
+    PermissionNotFound { api: String, permission: String },
+    #[error(
+        "resource API {api} has no service principal in this tenant, so its permissions cannot be looked up"
+    )]
+    ResourceNotFound { api: String },
+    #[error("pre-authorized scope {scope} is not declared in api.scopes")]
+    ScopeNotDeclared { scope: String },
+    #[error("no application with appId {app_id} to adopt in this tenant")]
+    AdoptedApplicationNotFound { app_id: String },
+    /// The consent policy refuses a permission `grantAdminConsent` would grant; nothing is granted.
+    #[error(
+        "ConsentRefused: {permission} ({kind}) may not be granted in this namespace: refused by rule {rule}"
+    )]
+    ConsentRefused {
+        permission: String,
+        kind: &'static str,
+        rule: String,
+    },
+    /// Adoption is not allowed, or the application belongs to another resource.
+    #[error("AdoptionRefused: application {app_id} is not adopted: {why}")]
+    AdoptionRefused { app_id: String, why: String },
+}
+
+impl PlanError {
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PlanError::WaitingForReference { .. } => "WaitingForReference",
+            PlanError::PermissionNotFound { .. } => "PermissionNotFound",
+            PlanError::ResourceNotFound { .. } => "ResourceNotFound",
+            PlanError::ScopeNotDeclared { .. } => "ScopeNotDeclared",
+            PlanError::AdoptedApplicationNotFound { .. } => "AdoptedApplicationNotFound",
+            PlanError::ConsentRefused { .. } => "ConsentRefused",
+            PlanError::AdoptionRefused { .. } => "AdoptionRefused",
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The BankClient controller: claim the bankId (first claim wins), server-side apply the child
+//! AppRegistration, rewrite the namespace's bank-clients registry, and mirror the child's status.
+//! Graph is never called here: the child's controller owns the application. Rooms: `observe`
+//! (claims), `plan` (pure: the child, the registry), `execute` (the registry), `report` (pure:
+//! status and event); this file holds the entry point and the wiring.
+
+pub mod execute;
+pub mod observe;
+pub mod plan;
+pub mod report;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use crate::api::{AppRegistration, BankClient, condition};
+use crate::controllers::children::{REGISTRY_FINALIZER, apply_child, delete_child};
+use crate::controllers::coalesce::{CoalescedConfigMap, DEFAULT_WINDOW};
+use crate::controllers::conditions::merge_conditions;
+use crate::controllers::context::Context;
+use crate::controllers::error::Error;
+use crate::controllers::events::publish;
+use crate::controllers::registry_sink as registry;
+use crate::controllers::status_writer::apply_status;
+use crate::controllers::wiring::{
+    SharedWatch, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
+};
+
+use self::execute::registry_writer;
+use self::observe::{api_app_id, claims, owns_child};
+use self::plan::{child_name, render_child_app_registration, resolve_bank_registry};
+
+const KIND: &str = "BankClient";
+
+/// What the BankClient reconcile reads instead of listing the API server: the stores of the
+/// controller's watches, and the coalescing writer of the registry ConfigMaps.
+#[derive(Clone)]
+pub struct Stores {
+    pub bank_clients: Store<BankClient>,
+    pub apps: Store<AppRegistration>,
+    pub registry: Arc<CoalescedConfigMap>,
+}
+
+/// Entry point for the controller runtime.
+pub async fn reconcile(
+    obj: Arc<BankClient>,
+    ctx: Arc<Context>,
+    stores: Stores,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let namespace = obj
+        .namespace()
+        .ok_or_else(|| Error::Invalid("BankClient without namespace".into()))?;
+    // Triggers come after the BankClient store holds the object; the AppRegistration store is
+    // filled by its own watch and may still be listing.
+    if stores.apps.wait_until_ready().await.is_err() {
+        return Err(Error::Invalid("AppRegistration watch stopped".into()));
+    }
+    let api: Api<BankClient> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, REGISTRY_FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(obj, &ctx, &stores).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(obj, &ctx, &stores).await,
+        }
+    })
+    .await
+    .map_err(Error::from_finalizer);
+    record_reconcile(&ctx, KIND, started, &result);
+    result
+}
+
+/// The reconcile of a live BankClient.
+async fn apply(obj: Arc<BankClient>, ctx: &Arc<Context>, stores: &Stores) -> Result<Action, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let key = object_key(obj.as_ref());
+    let apps: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    let bank_clients: Api<BankClient> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    // Conflicts depend only on who claimed first, so they are known before any child exists: a
+    // later claim gets no app at all (a credential the registry would never honour).
+    let holder = resolve_bank_registry(&claims(
+        &stores.bank_clients,
+        &stores.apps,
+        &namespace,
+        None,
+    ))
+    .conflicts
+    .get(&name)
+    .cloned();
+    let child = match &holder {
+        Some(_) => None,
+        None => Some(apply_child(&apps, &render_child_app_registration(&obj)).await?),
+    };
+    // Ready means the registry the API reads holds the client: wait for the (coalesced) write
+    // that carries this BankClient's entry, once its child has an appId.
+    let entry = child
+        .as_ref()
+        .and_then(|c| c.status.as_ref()?.app_id.clone());
+    stores
+        .registry
+        .request_and_wait(
+            ctx,
+            &namespace,
+            entry
+                .as_deref()
+                .map(|client_id| (client_id, obj.spec.bank_id.as_str())),
+        )
+        .await?;
+    let published = registry::publish_bank_clients(
+        ctx,
+        &stores.bank_clients,
+        &stores.apps,
+        &namespace,
+        &name,
+        None,
+    )
+    .await;
+    let api_app_id = match &child {
+        Some(_) => api_app_id(&stores.apps, &namespace, &obj.spec.api.app_ref.name),
+        None => None,
+    };
+
+    let previous = obj.status.clone().unwrap_or_default();
+    let (mut status, ready) = report::status(&obj, holder.as_deref(), child.as_ref(), api_app_id);
+    let mut conditions = vec![ready.clone()];
+    conditions.extend(published.as_ref().map(|p| p.condition.clone()));
+    status.conditions = merge_conditions(
+        &previous.conditions,
+        &conditions,
+        obj.metadata.generation,
+        Timestamp::now(),
+    );
+    apply_status(&bank_clients, &name, obj.status.as_ref(), &status).await?;
+    if ready.status && !previous.conditions.is_true(condition::READY) {
+        info!(bankclient = %key, client_id = ?status.client_id, "ready");
+    }
+    if let Some((type_, reason, note)) = report::event(
+        &obj,
+        &previous.conditions,
+        &ready,
+        &status,
+        holder.is_some(),
+    ) {
+        publish(ctx, obj.as_ref(), type_, reason, &note).await;
+    }
+    if let Some(published) = published {
+        registry::report(ctx, obj.as_ref(), &previous.conditions, &published).await;
+        if let Some(e) = published.error {
+            return Err(e.into());
+        }
+    }
+    ctx.record_success(&key);
+    Ok(Action::requeue(ctx.settings.resync))
+}
+
+/// The BankClient is going: its child (and through it the app and the Secret) goes, and the
+/// registry is rewritten without it (which may hand its bankId to a waiting later claim).
+async fn cleanup(
+    obj: Arc<BankClient>,
+    ctx: &Arc<Context>,
+    stores: &Stores,
+) -> Result<Action, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let apps: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    let name = obj.name_any();
+    if owns_child(&apps, &obj).await? {
+        delete_child(&apps, &child_name(&obj)).await?;
+    }
+    // Written now, not coalesced: its entry leaves the ConfigMap before the finalizer goes.
+    stores.registry.write_now(ctx, &namespace).await?;
+    // Its row leaves the database before the finalizer goes (retried while the database is down).
+    if let Some(published) = registry::publish_bank_clients(
+        ctx,
+        &stores.bank_clients,
+        &stores.apps,
+        &namespace,
+        &name,
+        Some(&name),
+    )
+    .await
+        && let Some(e) = published.error
+    {
+        return Err(e.into());
+    }
+    info!(bankclient = %object_key(obj.as_ref()), "removed from the bank-clients registry");
+    Ok(Action::await_change())
+}
+
+/// Runs the BankClient controller until `shutdown` resolves and in-flight reconciles finish.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let bank_clients: Api<BankClient> = api_for(&client, &namespace);
+    let apps: Api<AppRegistration> = api_for(&client, &namespace);
+    // One watch per kind, each feeding a store the reconcile reads and the triggers subscribe to.
+    let bank_client_watch = SharedWatch::<BankClient>::new();
+    let app_watch = SharedWatch::<AppRegistration>::new();
+    let stores = Stores {
+        bank_clients: bank_client_watch.store.clone(),
+        apps: app_watch.store.clone(),
+        registry: registry_writer(
+            bank_client_watch.store.clone(),
+            app_watch.store.clone(),
+            DEFAULT_WINDOW,
+        ),
+    };
+    let store = stores.bank_clients.clone();
+    let stream = Controller::for_shared_stream(
+        spec_changes(bank_client_watch.subscribe()),
+        stores.bank_clients.clone(),
+    )
+    // The child's status (appId, secret expiry, Ready) is what the parent mirrors.
+    .owns_shared_stream(app_watch.subscribe())
+    // A BankClient that lost a bankId conflict waits for the holder to go: any change of a
+    // BankClient wakes the others claiming the same bankId.
+    .watches_shared_stream(
+        bank_client_watch.subscribe(),
+        move |changed: Arc<BankClient>| {
+            let namespace = changed.namespace();
+            let name = changed.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    c.namespace() == namespace
+                        && c.name_any() != name
+                        && c.spec.bank_id == changed.spec.bank_id
+                })
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        },
+    )
+    .with_config(controller::Config::default().concurrency(concurrency.max(1)))
+    .graceful_shutdown_on(shutdown)
+    .run(
+        move |obj, ctx| reconcile(obj, ctx, stores.clone()),
+        error_policy,
+        ctx,
+    );
+    let bank_client_watch = bank_client_watch.run(bank_clients, watcher::Config::default());
+    let app_watch = app_watch.run(apps, watcher::Config::default());
+    tokio::select! {
+        _ = drain(stream) => {}
+        _ = bank_client_watch => {}
+        _ = app_watch => {}
+    }
+}

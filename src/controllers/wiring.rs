@@ -1,0 +1,214 @@
+//! What every controller shares in how it runs: its trigger (the object's own spec and metadata,
+//! not its status), the stream drain, the error policy with backoff, and the reconcile metrics.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+
+use crate::controllers::context::Context;
+use crate::controllers::error::Error;
+use crate::metrics::{KindLabels, ReconcileLabels};
+
+/// Hash of what a reconcile depends on in the object itself (not its status): status writes must
+/// not wake the resource again, or every reconcile would schedule the next one.
+fn spec_or_metadata_changed<K: Resource>(obj: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.meta().generation.hash(&mut hasher);
+    obj.meta().annotations.hash(&mut hasher);
+    obj.meta().finalizers.hash(&mut hasher);
+    obj.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+pub fn api_for<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A controller for `K` triggered by its own spec/metadata changes only.
+pub fn controller_for<K>(api: Api<K>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let trigger = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_metadata_changed::<K>, PredicateConfig::default());
+    Controller::for_stream(trigger, reader)
+}
+
+pub async fn drain<K, S, E>(stream: S)
+where
+    K: Resource,
+    S: futures::Stream<
+            Item = Result<(ObjectRef<K>, controller::Action), controller::Error<E, watcher::Error>>,
+        >,
+    E: std::error::Error + 'static,
+{
+    stream
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
+                Err(controller::Error::ReconcilerFailed(e, obj)) => {
+                    debug!(object = %obj, error = %e, "reconcile failed")
+                }
+                Err(e) => warn!(error = %e, "controller error"),
+            }
+        })
+        .await;
+}
+
+/// `namespace/name`, the key of failure counts and log lines.
+pub fn object_key<K: ResourceExt>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Requeue with backoff after a failure (the status already says what failed).
+pub fn error_policy<K: ResourceExt>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = object_key(obj.as_ref());
+    if let Error::Graph(crate::graph::GraphError::Replicating(_)) = error {
+        // Not a failure: an object this operator just created is not visible yet. Look again in
+        // a second (Entra's replication takes seconds) without growing the backoff; the worker
+        // is free meanwhile. Bounded: the Graph client calls it replication only for objects it
+        // created in the last two minutes.
+        debug!(object = %key, error = %error, "waiting for Entra replication");
+        return Action::requeue(error.base_retry());
+    }
+    let wait = ctx.record_failure(&key, error.base_retry());
+    warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+/// Count one reconcile and its duration under `kind`.
+pub fn record_reconcile<T>(
+    ctx: &Context,
+    kind: &'static str,
+    started: std::time::Instant,
+    result: &Result<T, Error>,
+) {
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabels { kind })
+        .observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            kind,
+            result: match result {
+                Ok(_) => "success",
+                Err(e) => e.category(),
+            },
+        })
+        .inc();
+}
+
+/// Room for objects a shared store's slowest subscriber has not taken yet (the reflector waits
+/// when it is full, so nothing is lost).
+pub const SUBSCRIBE_BUFFER: usize = 1024;
+
+/// One watch of `K` feeding a store that several triggers subscribe to: a subscriber sees an
+/// object only after the store holds it, so a reconcile it starts reads a store at least as new
+/// as what woke it (a separate watch per trigger could wake a reconcile before the store knows).
+pub struct SharedWatch<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    pub store: reflector::Store<K>,
+    writer: reflector::store::Writer<K>,
+}
+
+impl<K> SharedWatch<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    pub fn new() -> Self {
+        let (store, writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
+        SharedWatch { store, writer }
+    }
+
+    /// Every object the store takes in (applied or listed again), after it took it in.
+    pub fn subscribe(&self) -> reflector::ReflectHandle<K> {
+        self.writer
+            .subscribe()
+            .expect("a shared store can be subscribed to")
+    }
+
+    /// Runs the watch into the store until dropped (the controller's task polls it beside the
+    /// controller's stream).
+    pub fn run(
+        self,
+        api: Api<K>,
+        config: watcher::Config,
+    ) -> impl std::future::Future<Output = ()> {
+        watcher::watcher(api, config)
+            .default_backoff()
+            .reflect_shared(self.writer)
+            .for_each(|event| async move {
+                if let Err(e) = event {
+                    warn!(error = %e, "watch failed; retrying with backoff");
+                }
+            })
+    }
+}
+
+impl<K> Default for SharedWatch<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The objects of `stream` whose spec or metadata changed since last seen (as `controller_for`'s
+/// trigger does for an unshared watch): a status write does not wake the resource again.
+pub fn spec_changes<K, S>(stream: S) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    S: futures::Stream<Item = Arc<K>> + Send + 'static,
+{
+    let mut seen: std::collections::HashMap<ObjectRef<K>, u64> = std::collections::HashMap::new();
+    stream.filter(move |obj| {
+        let key = ObjectRef::from_obj(obj.as_ref());
+        let hash = spec_or_metadata_changed(obj.as_ref()).unwrap_or_default();
+        let changed = seen.insert(key, hash) != Some(hash);
+        if obj.meta().deletion_timestamp.is_some() && seen.len() > 1024 {
+            // Forget objects on their way out so the map does not grow with churn; a later
+            // event of the same object counts as a change, which is harmless.
+            seen.remove(&ObjectRef::from_obj(obj.as_ref()));
+        }
+        futures::future::ready(changed)
+    })
+}

@@ -1,0 +1,203 @@
+//! What keeps the operator fast at scale, as behaviour: BankClient reconciles read the watches'
+//! stores instead of listing the API server, the registry ConfigMap is written once per burst,
+//! and a worker is not parked while Entra replicates a new object.
+
+mod support;
+
+use std::time::Duration;
+
+use entra_operator::api::{AppRegistration, BankClient};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use support::Harness;
+
+const NS: &str = "default";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn cr(kind: &str, name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "entra.bookme.io/v1alpha1", "kind": kind,
+           "metadata": {"name": name, "namespace": NS}, "spec": spec})
+}
+
+fn system_api() -> Value {
+    cr(
+        "AppRegistration",
+        "api-system-integration",
+        json!({
+            "displayName": "BookMe API System Integration",
+            "signInAudience": "AzureADMyOrg",
+            "identifierUris": ["api://{appId}"],
+            "api": {"requestedAccessTokenVersion": 2},
+            "appRoles": [{"value": "System", "allowedMemberTypes": ["Application"]}],
+            "servicePrincipal": {"appRoleAssignmentRequired": true, "visibleToUsers": false}
+        }),
+    )
+}
+
+fn is_ready(conditions: Option<&entra_operator::api::Conditions>) -> bool {
+    conditions
+        .and_then(|c| c.get("Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+async fn ready_bank_clients(h: &Harness) -> usize {
+    h.api::<BankClient>(NS)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|bc| is_ready(bc.status.as_ref().map(|s| &s.conditions)))
+        .count()
+}
+
+async fn registry_entries(h: &Harness) -> usize {
+    h.api::<ConfigMap>(NS)
+        .get_opt("bank-clients")
+        .await
+        .unwrap()
+        .and_then(|cm| cm.data)
+        .map(|d| d.len())
+        .unwrap_or(0)
+}
+
+/// Each BankClient reconcile server-side applies its child AppRegistration once (a PATCH).
+fn child_applies(h: &Harness) -> u64 {
+    h.kube.request_count("patch", "appregistrations")
+}
+
+#[tokio::test]
+async fn bank_client_reconciles_list_nothing_and_the_registry_is_written_once_per_burst() {
+    const N: usize = 6;
+    let mut h = Harness::start().await;
+    h.start_all_controllers();
+    h.apply(system_api()).await;
+    for i in 0..N {
+        h.apply(cr(
+            "BankClient",
+            &format!("bank-{i}"),
+            json!({"bankId": format!("bank-{i}"), "api": {"appRef": {"name": "api-system-integration"}},
+                   "secret": {"name": format!("bank-{i}-credentials")}}),
+        ))
+        .await;
+    }
+    h.wait_for("all BankClients Ready and registered", WAIT, || async {
+        (ready_bank_clients(&h).await == N && registry_entries(&h).await == N).then_some(())
+    })
+    .await;
+    // The watches list when they start (and this test's polling lists); the reconciles list
+    // nothing.
+    let lists = |h: &Harness| {
+        h.kube.request_count("list", "bankclients")
+            + h.kube.request_count("list", "appregistrations")
+    };
+    let after_start = lists(&h);
+    let applies_before = child_applies(&h);
+    let writes_before = h.kube.request_count("patch", "configmaps");
+    // Wake every BankClient: N more reconciles, none of them a LIST.
+    for i in 0..N {
+        h.api::<BankClient>(NS)
+            .patch(
+                &format!("bank-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {"test.bookme.io/poke": "1"}}})),
+            )
+            .await
+            .unwrap();
+    }
+    h.wait_for("the pokes reconciled", WAIT, || async {
+        (child_applies(&h) >= applies_before + N as u64).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        lists(&h),
+        after_start,
+        "a BankClient reconcile listed BankClients or AppRegistrations from the API server"
+    );
+    // The registry did not change, so a burst of reconciles writes it at most once.
+    let writes = h.kube.request_count("patch", "configmaps") - writes_before;
+    assert!(
+        writes <= 1,
+        "{writes} ConfigMap writes for an unchanged registry"
+    );
+    // Still complete and correct.
+    assert_eq!(registry_entries(&h).await, N);
+}
+
+#[tokio::test]
+async fn a_replicating_app_does_not_hold_the_only_worker() {
+    let h = Harness::start().await;
+    // One worker, so a reconcile parked on replication would stall every other resource.
+    let ctx = h.ctx.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(async move {
+        entra_operator::controllers::appregistration::run(ctx, None, 1, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    let apps = h.api::<AppRegistration>(NS);
+    let ready = |name: &'static str| {
+        let apps = apps.clone();
+        async move {
+            apps.get_opt(name)
+                .await
+                .unwrap()
+                .filter(|a| is_ready(a.status.as_ref().map(|s| &s.conditions)))
+        }
+    };
+    h.apply(cr(
+        "AppRegistration",
+        "settled",
+        json!({"displayName": "Settled", "credentials": {"passwords": [{"secretName": "settled-creds"}]}}),
+    ))
+    .await;
+    h.wait_for("settled Ready", WAIT, || ready("settled")).await;
+
+    // New objects now take 8 s to replicate.
+    h.entra.set_replication_delay(Duration::from_secs(8));
+    h.apply(cr(
+        "AppRegistration",
+        "fresh",
+        json!({"displayName": "Fresh", "credentials": {"passwords": [{"secretName": "fresh-creds"}]}}),
+    ))
+    .await;
+    // Let `fresh` start and meet the replication delay, then change `settled`.
+    h.wait_for("fresh's application created in Entra", WAIT, || async {
+        let dump = h.entra.state_dump();
+        dump["tenants"]
+            .as_array()?
+            .iter()
+            .flat_map(|t| t["applications"].as_array().cloned().unwrap_or_default())
+            .any(|a| a["displayName"] == "Fresh")
+            .then_some(())
+    })
+    .await;
+    apps.patch(
+        "settled",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"displayName": "Settled, renamed"}})),
+    )
+    .await
+    .unwrap();
+    let renamed = h
+        .wait_for("settled renamed and Ready", WAIT, || async {
+            apps.get_opt("settled").await.unwrap().filter(|a| {
+                let s = a.status.as_ref();
+                s.and_then(|s| s.observed_generation) == a.metadata.generation
+                    && is_ready(s.map(|s| &s.conditions))
+            })
+        })
+        .await;
+    assert!(renamed.status.is_some());
+    assert!(
+        ready("fresh").await.is_none(),
+        "the single worker served `settled` while `fresh` was still replicating"
+    );
+    // And `fresh` converges once Entra has caught up.
+    h.wait_for("fresh Ready", WAIT, || ready("fresh")).await;
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+}
