@@ -3,13 +3,14 @@
 //! Layout (docs/code-map.md): `api` holds the CRD types, `graph` the Microsoft Graph client,
 //! `labels` and `metrics` what every layer stamps and counts, `credentials` the rotation state
 //! machine, `controllers` one module per kind (observe / plan / execute / report, and its wiring),
-//! `runtime` the process: configuration, leader election, the admin server, the sandbox;
+//! `fence` the leader's write fence, `runtime` the process: configuration, leader election, the admin server, the sandbox;
 //! `report` the `entra-operator report` command.
 //! `registry` the optional database copy of the bank registries.
 
 pub mod api;
 pub mod controllers;
 pub mod credentials;
+pub mod fence;
 pub mod graph;
 pub mod labels;
 pub mod metrics;

@@ -3,46 +3,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+pub use super::desired_condition::DesiredCondition;
 use super::kstatus::kstatus_conditions;
 use crate::api::{Conditions, condition};
-
-/// One condition as a controller wants it, before timestamps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredCondition {
-    pub type_: &'static str,
-    pub status: bool,
-    /// CamelCase reason a human can act on, e.g. `WaitingForReference`.
-    pub reason: String,
-    pub message: String,
-}
-
-impl DesiredCondition {
-    pub fn new(
-        type_: &'static str,
-        status: bool,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        DesiredCondition {
-            type_,
-            status,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    pub fn ok(type_: &'static str, reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::new(type_, true, reason, message)
-    }
-
-    pub fn failed(
-        type_: &'static str,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::new(type_, false, reason, message)
-    }
-}
 
 /// Merge desired conditions into the previous ones. A condition whose status did not change keeps
 /// its transition time; conditions of other types are kept as they were. When `desired` has a

@@ -37,7 +37,7 @@ pub struct Context {
     /// The registry database sink, when `--registry-database-url` is set.
     pub registry: Option<Arc<crate::registry::RegistrySink>>,
     /// Checked before credential writes: closed when this replica cannot prove it leads.
-    pub fence: crate::runtime::leader::Fence,
+    pub fence: crate::fence::Fence,
     failures: Mutex<HashMap<String, u32>>,
     /// Service principals of Microsoft's APIs by appId, with when they were read.
     resource_sps: Mutex<HashMap<String, (Instant, ObservedServicePrincipal)>>,
@@ -58,7 +58,7 @@ impl Context {
             settings,
             metrics,
             registry: None,
-            fence: crate::runtime::leader::Fence::unfenced(),
+            fence: crate::fence::Fence::unfenced(),
             failures: Mutex::new(HashMap::new()),
             resource_sps: Mutex::new(HashMap::new()),
         }
@@ -71,7 +71,7 @@ impl Context {
     }
 
     /// Uses this fence (the leader elector's) instead of none.
-    pub fn with_fence(mut self, fence: crate::runtime::leader::Fence) -> Self {
+    pub fn with_fence(mut self, fence: crate::fence::Fence) -> Self {
         self.fence = fence;
         self
     }

@@ -14,7 +14,7 @@
 //! Which is which follows from `Ready`'s reason alone, so a parent that mirrors a child's reason
 //! (BankClient, NaaIntegration) classifies it the same way.
 
-use super::conditions::DesiredCondition;
+use super::desired_condition::DesiredCondition;
 use crate::api::condition::{RECONCILING, STALLED};
 
 /// Where a resource stands, as far as GitOps tools care.

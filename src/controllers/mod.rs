@@ -9,6 +9,7 @@ pub mod children;
 pub mod coalesce;
 pub mod conditions;
 pub mod context;
+pub mod desired_condition;
 pub mod error;
 pub mod events;
 pub mod kstatus;

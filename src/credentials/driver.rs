@@ -176,7 +176,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// Whether this replica may still write (see `crate::runtime::leader::Fence`).
+/// Whether this replica may still write (see `crate::fence::Fence`).
 pub trait Fence: Send + Sync {
     fn check(&self) -> Result<(), Fenced>;
 }

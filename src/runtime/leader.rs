@@ -28,7 +28,6 @@
 //! time of the last successful renewal (which a fence needs) is not exposed. Its calls also carry
 //! no timeout of their own. So the hand-written elector stays, with the fence and timeouts added.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -38,7 +37,7 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::credentials::Fenced;
+pub use crate::fence::Fence;
 
 /// Timings of the election.
 #[derive(Clone, Copy, Debug)]
@@ -65,82 +64,6 @@ impl Default for LeaseTimings {
             retry_period: Duration::from_secs(2),
             request_timeout: Duration::from_secs(4),
         }
-    }
-}
-
-/// Whether this replica can still prove it holds the lease. Cheap to clone; every writer checks
-/// it before each write ([`crate::credentials::Fence`]).
-#[derive(Clone, Debug)]
-pub struct Fence {
-    /// `None`: leader election is off (a single replica), the fence is always open.
-    state: Option<Arc<Mutex<FenceState>>>,
-}
-
-#[derive(Debug, Default)]
-struct FenceState {
-    /// Open until this instant.
-    valid_until: Option<Instant>,
-    /// Leadership ended for this reason; the fence stays closed.
-    closed: Option<String>,
-}
-
-impl Fence {
-    /// A fence that never closes, for a replica that runs without leader election.
-    pub fn unfenced() -> Self {
-        Fence { state: None }
-    }
-
-    /// A fence that is closed until the first renewal.
-    fn closed() -> Self {
-        Fence {
-            state: Some(Arc::new(Mutex::new(FenceState::default()))),
-        }
-    }
-
-    fn lock(&self) -> Option<std::sync::MutexGuard<'_, FenceState>> {
-        self.state
-            .as_ref()
-            .map(|s| s.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
-    }
-
-    /// A renewal that started at `started` was committed: open until `started + validity`.
-    fn extend(&self, started: Instant, validity: Duration) {
-        if let Some(mut state) = self.lock()
-            && state.closed.is_none()
-        {
-            let until = started + validity;
-            state.valid_until = Some(state.valid_until.map_or(until, |v| v.max(until)));
-        }
-    }
-
-    /// Leadership ended: closed for good.
-    fn close(&self, reason: &str) {
-        if let Some(mut state) = self.lock() {
-            state.closed.get_or_insert_with(|| reason.to_string());
-        }
-    }
-
-    /// `Ok` while this replica holds the lease with margin to spare.
-    pub fn check(&self) -> Result<(), Fenced> {
-        let Some(state) = self.lock() else {
-            return Ok(());
-        };
-        if let Some(reason) = &state.closed {
-            return Err(Fenced(format!("leadership ended: {reason}")));
-        }
-        match state.valid_until {
-            Some(until) if Instant::now() < until => Ok(()),
-            Some(_) => Err(Fenced(
-                "the lease was not renewed recently enough to prove leadership".into(),
-            )),
-            None => Err(Fenced("the lease has not been acquired".into())),
-        }
-    }
-}
-
-impl crate::credentials::Fence for Fence {
-    fn check(&self) -> Result<(), Fenced> {
-        Fence::check(self)
     }
 }
 
@@ -436,38 +359,6 @@ mod tests {
             retry_period: Duration::from_secs(2),
             request_timeout: Duration::from_secs(4),
         }
-    }
-
-    #[test]
-    fn a_replica_without_election_is_never_fenced() {
-        assert_eq!(Fence::unfenced().check(), Ok(()));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_fence_opens_on_a_renewal_and_closes_when_the_next_is_overdue() {
-        let fence = Fence::closed();
-        assert!(
-            fence.check().is_err(),
-            "closed before the lease is acquired"
-        );
-        let renewed = Instant::now();
-        fence.extend(renewed, Duration::from_secs(10));
-        assert_eq!(fence.check(), Ok(()));
-        tokio::time::advance(Duration::from_millis(9_999)).await;
-        assert_eq!(fence.check(), Ok(()));
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(fence.check().is_err(), "overdue");
-        // A later renewal opens it again; an older one never shortens it.
-        fence.extend(Instant::now(), Duration::from_secs(10));
-        fence.extend(renewed, Duration::from_secs(10));
-        assert_eq!(fence.check(), Ok(()));
-        // Clones share the state.
-        let clone = fence.clone();
-        fence.close("taken over");
-        let err = clone.check().unwrap_err();
-        assert!(err.to_string().contains("taken over"), "{err}");
-        fence.extend(Instant::now(), Duration::from_secs(10));
-        assert!(clone.check().is_err(), "closed for good");
     }
 
     /// An API server that accepts connections and never answers: a partition.
