@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod controllers;
+pub mod crash;
 pub mod credentials;
 pub mod fence;
 pub mod graph;

@@ -356,6 +356,9 @@ fn run_help_lists_every_flag_with_its_environment_variable() {
         ("--log-level", "LOG_LEVEL"),
         ("--admin-addr", "ADMIN_ADDR"),
         ("--leader-election", "LEADER_ELECTION"),
+        ("--lease-duration", "LEASE_DURATION"),
+        ("--lease-renew-deadline", "LEASE_RENEW_DEADLINE"),
+        ("--lease-retry-period", "LEASE_RETRY_PERIOD"),
     ] {
         assert!(help.contains(flag), "{flag} missing:\n{help}");
         assert!(help.contains(var), "{var} missing:\n{help}");

@@ -412,7 +412,7 @@ def test_default_env_matches_the_operator_defaults():
     e = env(render())
     assert {k: v["value"] for k, v in e.items() if "value" in v} == {
         "WATCH_NAMESPACES": "",
-        "CONCURRENCY": "4",
+        "CONCURRENCY": "16",
         "RESYNC_PERIOD": "1h",
         "UNIQUE_NAME_PREFIX": "entra-operator",
         "GRAPH_ENDPOINT": "https://graph.microsoft.com",

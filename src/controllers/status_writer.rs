@@ -34,5 +34,6 @@ where
         &Patch::Apply(&body),
     )
     .await?;
+    crate::crash::after_write("status apply");
     Ok(true)
 }

@@ -193,6 +193,7 @@ impl SecretStore for KubeSecretPort {
             &Patch::Apply(&secret),
         ))
         .await?;
+        crate::crash::after_write("secret apply");
         Ok(())
     }
 
@@ -289,6 +290,7 @@ impl StatusHandle {
         {
             Ok(written) => {
                 *self.lock() = written;
+                crate::crash::after_write("status replace");
                 Ok(())
             }
             Err(PortError::Failed(e))

@@ -468,6 +468,9 @@ impl GraphClient {
                 self.inner.limiter.note_throttle_percentage(pct);
             }
             if (200..300).contains(&status) {
+                if call.method != Method::GET && !call.template.contains("$batch") {
+                    crate::crash::after_write(&format!("graph {operation}"));
+                }
                 if call.method == Method::DELETE {
                     // Gone on purpose: a later 404 on these keys is the truth, not lag.
                     self.forget_created(&call.keys);

@@ -94,6 +94,21 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    /// How long a lease is valid after its last renewal; a standby takes over no earlier than this
+    /// after the leader's last renewal (client-go's `LeaseDuration`).
+    #[arg(long, env = "LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: Duration,
+
+    /// The leader stops writing, and gives up, when it could not renew for this long; must be
+    /// shorter than `--lease-duration` (client-go's `RenewDeadline`).
+    #[arg(long, env = "LEASE_RENEW_DEADLINE", default_value = "10s")]
+    pub lease_renew_deadline: Duration,
+
+    /// How often the leader renews and a standby looks at the lease (client-go's `RetryPeriod`);
+    /// must be shorter than `--lease-renew-deadline`.
+    #[arg(long, env = "LEASE_RETRY_PERIOD", default_value = "2s")]
+    pub lease_retry_period: Duration,
+
     /// The database registry sink (off without `--registry-database-url`).
     #[command(flatten)]
     pub registry: crate::registry::config::RegistryArgs,
@@ -109,6 +124,29 @@ impl RunArgs {
             .filter(|n| !n.is_empty())
             .collect();
         (!list.is_empty()).then_some(list)
+    }
+
+    /// The leader election's timings, or why they cannot work together.
+    pub fn lease_timings(&self) -> Result<crate::runtime::leader::LeaseTimings, String> {
+        let (duration, deadline, retry) = (
+            self.lease_duration.as_std(),
+            self.lease_renew_deadline.as_std(),
+            self.lease_retry_period.as_std(),
+        );
+        if retry.is_zero() || retry >= deadline || deadline >= duration {
+            return Err(format!(
+                "leader election needs 0 < --lease-retry-period ({}) < --lease-renew-deadline ({}) < --lease-duration ({})",
+                self.lease_retry_period, self.lease_renew_deadline, self.lease_duration
+            ));
+        }
+        Ok(crate::runtime::leader::LeaseTimings {
+            lease_duration: duration,
+            renew_period: retry,
+            renew_deadline: deadline,
+            retry_period: retry,
+            // Each call must give up well before the renew deadline; 4 s by default.
+            request_timeout: (deadline * 2 / 5).max(std::time::Duration::from_millis(500)),
+        })
     }
 }
 
@@ -145,5 +183,29 @@ mod tests {
         assert_eq!(cli.run.resync.as_secs(), 90);
         assert!(!cli.run.leader_election);
         assert!(Cli::try_parse_from(["x", "--resync", "soon"]).is_err());
+    }
+
+    #[test]
+    fn lease_timings_default_to_client_go_and_must_nest() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        let t = cli.run.lease_timings().unwrap();
+        assert_eq!(t.lease_duration.as_secs(), 15);
+        assert_eq!(t.renew_deadline.as_secs(), 10);
+        assert_eq!(t.retry_period.as_secs(), 2);
+        assert_eq!(t.request_timeout.as_secs(), 4);
+        let cli = Cli::try_parse_from([
+            "x",
+            "--lease-duration",
+            "3s",
+            "--lease-renew-deadline",
+            "2s",
+            "--lease-retry-period",
+            "1s",
+        ])
+        .unwrap();
+        assert_eq!(cli.run.lease_timings().unwrap().lease_duration.as_secs(), 3);
+        let cli = Cli::try_parse_from(["x", "--lease-renew-deadline", "15s"]).unwrap();
+        let err = cli.run.lease_timings().unwrap_err();
+        assert!(err.contains("--lease-renew-deadline (15s)"), "{err}");
     }
 }

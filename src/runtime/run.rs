@@ -19,7 +19,7 @@ use crate::graph::{GraphClient, GraphClientBuilder, GraphConfig, GraphError, Gra
 
 use super::admin::{Readiness, serve_admin};
 use super::config::{LogFormat, RunArgs};
-use super::leader::{Fence, LeaderElector, LeaseError, LeaseTimings};
+use super::leader::{Fence, LeaderElector, LeaseError};
 use crate::metrics::{GraphRequestLabels, Metrics};
 
 /// How long in-flight reconciles may take to finish after SIGTERM/SIGINT.
@@ -323,13 +323,14 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     if let Some(sink) = &registry {
         info!(bank_clients = %sink.bank_clients_layout().table, tenant_mappings = %sink.tenant_mappings_layout().table, migrate = args.registry.registry_database_migrate, "registry database sink configured");
     }
+    let timings = args.lease_timings().map_err(RunError::Config)?;
     let elector = args.leader_election.then(|| {
         LeaderElector::new(
             client.clone(),
             &args.lease_namespace,
             &args.lease_name,
             &identity,
-            LeaseTimings::default(),
+            timings,
         )
     });
     // Every credential write checks the elector's fence: a replica that cannot prove it still
