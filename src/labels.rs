@@ -9,6 +9,10 @@ pub const MANAGED_BY: &str = "entra-operator";
 /// The field manager the operator uses for everything it applies.
 pub const FIELD_MANAGER: &str = "entra-operator";
 
+/// Annotation on a Secret the operator stopped managing when its resource was deleted with
+/// `deletionPolicy: Orphan`: the resource it came from (`AppRegistration/<name>`).
+pub const ORPHANED_FROM_ANNOTATION: &str = "entra.bookme.io/orphaned-from";
+
 /// Label selector of the objects the operator owns (only these Secrets are cached).
 pub fn managed_selector() -> String {
     format!("{LABEL_MANAGED_BY}={MANAGED_BY}")

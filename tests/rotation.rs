@@ -335,3 +335,109 @@ async fn operator_restart_in_the_middle_of_a_rotation_recovers() {
     );
     assert_consistent(&h, "restart", "restart-creds").await;
 }
+
+/// `deletionPolicy: Orphan` hands the credentials over: the Secret outlives the resource and keeps
+/// working (no longer rotated), and the previous credential in its overlap, which no Secret holds
+/// and nobody would revoke any more, is revoked at once. `Delete` still takes the Secret with it.
+#[tokio::test]
+async fn orphan_keeps_the_secret_working_and_revokes_the_previous_credential() {
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    let mut doc = app(
+        "handover",
+        json!({"secretName": "handover-creds", "overlap": "7d"}),
+    );
+    doc["spec"]["deletionPolicy"] = json!("Orphan");
+    h.apply(doc).await;
+    let first = settled_key(&h, "handover").await;
+    annotate(&h, "handover", "before-handover").await;
+    let current = rotated_key(&h, "handover", &first).await;
+    let id = app_id(&h, "handover").await;
+    assert_eq!(entra_passwords(&h, &id).len(), 2, "current and previous");
+
+    h.api::<AppRegistration>(NS)
+        .delete("handover", &Default::default())
+        .await
+        .unwrap();
+    h.wait_for("handover deleted", WAIT, || async {
+        h.api::<AppRegistration>(NS)
+            .get_opt("handover")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Give the garbage collector its chance to take the Secret.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let secret = h
+        .api::<Secret>(NS)
+        .get_opt("handover-creds")
+        .await
+        .unwrap()
+        .expect("the Secret outlives an orphaned resource");
+    assert!(
+        secret
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "no owner reference left for the garbage collector"
+    );
+    assert_eq!(
+        secret.metadata.annotations.unwrap_or_default()["entra.bookme.io/orphaned-from"],
+        "AppRegistration/handover"
+    );
+    let data = secret_data(&h, NS, "handover-creds").await.unwrap();
+    works(&h, &data).await.expect("the kept Secret still works");
+    let left: Vec<String> = entra_passwords(&h, &id)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left, vec![current], "only the Secret's credential is left");
+}
+
+/// A password removed from the spec is not revoked at once: its Secret keeps working through an
+/// overlap (the default 7 days: the removed declaration's own overlap went with it), recorded in
+/// status; the end of that overlap is `an_undeclared_password_gets_its_overlap_then_goes` in the
+/// crash simulation.
+#[tokio::test]
+async fn a_removed_password_keeps_working_through_an_overlap() {
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    h.apply(app(
+        "retiring",
+        json!({"secretName": "retiring-creds", "overlap": "1h"}),
+    ))
+    .await;
+    let key = settled_key(&h, "retiring").await;
+    let id = app_id(&h, "retiring").await;
+    h.api::<AppRegistration>(NS)
+        .patch(
+            "retiring",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"credentials": {"passwords": []}}})),
+        )
+        .await
+        .unwrap();
+    let revoke_at = h
+        .wait_for("the retired credential in overlap", WAIT, || async {
+            let status = get(&h, "retiring").await.status?;
+            let entry = status.credentials.first()?;
+            let previous = entry.previous.first()?;
+            (entry.key_id.is_none() && previous.key_id == key).then(|| previous.revoke_at.clone())
+        })
+        .await;
+    let revoke_at: jiff::Timestamp = revoke_at.parse().unwrap();
+    let left = revoke_at.duration_since(jiff::Timestamp::now());
+    assert!(
+        left > jiff::SignedDuration::from_hours(24 * 7 - 1)
+            && left <= jiff::SignedDuration::from_hours(24 * 7),
+        "revoked in 7 days, not now: {revoke_at}"
+    );
+    let data = secret_data(&h, NS, "retiring-creds")
+        .await
+        .expect("the Secret stays during the overlap");
+    works(&h, &data).await.expect("and keeps working");
+    assert_eq!(entra_passwords(&h, &id).len(), 1);
+}

@@ -534,3 +534,92 @@ fn record_credential_metrics(
             .set(renew);
     }
 }
+
+/// `deletionPolicy: Orphan`: the application stays in Entra, so its current client secrets stay
+/// valid; they must stay held by someone. Each Secret of this resource (declared or retired, as
+/// status names them) loses its owner reference to the resource, so garbage collection keeps it
+/// and it keeps working, and is annotated with where it came from. Previous credentials still in
+/// their overlap are revoked now: after the resource is gone nothing would ever revoke them, and no
+/// Secret holds them. Only credentials whose marker carries this resource's UID are removed.
+/// Returns the names of the Secrets kept and the number of credentials revoked.
+pub(super) async fn hand_over_credentials(
+    obj: &AppRegistration,
+    ctx: &Context,
+    object_id: &str,
+) -> Result<(Vec<String>, usize), Error> {
+    use crate::credentials::parse_managed_display_name;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+
+    let Some(status) = obj.status.as_ref() else {
+        return Ok((Vec::new(), 0));
+    };
+    let uid = obj.uid().unwrap_or_default();
+    let namespace = obj.namespace().unwrap_or_default();
+    let fenced = |e: crate::credentials::Fenced| Error::CredentialStep(e.to_string());
+
+    // Revoke previous credentials that are provably ours.
+    let previous: Vec<&str> = status
+        .credentials
+        .iter()
+        .flat_map(|c| c.previous.iter().map(|p| p.key_id.as_str()))
+        .collect();
+    let mut revoked = 0;
+    if !previous.is_empty() {
+        let app = match ctx.graph.get_application(object_id).await {
+            Ok(app) => Some(app),
+            Err(GraphError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let ours: Vec<String> = app
+            .and_then(|a| a.password_credentials)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                c.key_id.as_deref().is_some_and(|k| previous.contains(&k))
+                    && c.display_name
+                        .as_deref()
+                        .and_then(parse_managed_display_name)
+                        .is_some_and(|m| m.is_owned_by(&uid))
+            })
+            .filter_map(|c| c.key_id)
+            .collect();
+        for key_id in ours {
+            ctx.fence.check().map_err(fenced)?;
+            match ctx.graph.remove_password(object_id, &key_id).await {
+                Ok(()) | Err(GraphError::NotFound(_)) => revoked += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    // Keep the Secrets that hold current credentials: drop only our owner reference.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut kept = Vec::new();
+    for entry in &status.credentials {
+        let Some(secret) = secrets.get_opt(&entry.secret_name).await? else {
+            continue;
+        };
+        let refs = secret.metadata.owner_references.clone().unwrap_or_default();
+        if !refs.iter().any(|r| r.uid == uid) {
+            continue; // not this resource's Secret
+        }
+        let remaining: Vec<_> = refs.into_iter().filter(|r| r.uid != uid).collect();
+        let annotations = std::collections::BTreeMap::from([(
+            crate::labels::ORPHANED_FROM_ANNOTATION,
+            format!("AppRegistration/{}", obj.name_any()),
+        )]);
+        ctx.fence.check().map_err(fenced)?;
+        secrets
+            .patch(
+                &entry.secret_name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({
+                    "metadata": {"ownerReferences": remaining, "annotations": annotations}
+                })),
+            )
+            .await?;
+        kept.push(entry.secret_name.clone());
+    }
+    Ok((kept, revoked))
+}

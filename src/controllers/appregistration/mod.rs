@@ -326,8 +326,20 @@ async fn cleanup(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Err
             )
             .await;
         }
-        (DeletionPolicy::Orphan, Some(_)) => {
-            info!(appregistration = %key, "left the application in Entra (deletionPolicy: Orphan, the default for an adopted application)");
+        (DeletionPolicy::Orphan, Some(id)) => {
+            let (kept, revoked) = execute::hand_over_credentials(obj.as_ref(), ctx, &id).await?;
+            info!(appregistration = %key, secrets_kept = kept.len(), previous_revoked = revoked, "left the application in Entra (deletionPolicy: Orphan, the default for an adopted application)");
+            publish(
+                ctx,
+                obj.as_ref(),
+                EventType::Normal,
+                "Orphaned",
+                &format!(
+                    "Left the application in Entra; kept Secrets [{}] with their current client secrets (no longer rotated, they expire on their own); revoked {revoked} previous client secrets",
+                    kept.join(", ")
+                ),
+            )
+            .await;
         }
         (_, None) => {}
     }
