@@ -115,6 +115,22 @@ impl World {
 
     /// Starts a replica; `crash_after` arms the crash hook.
     fn replica(&self, identity: &str, crash_after: Option<u64>, leader_election: bool) -> Replica {
+        self.spawn(identity, crash_after, leader_election, "kubeconfig")
+    }
+
+    /// A leader-elected replica that reaches the API server through `kubeconfig` (in the world's
+    /// directory).
+    fn replica_with_kubeconfig(&self, identity: &str, kubeconfig: &str) -> Replica {
+        self.spawn(identity, None, true, kubeconfig)
+    }
+
+    fn spawn(
+        &self,
+        identity: &str,
+        crash_after: Option<u64>,
+        leader_election: bool,
+        kubeconfig: &str,
+    ) -> Replica {
         let creds = self.h.entra.operator_credentials();
         let log = self.dir.join(format!(
             "{identity}-{}.log",
@@ -126,7 +142,7 @@ impl World {
             .arg("run")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .env("KUBECONFIG", self.dir.join(kubeconfig))
             .env("AZURE_TENANT_ID", &creds.tenant_id)
             .env("AZURE_CLIENT_ID", &creds.client_id)
             .env("AZURE_CLIENT_SECRET", &creds.client_secret)
@@ -514,4 +530,174 @@ async fn crash_after_every_write_of_a_revocation_one_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_every_write_of_a_revocation_two_replicas() {
     matrix(Scenario::Revoke, 2).await;
+}
+
+/// A TCP proxy between one replica and the API server that can partition it: `cut` drops the
+/// connections in flight and black-holes new ones (accepted, never answered), as a network
+/// partition looks to the replica; `heal` lets traffic through again.
+struct Partition {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pumps: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    held: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
+}
+
+impl Partition {
+    async fn start(target: std::net::SocketAddr) -> Partition {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let partition = Partition {
+            addr: listener.local_addr().unwrap(),
+            cut: Default::default(),
+            pumps: Default::default(),
+            held: Default::default(),
+        };
+        let (cut, pumps, held) = (
+            partition.cut.clone(),
+            partition.pumps.clone(),
+            partition.held.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut.load(Ordering::SeqCst) {
+                    held.lock().unwrap().push(inbound);
+                    continue;
+                }
+                let pump = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                pumps.lock().unwrap().push(pump);
+            }
+        });
+        partition
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for pump in self.pumps.lock().unwrap().drain(..) {
+            pump.abort();
+        }
+    }
+
+    fn heal(&self) {
+        self.held.lock().unwrap().clear();
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The leader is cut off from the API server in the middle of a rotation (its `addPassword` still
+/// reaches Graph) while the standby takes over: the cut-off leader's fence closes before its next
+/// write, the standby finishes the rotation, nothing is rotated twice or orphaned, and once the
+/// partition heals the old leader writes no stale status or Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_writes_nothing_after_the_standby_takes_over() {
+    let world = World::start("partition").await;
+    let partition = Partition::start(world.h.kube.addr()).await;
+    let direct = std::fs::read_to_string(world.dir.join("kubeconfig")).unwrap();
+    let proxied = direct.replace(
+        &format!("127.0.0.1:{}", world.h.kube.addr().port()),
+        &partition.addr.to_string(),
+    );
+    assert_ne!(
+        direct, proxied,
+        "the kubeconfig names the API server by 127.0.0.1:<port>"
+    );
+    std::fs::write(world.dir.join("kubeconfig-proxied"), proxied).unwrap();
+
+    world.create_app(Duration::from_secs(3600)).await;
+    let leader = world.replica_with_kubeconfig("replica-a", "kubeconfig-proxied");
+    world.wait_done(Scenario::Create, None, &[&leader]).await;
+    assert_eq!(world.holder().await.as_deref(), Some("replica-a"));
+    let standby = world.replica("replica-b", None, true);
+    let key = world.credential().await.unwrap().1.key_id.unwrap();
+    let adds_before = world.h.entra.request_count("POST", ADD_PASSWORD);
+
+    // A slow addPassword, a rotation, and the partition while the leader waits for Graph.
+    world.h.entra.add_fault(
+        entra_emulator::FaultRule::new(
+            "POST",
+            ADD_PASSWORD,
+            entra_emulator::FaultKind::Delay { ms: 1500 },
+        )
+        .times(1),
+    );
+    world.request_rotation("partition").await;
+    let start = Instant::now();
+    while world
+        .credential()
+        .await
+        .is_none_or(|(_, c)| c.pending.is_none())
+    {
+        assert!(
+            start.elapsed() < CONVERGE,
+            "no pending rotation:\n{}",
+            leader.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    partition.cut();
+
+    // The standby takes over and finishes the rotation.
+    let start = Instant::now();
+    while world.holder().await.as_deref() != Some("replica-b") {
+        assert!(
+            start.elapsed() < CONVERGE,
+            "no takeover:\n{}",
+            standby.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    world
+        .wait_done(Scenario::Rotate, Some(&key), &[&leader, &standby])
+        .await;
+    // One more pass of the new leader, as a resync would make, settles what the old one left.
+    world
+        .apps()
+        .patch(
+            APP,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/nudge": "1"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world
+        .wait_done(Scenario::Rotate, Some(&key), &[&leader, &standby])
+        .await;
+
+    // Heal: the old leader must not write what it planned before the partition.
+    let (app, entry) = world.credential().await.unwrap();
+    let version = app.metadata.resource_version.clone();
+    partition.heal();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (app_after, entry_after) = world.credential().await.unwrap();
+    assert_eq!(
+        (
+            app_after.metadata.resource_version,
+            entry_after.key_id.clone()
+        ),
+        (version, entry.key_id.clone()),
+        "something wrote the resource after the partition healed:\nreplica-a:\n{}\nreplica-b:\n{}",
+        leader.log(),
+        standby.log()
+    );
+    let adds = world.h.entra.request_count("POST", ADD_PASSWORD) - adds_before;
+    let what = if adds == 2 { "/addPassword" } else { "" };
+    world
+        .verdict(Scenario::Rotate, what, adds)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\nreplica-a:\n{}\nreplica-b:\n{}",
+                leader.log(),
+                standby.log()
+            )
+        });
+    assert!(
+        leader.log().contains("fence") || leader.log().contains("leadership"),
+        "the old leader says why it stopped:\n{}",
+        leader.log()
+    );
 }
