@@ -206,15 +206,20 @@ async fn consent_escalation_is_refused_by_default_nothing_is_granted_and_a_polic
                             "api": {"appId": victim_app_id}, "application": ["System"]}]}),
     ))
     .await;
-    h.api::<AppRegistration>(ATTACKER)
-        .patch(
-            "borrow",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"test/poke": "1"}}})),
+    // No nudge: the policy change alone makes the operator decide again, at once (a refusal is
+    // otherwise retried only after a 30 s backoff).
+    let borrow = h
+        .wait_for(
+            "borrow Ready soon after the policy change",
+            Duration::from_secs(10),
+            || async {
+                let obj = get(&h, ATTACKER, "borrow").await?;
+                ready(&obj)
+                    .is_some_and(|(s, _, _)| s == "True")
+                    .then_some(obj)
+            },
         )
-        .await
-        .unwrap();
-    let borrow = wait_ready(&h, ATTACKER, "borrow").await;
+        .await;
     let sp = borrow.status.unwrap().service_principal_id.unwrap();
     assert_eq!(grants_held_by(&h, &sp).0.len(), 1);
     // The Graph permission stays refused.

@@ -620,8 +620,9 @@ EXPECTED_WATCH_GRANTS = (
     | {("events.k8s.io", "events", v) for v in ("create", "patch")}
 )
 EXPECTED_LEASE_GRANTS = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
-# The cluster administrator's EntraPolicies (read-only) and the namespaces' labels they select by.
-EXPECTED_POLICY_GRANTS = {("entra.bookme.io", "entrapolicies", v) for v in ("get", "list")} | {
+# The cluster administrator's EntraPolicies (read-only; watched, so a change applies at once) and the
+# namespaces' labels they select by.
+EXPECTED_POLICY_GRANTS = {("entra.bookme.io", "entrapolicies", v) for v in ("get", "list", "watch")} | {
     ("", "namespaces", "get")
 }
 

@@ -121,12 +121,13 @@ combination, and on a mode without the IDs it needs, so a broken install never r
 {{- end }}
 
 {{- define "entra-operator.policyRules" -}}
-{{- /* The cluster administrator's EntraPolicies (cluster-scoped): listed before each decision on
+{{- /* The cluster administrator's EntraPolicies (cluster-scoped): watched (a change re-decides at
+       once) and listed before each decision on
        consent or adoption, never written. Namespaces: read for their labels when a policy rule
        selects namespaces by label. */}}
 - apiGroups: ["entra.bookme.io"]
   resources: ["entrapolicies"]
-  verbs: ["get", "list"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get"]

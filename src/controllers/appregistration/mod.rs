@@ -111,6 +111,7 @@ pub async fn run(
     // would otherwise turn into a retry loop that ignores backoff).
     let controller = controller_for(apps.clone());
     let store = controller.store();
+    let consenting = controller.store();
     let stream = controller
         .owns(
             secrets,
@@ -131,6 +132,20 @@ pub async fn run(
                             && referenced_names(&candidate.spec).contains(&name)
                     })
                     .map(|candidate| ObjectRef::from_obj(&*candidate))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // The cluster administrator changed an EntraPolicy: what it decides (consent, adoption) is
+        // decided again now, not at the next resync.
+        .watches(
+            Api::<crate::api::EntraPolicy>::all(client.clone()),
+            watcher::Config::default(),
+            move |_: crate::api::EntraPolicy| {
+                consenting
+                    .state()
+                    .into_iter()
+                    .filter(|app| app.spec.grant_admin_consent || app.spec.adopt.is_some())
+                    .map(|app| ObjectRef::from_obj(&*app))
                     .collect::<Vec<_>>()
             },
         )
