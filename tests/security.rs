@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use entra_operator::api::AppRegistration;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use support::{Harness, emulator_app, secret_data};
 
