@@ -106,6 +106,66 @@ pub const LEAST_PRIVILEGE: &[&str] = &[
     "CrossTenantInformation.ReadBasic.All",
 ];
 
+/// The operator's controller context as `run` builds it: a Graph client for `graph_config`, a kube
+/// client, the consent settings of the operator's home tenant and a 5-minute resync.
+pub fn operator_context(
+    client: Client,
+    graph_config: &GraphConfig,
+    metrics: Arc<Metrics>,
+    unique_name_prefix: &str,
+) -> Context {
+    let graph = GraphClient::new(graph_config).expect("graph client");
+    let authority_host = graph_config.authority_host.to_string();
+    let authority_host = authority_host.trim_end_matches('/').to_string();
+    let tenant_id = graph_config.tenant_id.clone();
+    let settings = ControllerSettings {
+        plan: PlanSettings {
+            unique_name_prefix: unique_name_prefix.into(),
+            consent: ConsentSettings {
+                authority_host: authority_host.clone(),
+                tenant_id: tenant_id.clone(),
+            },
+        },
+        tenant_id,
+        authority_host,
+        resync: Duration::from_secs(300),
+    };
+    Context::new(
+        client,
+        graph,
+        settings,
+        metrics,
+        Reporter {
+            controller: "entra-operator".into(),
+            instance: Some("test".into()),
+        },
+    )
+}
+
+/// All four controllers (all namespaces) under one shutdown, as `run` starts them; send on the
+/// channel (or drop it) to stop them.
+pub fn spawn_all_controllers(ctx: Arc<Context>) -> (oneshot::Sender<()>, JoinHandle<()>) {
+    use entra_operator::controllers::{appregistration, bankclient, naaintegration, tenantmapping};
+    use futures::FutureExt;
+    let (tx, rx) = oneshot::channel::<()>();
+    let stop = rx.shared();
+    let signal = move || {
+        let stop = stop.clone();
+        async move {
+            let _ = stop.await;
+        }
+    };
+    let handle = tokio::spawn(async move {
+        futures::join!(
+            appregistration::run(ctx.clone(), None, 4, signal()),
+            bankclient::run(ctx.clone(), None, 2, signal()),
+            tenantmapping::run(ctx.clone(), None, 2, signal()),
+            naaintegration::run(ctx.clone(), None, 2, signal()),
+        );
+    });
+    (tx, handle)
+}
+
 /// Retries tuned for tests: quick, bounded.
 fn test_retry() -> RetryPolicy {
     RetryPolicy {
@@ -186,33 +246,15 @@ impl Harness {
         graph_config.retry = test_retry();
         // The emulator issues Graph tokens for Graph's real resource URI, as Entra does.
         graph_config.token_scope = Some("https://graph.microsoft.com/.default".into());
-        let graph = GraphClient::new(&graph_config).expect("graph client");
         let metrics = Arc::new(Metrics::new());
-        let settings = ControllerSettings {
-            plan: PlanSettings {
-                unique_name_prefix: "entra-operator".into(),
-                consent: ConsentSettings {
-                    authority_host: creds.authority_host.clone(),
-                    tenant_id: creds.tenant_id.clone(),
-                },
-            },
-            tenant_id: creds.tenant_id.clone(),
-            authority_host: creds.authority_host.clone(),
-            resync: Duration::from_secs(300),
-        };
-        let ctx = Arc::new(
-            Context::new(
-                operator_client,
-                graph,
-                settings,
-                metrics.clone(),
-                Reporter {
-                    controller: "entra-operator".into(),
-                    instance: Some("test".into()),
-                },
-            )
-            .with_registry(registry),
-        );
+        let ctx = operator_context(
+            operator_client,
+            &graph_config,
+            metrics.clone(),
+            "entra-operator",
+        )
+        .with_registry(registry);
+        let ctx = Arc::new(ctx);
         Harness {
             kube,
             entra,
@@ -298,28 +340,7 @@ impl Harness {
     /// Start all four controllers (AppRegistration, BankClient, TenantMapping, NaaIntegration; all
     /// namespaces) under one shutdown, as `run` does. `stop_controllers`/`kill_controllers` stop them.
     pub fn start_all_controllers(&mut self) {
-        use entra_operator::controllers::{
-            appregistration, bankclient, naaintegration, tenantmapping,
-        };
-        use futures::FutureExt;
-        let (tx, rx) = oneshot::channel::<()>();
-        let stop = rx.shared();
-        let signal = move || {
-            let stop = stop.clone();
-            async move {
-                let _ = stop.await;
-            }
-        };
-        let ctx = self.ctx.clone();
-        let handle = tokio::spawn(async move {
-            futures::join!(
-                appregistration::run(ctx.clone(), None, 4, signal()),
-                bankclient::run(ctx.clone(), None, 2, signal()),
-                tenantmapping::run(ctx.clone(), None, 2, signal()),
-                naaintegration::run(ctx.clone(), None, 2, signal()),
-            );
-        });
-        self.controller = Some((tx, handle));
+        self.controller = Some(spawn_all_controllers(self.ctx.clone()));
     }
 }
 
