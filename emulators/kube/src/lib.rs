@@ -6,6 +6,7 @@ pub mod cel_cost;
 pub mod cel_ext;
 pub mod discovery;
 pub mod events_view;
+pub mod field_error;
 pub mod protobuf;
 pub mod rbac;
 pub mod resources;
