@@ -14,10 +14,10 @@ use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::resources::{ResourceType, builtins, status_error};
+use crate::resources::{ResourceType, builtins, res_key, status_error};
 use crate::selectors::{LabelSelector, parse_field_selector};
 use crate::ssa::{self, Scope};
-use crate::store::{EventType, Store, WatchMsg, WatchStart, res_key};
+use crate::store::{EventType, Store, WatchMsg, WatchStart};
 use crate::{discovery, table, validation};
 
 pub struct ApiError {
