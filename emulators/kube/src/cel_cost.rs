@@ -23,7 +23,7 @@ use std::rc::Rc;
 use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
 use serde_json::Value;
 
-use crate::validation::FieldError;
+use crate::field_error::FieldError;
 
 /// `StaticEstimatedCostLimit`: the largest estimated cost of one rule (times its cardinality).
 pub const STATIC_ESTIMATED_COST_LIMIT: u64 = 10_000_000;

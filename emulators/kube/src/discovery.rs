@@ -6,7 +6,7 @@ use hyper::{Method, Response, header};
 use serde_json::{Value, json};
 
 use crate::resources::{ResourceType, version_priority};
-use crate::server::State;
+use crate::state::State;
 
 fn respond(body: &Value, content_type: &str) -> Response<Body> {
     Response::builder()

@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::store::res_key;
+use crate::resources::res_key;
 
 /// (core name, events.k8s.io name)
 const RENAMED: &[(&str, &str)] = &[

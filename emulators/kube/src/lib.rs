@@ -2,19 +2,27 @@
 //! the Python kubernetes client can use. Run it in-process with [`KubeEmulator::start`], or as the
 //! `kube-emulator` binary. See the README for what is and is not supported.
 
+pub mod api_error;
+pub mod auth;
 pub mod cel_cost;
 pub mod cel_ext;
 pub mod discovery;
 pub mod events_view;
+pub mod field_error;
+pub mod gc;
+pub mod http;
+pub mod list;
 pub mod protobuf;
 pub mod rbac;
+pub mod request;
 pub mod resources;
 pub mod selectors;
-pub mod server;
 pub mod ssa;
+pub mod state;
 pub mod store;
 pub mod table;
 pub mod validation;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,9 +33,8 @@ use anyhow::{Context as _, Result};
 use base64::Engine;
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-pub use server::State;
+pub use state::State;
 pub use validation::{FieldError, render_message, validate_object};
 
 /// How to start the emulator.
@@ -77,7 +84,7 @@ pub struct KubeEmulator {
     ca_pem: Option<String>,
     token: Option<String>,
     state: Arc<State>,
-    stop: watch::Sender<bool>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 struct Tls {
@@ -117,7 +124,7 @@ fn make_tls() -> Result<Tls> {
     })
 }
 
-async fn serve_conn<S>(io: S, state: Arc<State>, mut stop: watch::Receiver<bool>)
+async fn serve_conn<S>(io: S, state: Arc<State>, mut stop: tokio::sync::watch::Receiver<bool>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -125,7 +132,7 @@ where
         let state = state.clone();
         async move {
             let req = req.map(axum::body::Body::new);
-            Ok::<_, std::convert::Infallible>(server::handle(state, req).await)
+            Ok::<_, std::convert::Infallible>(http::handle(state, req).await)
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -162,7 +169,7 @@ impl KubeEmulator {
         let tls = if config.tls { Some(make_tls()?) } else { None };
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let acceptor = tls.map(|t| t.acceptor);
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         {
             let state = state.clone();
             let mut stop_rx = stop_rx.clone();
@@ -315,7 +322,7 @@ impl KubeEmulator {
                 "metadata": {"name": name, "namespace": namespace}}),
             )?;
         }
-        let ri = server::ReqInfo {
+        let ri = request::ReqInfo {
             rt,
             version: "v1".into(),
             namespace: Some(namespace.to_string()),

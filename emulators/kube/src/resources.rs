@@ -4,6 +4,13 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+/// `group/plural`, e.g. `entra.bookme.io/bankclients` or `/configmaps` for the core group.
+pub type ResKey = String;
+
+pub fn res_key(group: &str, plural: &str) -> ResKey {
+    format!("{group}/{plural}")
+}
+
 #[derive(Clone, Debug)]
 pub struct ResourceType {
     pub group: String,
@@ -23,7 +30,7 @@ pub struct ResourceType {
 
 impl ResourceType {
     pub fn key(&self) -> String {
-        crate::store::res_key(&self.group, &self.plural)
+        res_key(&self.group, &self.plural)
     }
 
     pub fn api_version(&self, version: &str) -> String {

@@ -9,12 +9,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-/// `group/plural`, e.g. `entra.bookme.io/bankclients` or `/configmaps` for the core group.
-pub type ResKey = String;
-
-pub fn res_key(group: &str, plural: &str) -> ResKey {
-    format!("{group}/{plural}")
-}
+use crate::resources::ResKey;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {

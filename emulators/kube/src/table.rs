@@ -4,7 +4,8 @@
 use jsonpath_rust::JsonPath;
 use serde_json::{Value, json};
 
-use crate::server::{ReqInfo, State};
+use crate::request::ReqInfo;
+use crate::state::State;
 
 /// Kubernetes' `duration.HumanDuration`, as kubectl's AGE column shows it: a time more than a
 /// second in the future is `<invalid>` (apimachinery `util/duration/duration.go`; the API server
