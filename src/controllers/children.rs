@@ -117,9 +117,8 @@ pub async fn apply_config_map(
         "kind": "ConfigMap",
         "metadata": metadata,
     });
-    // An empty registry is applied without `data` (the keys this manager owned are removed all
-    // the same): an applied empty map is recorded as a field of its own in managedFields, and
-    // the kube emulator then dropped the first key applied after it.
+    // An empty registry is applied without `data`: the keys this manager owned are removed all
+    // the same, and no empty map is left owned in managedFields.
     if !data.is_empty() {
         body["data"] = serde_json::json!(data);
     }

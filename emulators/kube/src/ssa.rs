@@ -505,10 +505,13 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Value, Vec<Conflict>> {
         }
     }
     merge(&mut out, &applied_clean, schema);
-    // Fields this manager applied before, omits now, and nobody else owns are removed.
+    // Fields this manager applied before, omits now, and nobody else owns are removed. A path
+    // applied before as an empty map (a leaf of its own, `f:data: {}`) and now applied with
+    // content is still applied: it is a prefix of what is applied now, so it stays
+    // (structured-merge-diff removes only what the new applied set no longer reaches).
     let mut removed: Vec<&FieldPath> = prev
         .iter()
-        .filter(|p| !applied_set.contains(*p))
+        .filter(|p| !applied_set.iter().any(|a| a.starts_with(p)))
         .filter(|p| !others.iter().any(|o| o.starts_with(p)))
         .collect();
     removed.sort_by_key(|p| std::cmp::Reverse(p.len()));

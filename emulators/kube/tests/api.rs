@@ -871,3 +871,34 @@ async fn events_written_through_either_api_are_read_through_both() {
         .unwrap();
     assert_eq!(code(core.get("by-core").await.unwrap_err()).0, 404);
 }
+
+/// Server-side apply of an empty map, then of the same map with a key: the key is set. A real API
+/// server records the applied empty map as a field (`f:data: {}`) and merges the next apply into
+/// it (structured-merge-diff: an empty map is a value the manager owns, not an absence).
+#[tokio::test]
+async fn applying_an_empty_map_then_a_key_sets_the_key() {
+    let (_emu, client) = start().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let apply = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reg"}, "data": data});
+    let params = PatchParams::apply("registry").force();
+    maps.patch("reg", &params, &Patch::Apply(&apply(json!({}))))
+        .await
+        .unwrap();
+    let after = maps
+        .patch("reg", &params, &Patch::Apply(&apply(json!({"a": "1"}))))
+        .await
+        .unwrap();
+    assert_eq!(
+        after.data.unwrap_or_default().get("a").map(String::as_str),
+        Some("1")
+    );
+    let after = maps
+        .patch(
+            "reg",
+            &params,
+            &Patch::Apply(&apply(json!({"a": "1", "b": "2"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.data.unwrap_or_default().len(), 2);
+}
