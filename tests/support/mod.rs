@@ -182,6 +182,7 @@ impl Harness {
                     authority_host: creds.authority_host.clone(),
                     tenant_id: creds.tenant_id.clone(),
                 },
+                operator_client_id: Some(creds.client_id.clone()),
             },
             tenant_id: creds.tenant_id.clone(),
             authority_host: creds.authority_host.clone(),
