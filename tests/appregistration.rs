@@ -292,3 +292,271 @@ async fn deleting_removes_the_application_and_orphan_keeps_it() {
     assert!(emulator_app(&h, &gone).is_none(), "deleted");
     assert!(emulator_app(&h, &kept).is_some(), "orphaned");
 }
+
+async fn edit(h: &Harness, name: &str, spec: Value) -> AppRegistration {
+    h.api::<AppRegistration>(NS)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": spec })),
+        )
+        .await
+        .unwrap();
+    wait_ready(h, name).await
+}
+
+async fn owner_ids(h: &Harness, object_id: &str) -> std::collections::BTreeSet<String> {
+    h.ctx
+        .graph
+        .list_application_owners(object_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id.to_lowercase())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_owner_removed_from_the_spec_leaves_entra_and_one_the_operator_did_not_add_stays() {
+    const A: &str = "0a0e0000-0000-4000-8000-00000000000a";
+    const B: &str = "0a0e0000-0000-4000-8000-00000000000b";
+    const PERSON: &str = "0a0e0000-0000-4000-8000-0000000000aa";
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    let operator = h
+        .entra
+        .operator_credentials()
+        .service_principal_id
+        .to_lowercase();
+    h.apply(app(
+        "owned",
+        json!({"displayName": "Owned", "owners": [A, B]}),
+    ))
+    .await;
+    let status = wait_ready(&h, "owned").await.status.unwrap();
+    let object_id = status.object_id.unwrap();
+    assert_eq!(status.managed_owners, [A, B]);
+    assert_eq!(
+        owner_ids(&h, &object_id).await,
+        [A, B, operator.as_str()].map(String::from).into()
+    );
+    // Someone adds an owner by hand: not the operator's.
+    h.ctx
+        .graph
+        .add_application_owner(&object_id, PERSON)
+        .await
+        .unwrap();
+
+    let status = edit(&h, "owned", json!({"owners": [A]}))
+        .await
+        .status
+        .unwrap();
+    assert_eq!(
+        owner_ids(&h, &object_id).await,
+        [A, PERSON, operator.as_str()].map(String::from).into(),
+        "B (added by the operator) removed; the hand-added owner and the operator stay"
+    );
+    assert_eq!(status.managed_owners, [A]);
+
+    // Exact: every owner not declared goes, except the operator's own identity.
+    edit(&h, "owned", json!({"ownersManagement": "Exact"})).await;
+    assert_eq!(
+        owner_ids(&h, &object_id).await,
+        [A, operator.as_str()].map(String::from).into()
+    );
+}
+
+fn orders_api() -> Value {
+    json!({
+        "displayName": "Orders API",
+        "identifierUris": ["api://{appId}"],
+        "api": {"scopes": [{"value": "Orders.Access"}]},
+        "appRoles": [
+            {"value": "Orders.Read", "allowedMemberTypes": ["Application"]},
+            {"value": "Orders.Write", "allowedMemberTypes": ["Application"]},
+            {"value": "Orders.Admin", "allowedMemberTypes": ["Application"]}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn a_permission_removed_from_the_spec_is_revoked_and_grants_the_operator_did_not_make_stay() {
+    use entra_operator::api::appregistration::GrantedPermissionKind;
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    h.apply(app("orders-api", orders_api())).await;
+    h.apply(app(
+        "orders-client",
+        json!({
+            "displayName": "Orders client",
+            "requiredResourceAccess": [
+                {"appRef": {"name": "orders-api"}, "application": ["Orders.Read", "Orders.Write"],
+                 "delegated": ["Orders.Access"]},
+                {"wellKnownApi": "MicrosoftGraph", "delegated": ["User.Read", "profile"]}
+            ],
+            "grantAdminConsent": true
+        }),
+    ))
+    .await;
+    let api = wait_ready(&h, "orders-api").await.status.unwrap();
+    let client = wait_ready(&h, "orders-client").await.status.unwrap();
+    assert_eq!(client.granted_permissions.len(), 5, "{client:#?}");
+    let client_sp = client.service_principal_id.unwrap();
+    let graph = &h.ctx.graph;
+    let api_sp = graph
+        .get_service_principal_by_app_id(api.app_id.as_deref().unwrap())
+        .await
+        .unwrap()
+        .id
+        .unwrap();
+    // Granted by someone else: an app role and a delegated scope.
+    graph
+        .create_app_role_assignment(&api_sp, &client_sp, &api.role_ids["Orders.Admin"])
+        .await
+        .unwrap();
+    let graph_grant = |grants: &[entra_operator::graph::OAuth2PermissionGrant]| {
+        grants
+            .iter()
+            .find(|g| g.resource_id != api_sp)
+            .cloned()
+            .expect("the Microsoft Graph grant")
+    };
+    let grants = graph
+        .list_oauth2_permission_grants(&client_sp)
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 2);
+    let before = graph_grant(&grants);
+    graph
+        .update_oauth2_permission_grant(
+            before.id.as_deref().unwrap(),
+            &["User.Read", "profile", "email"],
+        )
+        .await
+        .unwrap();
+
+    h.entra.clear_requests();
+    let client = edit(
+        &h,
+        "orders-client",
+        json!({"requiredResourceAccess": [
+            {"appRef": {"name": "orders-api"}, "application": ["Orders.Read"]},
+            {"wellKnownApi": "MicrosoftGraph", "delegated": ["User.Read"]}
+        ]}),
+    )
+    .await
+    .status
+    .unwrap();
+    let writes = graph_writes(&h);
+    for expected in [
+        "DELETE /v1.0/servicePrincipals/{id}/appRoleAssignedTo/{id}",
+        "PATCH /v1.0/oauth2PermissionGrants/{id}",
+        "DELETE /v1.0/oauth2PermissionGrants/{id}",
+    ] {
+        assert!(
+            writes.iter().any(|w| w == expected),
+            "{expected}: {writes:?}"
+        );
+    }
+    let mut roles: Vec<String> = graph
+        .list_app_role_assignments(&client_sp)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.app_role_id)
+        .collect();
+    roles.sort();
+    let mut want = vec![
+        api.role_ids["Orders.Read"].clone(),
+        api.role_ids["Orders.Admin"].clone(),
+    ];
+    want.sort();
+    assert_eq!(
+        roles, want,
+        "Orders.Write revoked; Orders.Admin (not ours) stays"
+    );
+    let grants = graph
+        .list_oauth2_permission_grants(&client_sp)
+        .await
+        .unwrap();
+    assert_eq!(
+        grants.len(),
+        1,
+        "the Orders API grant had only Orders.Access: deleted"
+    );
+    assert_eq!(
+        graph_grant(&grants).scope,
+        "User.Read email",
+        "profile trimmed; email (not ours) stays"
+    );
+    let recorded: std::collections::BTreeSet<(GrantedPermissionKind, &str)> = client
+        .granted_permissions
+        .iter()
+        .map(|g| (g.kind, g.value.as_str()))
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            (GrantedPermissionKind::Application, "Orders.Read"),
+            (GrantedPermissionKind::Delegated, "User.Read")
+        ]
+        .into()
+    );
+    assert_eq!(
+        client.consent.unwrap().state,
+        entra_operator::api::appregistration::ConsentState::Granted
+    );
+}
+
+#[tokio::test]
+async fn known_client_applications_follow_the_spec() {
+    const OUTSIDE: &str = "c11e0000-0000-4000-8000-0000000000c1";
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    h.apply(app("desktop", json!({"displayName": "Desktop client"})))
+        .await;
+    h.apply(app(
+        "bundle-api",
+        json!({"displayName": "Bundle API", "api": {"knownClientApplications": [
+            {"appRef": {"name": "desktop"}}, {"appId": OUTSIDE}
+        ]}}),
+    ))
+    .await;
+    let desktop = wait_ready(&h, "desktop")
+        .await
+        .status
+        .unwrap()
+        .app_id
+        .unwrap();
+    let api = wait_ready(&h, "bundle-api")
+        .await
+        .status
+        .unwrap()
+        .app_id
+        .unwrap();
+    let known = |h: &Harness| {
+        let mut ids: Vec<String> = emulator_app(h, &api).unwrap()["api"]["knownClientApplications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_lowercase())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![desktop.to_lowercase(), OUTSIDE.to_string()];
+    both.sort();
+    assert_eq!(known(&h), both);
+
+    edit(
+        &h,
+        "bundle-api",
+        json!({"api": {"knownClientApplications": [{"appRef": {"name": "desktop"}}]}}),
+    )
+    .await;
+    assert_eq!(
+        known(&h),
+        [desktop.to_lowercase()],
+        "the removed entry is removed"
+    );
+}

@@ -283,6 +283,21 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "exactly one of appRef",
         ),
         (
+            "known client application with both appRef and appId",
+            app(
+                json!({"displayName": "x", "api": {"knownClientApplications": [
+                {"appRef": {"name": "desktop"}, "appId": "7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f"}]}}),
+            ),
+            "spec.api.knownClientApplications[0]",
+            "exactly one of appRef",
+        ),
+        (
+            "an ownersManagement that is not Additive or Exact",
+            app(json!({"displayName": "x", "ownersManagement": "Everything"})),
+            "spec.ownersManagement",
+            "Additive",
+        ),
+        (
             "two passwords writing the same Secret",
             app(json!({"displayName": "x", "credentials": {"passwords": [
                 {"secretName": "s"}, {"secretName": "s"}]}})),

@@ -140,6 +140,13 @@ pub struct AppRegistrationSpec {
     #[schemars(length(max = 100), inner(length(max = 36)))]
     pub owners: Vec<Guid>,
 
+    /// Which owners the operator manages: `Additive` (default) adds `owners` and removes only the
+    /// owners it added itself (listed in `status.managedOwners`) once they leave `owners`, so an
+    /// owner someone else added stays; `Exact` makes the owners exactly `owners` and removes every
+    /// other one. The operator's own identity is never removed.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub owners_management: OwnersManagement,
+
     /// Client secrets (written to Kubernetes Secrets and rotated) and federated identity credentials.
     #[serde(default)]
     pub credentials: CredentialsSpec,
@@ -171,6 +178,16 @@ impl AppRegistrationSpec {
 
 /// A GUID such as a tenant, application or object ID.
 pub type Guid = String;
+
+/// How far the operator manages an application's owners.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum OwnersManagement {
+    /// Add the declared owners; remove only owners the operator added.
+    #[default]
+    Additive,
+    /// The declared owners (and the operator's own identity) and nobody else.
+    Exact,
+}
 
 /// Which accounts may sign in to the application.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -221,6 +238,28 @@ pub struct ApiSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub pre_authorized_applications: Vec<PreAuthorizedApplication>,
+
+    /// Client applications whose consent is bundled with this API's (Graph's
+    /// `api.knownClientApplications`): consenting to the client also consents to this API. When set,
+    /// the application's list is exactly this one, and an entry removed here is removed in Entra;
+    /// when left out, whatever the application already has is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub known_client_applications: Option<Vec<KnownClientApplication>>,
+}
+
+/// A client application whose consent is bundled with this API's.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.appRef) != has(self.appId)").message("set exactly one of appRef (an AppRegistration in this namespace) or appId"))]
+pub struct KnownClientApplication {
+    /// The client as an AppRegistration in this namespace; its appId is read from its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_ref: Option<LocalRef>,
+    /// The client's application (client) ID, for apps not managed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 36), regex(pattern = GUID_PATTERN))]
+    pub app_id: Option<Guid>,
 }
 
 /// One delegated permission (OAuth2 scope) the API exposes.
@@ -699,6 +738,46 @@ pub struct AppRegistrationStatus {
     /// Client secrets on the application that this operator did not create (left alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unmanaged_credentials: Option<i32>,
+    /// Owners (object IDs) the operator added to the application. With `ownersManagement:
+    /// Additive` only these are removed when they leave `spec.owners`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_owners: Vec<String>,
+    /// Permissions the operator granted in this tenant (`grantAdminConsent`). Only these are
+    /// revoked when `spec.requiredResourceAccess` no longer declares them; a grant someone else
+    /// made is left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_permissions: Vec<GrantedPermission>,
+}
+
+/// One permission the operator granted: an app role assignment (`Application`) or a scope value in
+/// a delegated grant (`Delegated`).
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantedPermission {
+    /// The resource API's application (client) ID.
+    pub resource_app_id: String,
+    /// The object ID of the resource API's service principal in this tenant.
+    pub resource_service_principal_id: String,
+    /// `Application` (an app role) or `Delegated` (a scope).
+    pub kind: GrantedPermissionKind,
+    /// The app role's or scope's ID.
+    pub id: String,
+    /// The app role's or scope's value, e.g. `User.Read`.
+    pub value: String,
+}
+
+/// Whether a granted permission is an app role or a delegated scope.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+pub enum GrantedPermissionKind {
+    /// An application permission (app role assignment).
+    #[default]
+    Application,
+    /// A delegated permission (a value in an `AllPrincipals` oauth2PermissionGrant).
+    Delegated,
 }
 
 /// Consent state of an application's required permissions.

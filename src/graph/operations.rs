@@ -378,6 +378,30 @@ impl GraphClient {
         }
     }
 
+    /// `DELETE /applications/{id}/owners/{ownerId}/$ref`: removes an owner (the directory object
+    /// itself stays). An owner that is no longer one answers 404, which the caller may treat as done.
+    /// [Remove owner](https://learn.microsoft.com/graph/api/application-delete-owners)
+    pub async fn remove_application_owner(
+        &self,
+        application_id: &str,
+        owner_object_id: &str,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!(
+                "/applications/{}/owners/{}/$ref",
+                encode(application_id),
+                encode(owner_object_id)
+            ),
+            "/applications/{id}/owners/{id}/$ref",
+            APP_WRITE,
+            Kind::Write,
+        );
+        // No replication keys: a 404 here means the owner is gone, and a successful DELETE must
+        // not end the application's own "just created" window.
+        self.send(&call).await
+    }
+
     // ---- service principals ---------------------------------------------------------------
 
     /// `GET /servicePrincipals(appId='…')`: the service principal of an app in this tenant.
@@ -500,6 +524,28 @@ impl GraphClient {
             }
             other => other,
         }
+    }
+
+    /// `DELETE /servicePrincipals/{resourceId}/appRoleAssignedTo/{assignmentId}`: revokes an
+    /// application permission. An assignment already gone answers 404.
+    /// [Delete appRoleAssignedTo](https://learn.microsoft.com/graph/api/serviceprincipal-delete-approleassignedto)
+    pub async fn delete_app_role_assignment(
+        &self,
+        resource_service_principal_id: &str,
+        assignment_id: &str,
+    ) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!(
+                "/servicePrincipals/{}/appRoleAssignedTo/{}",
+                encode(resource_service_principal_id),
+                encode(assignment_id)
+            ),
+            "/servicePrincipals/{id}/appRoleAssignedTo/{id}",
+            ROLE_ASSIGN,
+            Kind::Write,
+        );
+        self.send(&call).await
     }
 
     // ---- delegated permissions (oauth2PermissionGrants) ----------------------------------
@@ -629,6 +675,20 @@ impl GraphClient {
             Kind::Write,
         )
         .json(&json!({ "scope": scopes.join(" ") }))?;
+        self.send(&call).await
+    }
+
+    /// `DELETE /oauth2PermissionGrants/{id}`: revokes a delegated grant whole. A grant already gone
+    /// answers 404.
+    /// [Delete oAuth2PermissionGrant](https://learn.microsoft.com/graph/api/oauth2permissiongrant-delete)
+    pub async fn delete_oauth2_permission_grant(&self, grant_id: &str) -> Result<(), GraphError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!("/oauth2PermissionGrants/{}", encode(grant_id)),
+            "/oauth2PermissionGrants/{id}",
+            GRANTS,
+            Kind::Write,
+        );
         self.send(&call).await
     }
 

@@ -133,6 +133,7 @@ pub fn controller_settings(
                 authority_host: authority_host.clone(),
                 tenant_id: config.tenant_id.clone(),
             },
+            operator_client_id: Some(config.client_id.clone()),
         },
         tenant_id: config.tenant_id.clone(),
         authority_host,

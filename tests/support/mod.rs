@@ -125,6 +125,7 @@ pub fn operator_context(
                 authority_host: authority_host.clone(),
                 tenant_id: tenant_id.clone(),
             },
+            operator_client_id: Some(graph_config.client_id.clone()),
         },
         tenant_id,
         authority_host,

@@ -135,3 +135,119 @@ async fn owned_by_changes_only_owned_apps_and_opt_in_permissions_gate_consent_an
     .await;
     assert_eq!(r.status, 403, "still not an owner");
 }
+
+#[tokio::test]
+async fn revoking_needs_the_permission_granting_needs_and_owners_go_with_owned_by() {
+    use entra_emulator::msgraph::{GRAPH_APP_ID, graph_role_id};
+    let env = Env::new().await;
+    // With the full default set: an app (the operator owns it as its creator), its service
+    // principal, an app role assignment on Microsoft Graph, a delegated grant and a second owner.
+    let app = env.create_app(json!({"displayName": "client"})).await;
+    let (oid, app_id) = (app["id"].as_str().unwrap(), app["appId"].as_str().unwrap());
+    let sp = env.create_sp(app_id).await;
+    let sp_id = sp["id"].as_str().unwrap();
+    let graph = env
+        .call(
+            "GET",
+            &format!("/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')"),
+            None,
+        )
+        .await
+        .json();
+    let graph_id = graph["id"].as_str().unwrap();
+    let assigned_to = format!("/v1.0/servicePrincipals/{graph_id}/appRoleAssignedTo");
+    let r = env
+        .call(
+            "POST",
+            &assigned_to,
+            Some(json!({"principalId": sp_id, "resourceId": graph_id,
+                        "appRoleId": graph_role_id("User.Read.All").unwrap()})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let assignment = r.json()["id"].as_str().unwrap().to_string();
+    let r = env
+        .call(
+            "POST",
+            "/v1.0/oauth2PermissionGrants",
+            Some(json!({"clientId": sp_id, "consentType": "AllPrincipals",
+                        "resourceId": graph_id, "scope": "User.Read profile"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let grant = format!(
+        "/v1.0/oauth2PermissionGrants/{}",
+        r.json()["id"].as_str().unwrap()
+    );
+    let person = "0a0e0000-0000-4000-8000-0000000000aa";
+    let r = env
+        .call(
+            "POST",
+            &format!("/v1.0/applications/{oid}/owners/$ref"),
+            Some(json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{person}")})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+
+    // Owning the application is not enough to revoke what it was granted.
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.OwnedBy"]);
+    let token = env.emu.operator_token().await.unwrap();
+    for (method, path, body) in [
+        ("DELETE", format!("{assigned_to}/{assignment}"), None),
+        (
+            "DELETE",
+            format!("/v1.0/servicePrincipals/{sp_id}/appRoleAssignments/{assignment}"),
+            None,
+        ),
+        (
+            "POST",
+            format!("/v1.0/servicePrincipals/{sp_id}/appRoleAssignments"),
+            Some(json!({"principalId": sp_id, "resourceId": graph_id,
+                        "appRoleId": graph_role_id("Application.Read.All").unwrap()})),
+        ),
+        ("PATCH", grant.clone(), Some(json!({"scope": "User.Read"}))),
+        ("DELETE", grant.clone(), None),
+    ] {
+        let r = call_as(&env, &token, method, &path, body).await;
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.json());
+        assert_eq!(error_code(&r), "Authorization_RequestDenied");
+    }
+    // Removing an owner of an application it owns is Application.ReadWrite.OwnedBy's.
+    let owner_ref = format!("/v1.0/applications/{oid}/owners/{person}/$ref");
+    let r = call_as(&env, &token, "DELETE", &owner_ref, None).await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(&env, &token, "DELETE", &owner_ref, None).await;
+    assert_eq!(r.status, 404, "no longer an owner: {}", r.json());
+
+    env.emu.set_operator_graph_roles(&[
+        "Application.ReadWrite.OwnedBy",
+        "AppRoleAssignment.ReadWrite.All",
+        "DelegatedPermissionGrant.ReadWrite.All",
+    ]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(
+        &env,
+        &token,
+        "PATCH",
+        &grant,
+        Some(json!({"scope": "User.Read"})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(&env, &token, "GET", &grant, None).await;
+    assert_eq!(r.json()["scope"], "User.Read");
+    let r = call_as(
+        &env,
+        &token,
+        "DELETE",
+        &format!("{assigned_to}/{assignment}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(&env, &token, "DELETE", &grant, None).await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(&env, &token, "GET", &grant, None).await;
+    assert_eq!(r.status, 404);
+}

@@ -5,9 +5,11 @@
 //! resource's; delegated ones by an `AllPrincipals` oauth2PermissionGrant of our service principal on
 //! the resource's whose `scope` string holds the value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::appregistration::{ConsentState, ConsentStatus};
+use crate::api::appregistration::{
+    ConsentState, ConsentStatus, GrantedPermission, GrantedPermissionKind,
+};
 
 use super::observed::Observed;
 use super::operation::GraphOperation;
@@ -25,6 +27,15 @@ impl PermissionKind {
         match self {
             PermissionKind::Delegated => "Scope",
             PermissionKind::Application => "Role",
+        }
+    }
+}
+
+impl From<PermissionKind> for GrantedPermissionKind {
+    fn from(kind: PermissionKind) -> Self {
+        match kind {
+            PermissionKind::Delegated => GrantedPermissionKind::Delegated,
+            PermissionKind::Application => GrantedPermissionKind::Application,
         }
     }
 }
@@ -62,8 +73,22 @@ pub struct ConsentSettings {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ConsentPlan {
     pub status: ConsentStatus,
-    /// Grants to create or extend (only with `grantAdminConsent`).
+    /// Grants to create or extend (only with `grantAdminConsent`), then the revocations of
+    /// permissions the operator granted and the spec no longer declares.
     pub operations: Vec<GraphOperation>,
+    /// What the operator granted once these operations ran (the next `status.grantedPermissions`):
+    /// the recorded grants still in place, and the ones this plan makes. A grant being revoked
+    /// stays recorded until an observation shows it gone, so a failed revocation is retried.
+    pub granted: Vec<GrantedPermission>,
+}
+
+/// What the operator granted before, and whether what the spec no longer declares may be revoked
+/// (not while part of `requiredResourceAccess` could not be resolved: the declared set is not
+/// known then).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recorded<'a> {
+    pub granted: &'a [GrantedPermission],
+    pub revoke: bool,
 }
 
 /// The v1 admin-consent URL: `{authority}/{tenant}/adminconsent?client_id={appId}`.
@@ -90,16 +115,39 @@ pub fn plan_consent(
     app_id: Option<&str>,
     observed: &Observed,
     grant: bool,
+    recorded: Recorded<'_>,
     settings: &ConsentSettings,
 ) -> ConsentPlan {
+    let revocations = match our_sp_id {
+        Some(ours) if recorded.revoke => {
+            plan_revocations(required, recorded.granted, ours, observed)
+        }
+        _ => Revocations {
+            trimmed: observed.clone(),
+            ..Revocations::default()
+        },
+    };
+    let mut granted: Vec<GrantedPermission> = our_sp_id
+        .map(|ours| {
+            recorded
+                .granted
+                .iter()
+                .filter(|g| still_granted(g, ours, observed))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
     if required.is_empty() {
+        let mut operations = revocations.operations;
+        operations.extend(revocations.grant_writes);
         return ConsentPlan {
             status: ConsentStatus {
                 state: ConsentState::NotRequired,
                 missing: Vec::new(),
                 admin_consent_url: None,
             },
-            operations: Vec::new(),
+            operations,
+            granted: sorted(granted),
         };
     }
 
@@ -128,8 +176,35 @@ pub fn plan_consent(
 
     let mut operations = Vec::new();
     if grant && let Some(ours) = our_sp_id {
-        operations = grants_for(&missing, ours, observed);
+        // Granted on top of the trimmed grants, so one PATCH both trims and extends a grant.
+        operations = grants_for(&missing, ours, &revocations.trimmed);
+        granted.extend(missing.iter().filter_map(|p| {
+            let resource = observed
+                .resource_service_principals
+                .get(&p.resource_app_id)?;
+            Some(GrantedPermission {
+                resource_app_id: p.resource_app_id.clone(),
+                resource_service_principal_id: resource.id.clone(),
+                kind: p.kind.into(),
+                id: p.id.clone(),
+                value: p.value.clone(),
+            })
+        }));
     }
+    // A trimmed grant that the grants above already PATCH is written once, by that PATCH.
+    let patched: BTreeSet<String> = operations
+        .iter()
+        .filter_map(|op| match op {
+            GraphOperation::PatchOAuth2PermissionGrant { id, .. } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    operations.extend(revocations.operations);
+    operations.extend(revocations.grant_writes.into_iter().filter(|w| match w {
+        GraphOperation::PatchOAuth2PermissionGrant { id, .. }
+        | GraphOperation::DeleteOAuth2PermissionGrant { id } => !patched.contains(id),
+        _ => true,
+    }));
 
     ConsentPlan {
         status: ConsentStatus {
@@ -141,7 +216,131 @@ pub fn plan_consent(
             },
         },
         operations,
+        granted: sorted(granted),
     }
+}
+
+fn sorted(mut granted: Vec<GrantedPermission>) -> Vec<GrantedPermission> {
+    granted.sort();
+    granted.dedup();
+    granted
+}
+
+/// Whether a permission the operator recorded as granted is still granted to our service
+/// principal (someone may have revoked it, or the service principal was replaced).
+fn still_granted(g: &GrantedPermission, our_sp_id: &str, observed: &Observed) -> bool {
+    match g.kind {
+        GrantedPermissionKind::Application => observed.app_role_assignments.iter().any(|a| {
+            a.principal_id.eq_ignore_ascii_case(our_sp_id)
+                && a.resource_id
+                    .eq_ignore_ascii_case(&g.resource_service_principal_id)
+                && a.app_role_id.eq_ignore_ascii_case(&g.id)
+        }),
+        GrantedPermissionKind::Delegated => {
+            admin_grant(observed, our_sp_id, &g.resource_service_principal_id)
+                .is_some_and(|grant| grant.scopes().any(|s| s == g.value))
+        }
+    }
+}
+
+/// The revocations of permissions the operator granted that the spec no longer requires.
+#[derive(Default)]
+struct Revocations {
+    /// App role assignments to delete.
+    operations: Vec<GraphOperation>,
+    /// Trimmed delegated grants: a PATCH with the remaining scopes, or a DELETE when none remain.
+    grant_writes: Vec<GraphOperation>,
+    /// The observation with the trimmed grants' scopes as they will be.
+    trimmed: Observed,
+}
+
+fn plan_revocations(
+    required: &[RequiredPermission],
+    recorded: &[GrantedPermission],
+    our_sp_id: &str,
+    observed: &Observed,
+) -> Revocations {
+    let declared: BTreeSet<(String, GrantedPermissionKind, String)> = required
+        .iter()
+        .map(|p| {
+            (
+                p.resource_app_id.to_ascii_lowercase(),
+                p.kind.into(),
+                p.id.to_ascii_lowercase(),
+            )
+        })
+        .collect();
+    let mut out = Revocations {
+        trimmed: observed.clone(),
+        ..Revocations::default()
+    };
+    // Delegated values to take out of each resource's grant.
+    let mut trims: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for g in recorded {
+        let key = (
+            g.resource_app_id.to_ascii_lowercase(),
+            g.kind,
+            g.id.to_ascii_lowercase(),
+        );
+        if declared.contains(&key) {
+            continue;
+        }
+        match g.kind {
+            GrantedPermissionKind::Application => {
+                let assignments = observed.app_role_assignments.iter().filter(|a| {
+                    a.principal_id.eq_ignore_ascii_case(our_sp_id)
+                        && a.resource_id
+                            .eq_ignore_ascii_case(&g.resource_service_principal_id)
+                        && a.app_role_id.eq_ignore_ascii_case(&g.id)
+                });
+                for a in assignments {
+                    out.operations
+                        .push(GraphOperation::DeleteAppRoleAssignment {
+                            resource_sp_id: a.resource_id.clone(),
+                            assignment_id: a.id.clone(),
+                        });
+                }
+            }
+            GrantedPermissionKind::Delegated => {
+                // A value still declared for the same resource (under another ID) stays.
+                let still_declared = required.iter().any(|p| {
+                    p.kind == PermissionKind::Delegated
+                        && p.resource_app_id.eq_ignore_ascii_case(&g.resource_app_id)
+                        && p.value == g.value
+                });
+                if !still_declared {
+                    trims
+                        .entry(g.resource_service_principal_id.to_ascii_lowercase())
+                        .or_default()
+                        .insert(g.value.as_str());
+                }
+            }
+        }
+    }
+    for grant in out.trimmed.oauth2_permission_grants.iter_mut().filter(|g| {
+        g.client_id.eq_ignore_ascii_case(our_sp_id) && g.consent_type == "AllPrincipals"
+    }) {
+        let Some(values) = trims.get(&grant.resource_id.to_ascii_lowercase()) else {
+            continue;
+        };
+        let kept: Vec<&str> = grant.scopes().filter(|s| !values.contains(s)).collect();
+        if kept.len() == grant.scopes().count() {
+            continue;
+        }
+        let scope = kept.join(" ");
+        out.grant_writes.push(if kept.is_empty() {
+            GraphOperation::DeleteOAuth2PermissionGrant {
+                id: grant.id.clone(),
+            }
+        } else {
+            GraphOperation::PatchOAuth2PermissionGrant {
+                id: grant.id.clone(),
+                scope: scope.clone(),
+            }
+        });
+        grant.scope = scope;
+    }
+    out
 }
 
 fn admin_grant<'a>(

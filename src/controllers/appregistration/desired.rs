@@ -4,7 +4,7 @@
 //! its ID (adopted apps have IDs the operator did not derive), a role or scope that leaves the spec is
 //! first written back disabled (Graph refuses to delete or change an enabled entitlement), and
 //! properties the operator does not own inside a complex property it sends whole
-//! (`api.knownClientApplications`) are carried over.
+//! (`api.knownClientApplications` when the spec leaves it out) are carried over.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -169,11 +169,7 @@ pub fn render_application(
     // The `api` complex property, sent whole.
     let pre_authorized = render_pre_authorized(spec, &out.scope_ids, observed_app, references);
     out.errors.extend(pre_authorized.errors);
-    let known_clients = observed_app
-        .and_then(|app| app.pointer("/api/knownClientApplications"))
-        .filter(|v| v.is_array())
-        .cloned()
-        .unwrap_or_else(|| json!([]));
+    let known_clients = render_known_clients(spec, observed_app, references);
     props.insert(
         "api".into(),
         json!({
@@ -327,6 +323,49 @@ fn with_retired_entitlements(desired: Vec<Value>, observed: &[Value]) -> Vec<Val
         }
     }
     out
+}
+
+/// `api.knownClientApplications`: exactly the spec's list when it declares one (references
+/// resolved through their status; while one is unresolved, Graph's entries are kept beside the
+/// resolved ones, so nothing is removed before the list is known); Graph's list carried over
+/// unchanged when the spec leaves the field out.
+fn render_known_clients(
+    spec: &AppRegistrationSpec,
+    observed_app: Option<&Value>,
+    references: &ResolvedReferences,
+) -> Value {
+    let observed = observed_list(observed_app, &["api", "knownClientApplications"]);
+    let Some(declared) = spec
+        .api
+        .as_ref()
+        .and_then(|api| api.known_client_applications.as_ref())
+    else {
+        return Value::Array(observed);
+    };
+    let mut app_ids: Vec<String> = Vec::new();
+    let mut push = |id: &str| {
+        if !app_ids.iter().any(|have| have.eq_ignore_ascii_case(id)) {
+            app_ids.push(id.to_ascii_lowercase());
+        }
+    };
+    let mut waiting = false;
+    for client in declared {
+        match (&client.app_id, &client.app_ref) {
+            (Some(app_id), _) => push(app_id),
+            (None, Some(r)) => match references.app(&r.name) {
+                Some(app) => push(&app.app_id),
+                // Reported once by the plan from `references.waiting`.
+                None => waiting = true,
+            },
+            (None, None) => {}
+        }
+    }
+    if waiting {
+        for have in observed.iter().filter_map(Value::as_str) {
+            push(have);
+        }
+    }
+    json!(app_ids)
 }
 
 struct PreAuthorized {

@@ -105,6 +105,17 @@ async fn execute_operation(
             Err(GraphError::Conflict(_)) | Ok(()) => {}
             Err(e) => return Err(e.into()),
         },
+        GraphOperation::RemoveOwner {
+            application_id,
+            owner_id,
+        } => match graph
+            .remove_application_owner(application_id, owner_id)
+            .await
+        {
+            // No longer an owner: what the plan wanted.
+            Err(GraphError::NotFound(_)) | Ok(()) => {}
+            Err(e) => return Err(e.into()),
+        },
         GraphOperation::DeleteFederatedCredential {
             application_id,
             name,
@@ -158,6 +169,22 @@ async fn execute_operation(
             let scopes: Vec<&str> = scope.split_whitespace().collect();
             graph.update_oauth2_permission_grant(id, &scopes).await?;
         }
+        GraphOperation::DeleteAppRoleAssignment {
+            resource_sp_id,
+            assignment_id,
+        } => match graph
+            .delete_app_role_assignment(resource_sp_id, assignment_id)
+            .await
+        {
+            Err(GraphError::NotFound(_)) | Ok(()) => {}
+            Err(e) => return Err(e.into()),
+        },
+        GraphOperation::DeleteOAuth2PermissionGrant { id } => {
+            match graph.delete_oauth2_permission_grant(id).await {
+                Err(GraphError::NotFound(_)) | Ok(()) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(None)
 }
@@ -169,33 +196,42 @@ fn describe_operation(op: &GraphOperation) -> &'static str {
         GraphOperation::UpsertServicePrincipal { .. } => "upserted the service principal",
         GraphOperation::PatchServicePrincipal { .. } => "updated the service principal",
         GraphOperation::AddOwner { .. } => "added an owner",
+        GraphOperation::RemoveOwner { .. } => "removed an owner",
         GraphOperation::DeleteFederatedCredential { .. } => "removed a federated credential",
         GraphOperation::UpsertFederatedCredential { .. } => "upserted a federated credential",
         GraphOperation::CreateAppRoleAssignment { .. } => "granted an application permission",
-        GraphOperation::CreateOAuth2PermissionGrant { .. }
-        | GraphOperation::PatchOAuth2PermissionGrant { .. } => "granted delegated permissions",
+        GraphOperation::CreateOAuth2PermissionGrant { .. } => "granted delegated permissions",
+        GraphOperation::PatchOAuth2PermissionGrant { .. } => "changed delegated permissions",
+        GraphOperation::DeleteAppRoleAssignment { .. } => "revoked an application permission",
+        GraphOperation::DeleteOAuth2PermissionGrant { .. } => "revoked delegated permissions",
     }
 }
 
 /// Observe, plan and execute until a fresh observation plans nothing (the status then reports what
 /// Graph holds), or [`MAX_SYNC_ROUNDS`] rounds ran.
+///
+/// Before a round's writes run, `status` takes the owners and permissions the plan will have
+/// added and granted (`managedOwners`, `grantedPermissions`), so a reconcile that fails half way
+/// still records what the operator made (the controller writes `status` on failure too), and the
+/// next round plans from them.
 pub(super) async fn sync_graph(
     obj: &AppRegistration,
     references: &ResolvedReferences,
     policy: &PolicyFacts,
+    status: &mut AppRegistrationStatus,
     ctx: &Context,
 ) -> Result<(Plan, GraphView, Vec<&'static str>), Error> {
     let name = obj.name_any();
     let namespace = obj.namespace().unwrap_or_default();
-    let status = obj.status.as_ref();
+    let previous = obj.status.as_ref();
     // The uniqueName the application already has (Graph cannot rename it), else the current form.
-    let recorded_unique_name = status
+    let recorded_unique_name = previous
         .and_then(|s| s.unique_name.as_deref())
         .filter(|_| obj.spec.adopt.is_none());
     let unique_name = recorded_unique_name.map(str::to_string).unwrap_or_else(|| {
         super::ids::unique_name(&ctx.settings.plan.unique_name_prefix, &namespace, &name)
     });
-    let recorded_federated: &[String] = status
+    let recorded_federated: &[String] = previous
         .map(|s| s.federated_credentials.as_slice())
         .unwrap_or_default();
     let mut done = Vec::new();
@@ -219,10 +255,14 @@ pub(super) async fn sync_graph(
             recorded_unique_name,
             claimed_elsewhere: &policy.claimed_elsewhere,
             recorded_federated,
+            recorded_owners: &status.managed_owners,
+            recorded_grants: &status.granted_permissions,
         });
         if plan.operations.is_empty() || round > MAX_SYNC_ROUNDS {
             return Ok((plan, view, done));
         }
+        status.managed_owners = plan.status.managed_owners.clone();
+        status.granted_permissions = plan.status.granted_permissions.clone();
         let mut returned = Vec::new();
         let mut complete = true;
         for op in &plan.operations {

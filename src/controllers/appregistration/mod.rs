@@ -16,7 +16,9 @@
 //! - Complex properties (`api`, `web`, `spa`, `publicClient`) and collections are sent whole.
 //! - A property that cannot be fully rendered (unresolved reference, unknown permission) is not
 //!   written, so Graph keeps its current value instead of losing entries.
-//! - Owners are only added, never removed; every federated credential on the app is managed.
+//! - Owners, federated credentials and granted permissions the operator made are recorded in the
+//!   status, and only those are removed when the spec drops them (unless `Exact` asks for more);
+//!   the operator's own identity is never removed as an owner.
 //! - The admin-consent URL is the v1 form `{authority}/{tenant}/adminconsent?client_id={appId}`.
 //! - The executor treats "already exists" answers to grants and owners as success: Graph is
 //!   eventually consistent and the plan may have seen a state from before its own last write.
@@ -254,7 +256,7 @@ async fn apply_stages(
     let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
     let references = observe_references(obj, &api).await?;
     let policy = observe_policy(obj, ctx).await?;
-    let (plan, view, writes) = sync_graph(obj, &references, &policy, ctx).await?;
+    let (plan, view, writes) = sync_graph(obj, &references, &policy, status, ctx).await?;
 
     report::record_planned(status, &plan.status, &ctx.settings.tenant_id);
     // IDs first: other AppRegistrations wait for them, and credentials need the app.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kube::Api;
 
 use crate::api::AppRegistration;
-use crate::api::appregistration::AppRegistrationStatus;
+use crate::api::appregistration::{AppRegistrationStatus, OwnersManagement};
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::credentials::ObservedPassword;
@@ -172,12 +172,16 @@ pub(super) async fn observe_graph(
                 .as_ref()
                 .map(Into::into);
         }
-        if !obj.spec.owners.is_empty() {
+        let recorded = obj.status.as_ref();
+        let owners_managed = !obj.spec.owners.is_empty()
+            || obj.spec.owners_management == OwnersManagement::Exact
+            || recorded.is_some_and(|s| !s.managed_owners.is_empty());
+        if owners_managed {
             observed.owners = graph
                 .list_application_owners(object_id)
                 .await?
-                .into_iter()
-                .map(|o| o.id)
+                .iter()
+                .map(Into::into)
                 .collect();
         }
         let fics = graph.list_federated_identity_credentials(object_id).await?;
@@ -195,8 +199,12 @@ pub(super) async fn observe_graph(
                 .insert(resource_app_id, sp);
         }
     }
+    let granted_before = obj
+        .status
+        .as_ref()
+        .is_some_and(|s| !s.granted_permissions.is_empty());
     if let Some(sp_id) = observed.service_principal.as_ref().map(|sp| sp.id.clone())
-        && !obj.spec.required_resource_access.is_empty()
+        && (!obj.spec.required_resource_access.is_empty() || granted_before)
     {
         observed.app_role_assignments = graph
             .list_app_role_assignments(&sp_id)

@@ -21,8 +21,9 @@ pub struct Observed {
     pub application: Option<Value>,
     /// The application's service principal in this tenant; `None` when it does not exist.
     pub service_principal: Option<ObservedServicePrincipal>,
-    /// Object IDs of the application's owners (`GET /applications/{id}/owners?$select=id`).
-    pub owners: Vec<String>,
+    /// The application's owners (`GET /applications/{id}/owners`); listed only when the spec
+    /// declares owners, asks for exact management, or the operator recorded owners it added.
+    pub owners: Vec<ObservedOwner>,
     /// The application's federated identity credentials.
     pub federated_credentials: Vec<ObservedFederatedCredential>,
     /// Service principal of every resource API named in `requiredResourceAccess`, by its appId
@@ -35,6 +36,24 @@ pub struct Observed {
     /// Delegated grants of our service principal
     /// (`GET /oauth2PermissionGrants?$filter=clientId eq '{id}'`).
     pub oauth2_permission_grants: Vec<ObservedPermissionGrant>,
+}
+
+/// An owner of the application: a user or a service principal.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedOwner {
+    /// Its object ID.
+    pub id: String,
+    /// Its appId when it is a service principal: the operator recognises its own identity by it.
+    pub app_id: Option<String>,
+}
+
+impl From<&graph::DirectoryObject> for ObservedOwner {
+    fn from(o: &graph::DirectoryObject) -> Self {
+        ObservedOwner {
+            id: o.id.clone(),
+            app_id: o.app_id.clone(),
+        }
+    }
 }
 
 /// A service principal: ours, or a resource API's.

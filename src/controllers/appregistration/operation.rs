@@ -20,6 +20,13 @@ pub enum GraphOperation {
         application_id: String,
         owner_id: String,
     },
+    /// `DELETE /applications/{application_id}/owners/{owner_id}/$ref`: an owner the operator
+    /// added (or, with `ownersManagement: Exact`, any owner but the operator itself) that the spec
+    /// no longer declares.
+    RemoveOwner {
+        application_id: String,
+        owner_id: String,
+    },
     /// `DELETE /applications/{application_id}/federatedIdentityCredentials(name='{name}')`.
     DeleteFederatedCredential {
         application_id: String,
@@ -45,8 +52,18 @@ pub enum GraphOperation {
         resource_id: String,
         scope: String,
     },
-    /// `PATCH /oauth2PermissionGrants/{id}` `{scope}` (the whole new scope string).
+    /// `PATCH /oauth2PermissionGrants/{id}` `{scope}` (the whole new scope string): scopes added,
+    /// or scopes the operator granted and the spec no longer declares trimmed.
     PatchOAuth2PermissionGrant { id: String, scope: String },
+    /// `DELETE /servicePrincipals/{resource_sp_id}/appRoleAssignedTo/{assignment_id}`: revokes an
+    /// application permission the operator granted and the spec no longer declares.
+    DeleteAppRoleAssignment {
+        resource_sp_id: String,
+        assignment_id: String,
+    },
+    /// `DELETE /oauth2PermissionGrants/{id}`: a delegated grant left with no scope once the ones
+    /// the operator granted and the spec no longer declares are trimmed.
+    DeleteOAuth2PermissionGrant { id: String },
 }
 
 /// Why part of the spec could not be planned. Each is reported in a condition; none is retried

@@ -13,13 +13,13 @@ use crate::api::appregistration::ConsentStatus;
 
 pub use super::operation::{GraphOperation, PlanError};
 
-use super::consent::{ConsentSettings, plan_consent};
+use super::consent::{ConsentSettings, Recorded, plan_consent};
 use super::desired::{DesiredApplication, MANAGED_PROPERTIES, render_application};
 use super::diff::json_matches;
 use super::ids;
-use super::observed::{Observed, ObservedServicePrincipal};
+use super::observed::{Observed, ObservedOwner, ObservedServicePrincipal};
 use super::references::ResolvedReferences;
-use crate::api::appregistration::FederatedManagement;
+use crate::api::appregistration::{FederatedManagement, GrantedPermission, OwnersManagement};
 use crate::policy::{Decision, Kind, PermissionRequest, PolicyView};
 
 /// Tag every integrated app's service principal carries (the portal sets it too).
@@ -34,6 +34,9 @@ pub struct PlanSettings {
     pub unique_name_prefix: String,
     /// Authority and tenant, for the admin-consent URL.
     pub consent: ConsentSettings,
+    /// The operator's own client (application) ID: an owner with this appId (the operator's
+    /// service principal) is never removed.
+    pub operator_client_id: Option<String>,
 }
 
 /// Everything the plan is computed from.
@@ -54,6 +57,10 @@ pub struct PlanInput<'a> {
     pub claimed_elsewhere: &'a BTreeMap<String, String>,
     /// Federated credentials the operator put on the application (`status.federatedCredentials`).
     pub recorded_federated: &'a [String],
+    /// Owners the operator added (`status.managedOwners`).
+    pub recorded_owners: &'a [String],
+    /// Permissions the operator granted (`status.grantedPermissions`).
+    pub recorded_grants: &'a [GrantedPermission],
 }
 
 /// The status fields the plan knows (the credentials part belongs to the rotation state machine).
@@ -70,13 +77,19 @@ pub struct PlannedStatus {
     /// Consent as observed before this plan's grants run.
     pub consent: ConsentStatus,
     pub federated_credentials: Vec<String>,
+    /// Owners the operator added, once this plan's writes ran (the recorded ones until the plan
+    /// gets that far).
+    pub managed_owners: Vec<String>,
+    /// Permissions the operator granted, once this plan's writes ran (likewise).
+    pub granted_permissions: Vec<GrantedPermission>,
 }
 
 /// The outcome of planning one AppRegistration.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
-    /// Graph writes, in order: application, service principal, owners, federated credentials,
-    /// consent. Empty for a resync of an unchanged app.
+    /// Graph writes, in order: application, service principal, owners (added, then removed),
+    /// federated credentials (deleted, then upserted), consent (granted, then revoked). Empty for a
+    /// resync of an unchanged app.
     pub operations: Vec<GraphOperation>,
     pub status: PlannedStatus,
     /// What could not be planned (the rest is still planned).
@@ -117,8 +130,13 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
         recorded_unique_name,
         claimed_elsewhere,
         recorded_federated,
+        recorded_owners,
+        recorded_grants,
     } = input;
     let mut plan = Plan::default();
+    // Until the plan gets to them, the records stay as they are.
+    plan.status.managed_owners = recorded_owners.to_vec();
+    plan.status.granted_permissions = recorded_grants.to_vec();
     plan.errors.extend(
         references
             .waiting
@@ -181,6 +199,8 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
         identifier_uris: desired.identifier_uris.clone(),
         scope_ids: enabled_only(&desired.scope_ids, spec, true),
         role_ids: enabled_only(&desired.role_ids, spec, false),
+        managed_owners: recorded_owners.to_vec(),
+        granted_permissions: recorded_grants.to_vec(),
         ..PlannedStatus::default()
     };
 
@@ -197,6 +217,7 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
             None,
             observed,
             false,
+            Recorded::default(),
             &settings.consent,
         )
         .status;
@@ -214,8 +235,15 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
         .extend(plan_service_principal(spec, &app_id, observed));
     plan.status.service_principal_id = observed.service_principal.as_ref().map(|sp| sp.id.clone());
 
-    plan.operations
-        .extend(plan_owners(spec, &object_id, observed));
+    let (owner_operations, managed_owners) = plan_owners(
+        spec,
+        &object_id,
+        observed,
+        recorded_owners,
+        settings.operator_client_id.as_deref(),
+    );
+    plan.operations.extend(owner_operations);
+    plan.status.managed_owners = managed_owners;
     plan.operations.extend(plan_federated_credentials(
         spec,
         &object_id,
@@ -241,10 +269,17 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
         Some(&app_id),
         observed,
         grant,
+        Recorded {
+            granted: recorded_grants,
+            // Only against the whole declared set: while part of requiredResourceAccess is
+            // unresolved, a permission missing from it may still be declared.
+            revoke: !desired.held.contains("requiredResourceAccess"),
+        },
         &settings.consent,
     );
     plan.operations.extend(consent.operations);
     plan.status.consent = consent.status;
+    plan.status.granted_permissions = consent.granted;
     plan
 }
 
@@ -454,26 +489,73 @@ fn plan_service_principal(
     })
 }
 
-/// Adds the owners the spec lists and the application lacks.
+/// Makes the application's owners the spec's, and returns the owners the operator added
+/// afterwards (the next `status.managedOwners`).
 ///
-/// Owners are only ever added: Graph does not record who added an owner, and the status has no
-/// record of the ones the operator added, so removing an unlisted owner could remove one a person
-/// added on purpose (or the last owner). Removing an owner from the spec leaves it in Entra.
+/// Graph does not record who added an owner, so the operator records the ones it adds (`recorded`,
+/// from the status). `Additive` (default): an owner leaves only if it is recorded and no longer
+/// declared; one a person added stays. `Exact`: every owner not declared leaves. Never removed:
+/// the operator's own identity (an owner whose appId is `operator_client_id`: without it an
+/// operator holding only `Application.ReadWrite.OwnedBy` loses the application), and the last
+/// owner (an application should keep one; Graph recommends two). Additions go first, so the
+/// application is never without an owner in between. A recorded owner stays recorded until an
+/// observation shows it gone, so a failed removal is retried.
 fn plan_owners(
     spec: &AppRegistrationSpec,
     application_id: &str,
     observed: &Observed,
-) -> Vec<GraphOperation> {
-    let present: BTreeSet<String> = observed.owners.iter().map(|o| o.to_lowercase()).collect();
-    let mut added = BTreeSet::new();
-    spec.owners
+    recorded: &[String],
+    operator_client_id: Option<&str>,
+) -> (Vec<GraphOperation>, Vec<String>) {
+    let present: BTreeSet<String> = observed
+        .owners
         .iter()
-        .filter(|o| !present.contains(&o.to_lowercase()) && added.insert(o.to_lowercase()))
-        .map(|owner| GraphOperation::AddOwner {
-            application_id: application_id.to_string(),
-            owner_id: owner.clone(),
-        })
-        .collect()
+        .map(|o| o.id.to_ascii_lowercase())
+        .collect();
+    let declared: BTreeSet<String> = spec.owners.iter().map(|o| o.to_ascii_lowercase()).collect();
+    let recorded: BTreeSet<String> = recorded.iter().map(|o| o.to_ascii_lowercase()).collect();
+    let exact = spec.owners_management == OwnersManagement::Exact;
+    let is_operator = |o: &ObservedOwner| {
+        operator_client_id
+            .zip(o.app_id.as_deref())
+            .is_some_and(|(ours, theirs)| ours.eq_ignore_ascii_case(theirs))
+    };
+    let mut operations = Vec::new();
+    let mut added = BTreeSet::new();
+    for owner in &spec.owners {
+        let id = owner.to_ascii_lowercase();
+        if !present.contains(&id) && added.insert(id) {
+            operations.push(GraphOperation::AddOwner {
+                application_id: application_id.to_string(),
+                owner_id: owner.clone(),
+            });
+        }
+    }
+    let mut removed: Vec<&ObservedOwner> = observed
+        .owners
+        .iter()
+        .filter(|o| !declared.contains(&o.id.to_ascii_lowercase()))
+        .filter(|o| !is_operator(o))
+        .filter(|o| exact || recorded.contains(&o.id.to_ascii_lowercase()))
+        .collect();
+    removed.sort_by_key(|o| o.id.to_ascii_lowercase());
+    removed.dedup_by_key(|o| o.id.to_ascii_lowercase());
+    if added.is_empty() && removed.len() >= present.len() {
+        // The last owner stays.
+        removed.pop();
+    }
+    operations.extend(removed.iter().map(|o| GraphOperation::RemoveOwner {
+        application_id: application_id.to_string(),
+        owner_id: o.id.clone(),
+    }));
+    let managed = recorded
+        .into_iter()
+        .filter(|id| present.contains(id))
+        .chain(added)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    (operations, managed)
 }
 
 /// Makes the application's federated credentials the spec's.
@@ -534,7 +616,9 @@ fn plan_federated_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::appregistration::{ConsentState, MemberType, SignInAudience};
+    use crate::api::appregistration::{
+        ConsentState, GrantedPermissionKind, MemberType, SignInAudience,
+    };
     use crate::controllers::appregistration::observed::{
         ObservedAppRoleAssignment, ObservedEntitlement, ObservedFederatedCredential,
         ObservedPermissionGrant,
@@ -549,6 +633,10 @@ mod tests {
     const OUR_SP: &str = "5e1f0000-0000-4000-8000-00000000a003";
     const GRAPH_SP: &str = "9aa90000-0000-4000-8000-0000000000g1";
     const OWNER: &str = "0a0e0000-0000-4000-8000-000000000001";
+    const PROFILE: &str = "14dad69e-099b-42c9-810b-d002981feec1";
+    const EMAIL: &str = "64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0";
+    const GROUP_READ_ALL: &str = "5b567255-7703-4780-807c-7be8301ae99b";
+    const OPERATOR_APP_ID: &str = "0be1a700-0000-4000-8000-0000000000ff";
 
     fn settings() -> PlanSettings {
         PlanSettings {
@@ -557,6 +645,7 @@ mod tests {
                 authority_host: "https://login.microsoftonline.com".into(),
                 tenant_id: "72f988bf-0000-4000-8000-000000000000".into(),
             },
+            operator_client_id: Some(OPERATOR_APP_ID.into()),
         }
     }
 
@@ -598,18 +687,40 @@ mod tests {
         ObservedServicePrincipal {
             id: GRAPH_SP.into(),
             app_id: GRAPH_APP_ID.into(),
-            oauth2_permission_scopes: vec![ObservedEntitlement {
-                id: USER_READ.into(),
-                value: Some("User.Read".into()),
-                is_enabled: true,
-                ..Default::default()
-            }],
-            app_roles: vec![ObservedEntitlement {
-                id: USER_READ_ALL.into(),
-                value: Some("User.Read.All".into()),
-                is_enabled: true,
-                allowed_member_types: vec!["Application".into()],
-            }],
+            oauth2_permission_scopes: vec![
+                ObservedEntitlement {
+                    id: USER_READ.into(),
+                    value: Some("User.Read".into()),
+                    is_enabled: true,
+                    ..Default::default()
+                },
+                ObservedEntitlement {
+                    id: PROFILE.into(),
+                    value: Some("profile".into()),
+                    is_enabled: true,
+                    ..Default::default()
+                },
+                ObservedEntitlement {
+                    id: EMAIL.into(),
+                    value: Some("email".into()),
+                    is_enabled: true,
+                    ..Default::default()
+                },
+            ],
+            app_roles: vec![
+                ObservedEntitlement {
+                    id: USER_READ_ALL.into(),
+                    value: Some("User.Read.All".into()),
+                    is_enabled: true,
+                    allowed_member_types: vec!["Application".into()],
+                },
+                ObservedEntitlement {
+                    id: GROUP_READ_ALL.into(),
+                    value: Some("Group.Read.All".into()),
+                    is_enabled: true,
+                    allowed_member_types: vec!["Application".into()],
+                },
+            ],
             ..Default::default()
         }
     }
@@ -665,6 +776,8 @@ mod tests {
             recorded_unique_name: None,
             claimed_elsewhere: &BTreeMap::new(),
             recorded_federated,
+            recorded_owners: &[],
+            recorded_grants: &[],
         })
     }
 
@@ -820,7 +933,34 @@ mod tests {
                     }
                     *sp = serde_json::from_value(current).unwrap();
                 }
-                GraphOperation::AddOwner { owner_id, .. } => observed.owners.push(owner_id.clone()),
+                GraphOperation::AddOwner { owner_id, .. } => observed.owners.push(ObservedOwner {
+                    id: owner_id.clone(),
+                    app_id: None,
+                }),
+                GraphOperation::RemoveOwner { owner_id, .. } => {
+                    let before = observed.owners.len();
+                    observed.owners.retain(|o| &o.id != owner_id);
+                    assert_eq!(
+                        observed.owners.len() + 1,
+                        before,
+                        "not an owner: {owner_id}"
+                    );
+                }
+                GraphOperation::DeleteAppRoleAssignment {
+                    resource_sp_id,
+                    assignment_id,
+                } => {
+                    let before = observed.app_role_assignments.len();
+                    observed
+                        .app_role_assignments
+                        .retain(|a| !(&a.id == assignment_id && &a.resource_id == resource_sp_id));
+                    assert_eq!(observed.app_role_assignments.len() + 1, before);
+                }
+                GraphOperation::DeleteOAuth2PermissionGrant { id } => {
+                    let before = observed.oauth2_permission_grants.len();
+                    observed.oauth2_permission_grants.retain(|g| &g.id != id);
+                    assert_eq!(observed.oauth2_permission_grants.len() + 1, before);
+                }
                 GraphOperation::DeleteFederatedCredential { name, .. } => {
                     observed.federated_credentials.retain(|f| &f.name != name)
                 }
@@ -1806,6 +1946,8 @@ mod tests {
             recorded_unique_name: None,
             claimed_elsewhere: &claims,
             recorded_federated: &[],
+            recorded_owners: &[],
+            recorded_grants: &[],
         });
         assert!(refused(&p).contains("team-a/api"));
     }
@@ -1824,6 +1966,8 @@ mod tests {
             recorded_unique_name: Some("entra-operator-bookme-mgmt-api"),
             claimed_elsewhere: &BTreeMap::new(),
             recorded_federated: &[],
+            recorded_owners: &[],
+            recorded_grants: &[],
         });
         assert!(matches!(
             &p.operations[0],
@@ -1834,5 +1978,501 @@ mod tests {
             &fresh.operations[0],
             GraphOperation::UpsertApplication { unique_name, .. } if unique_name == "entra-operator.bookme.mgmt-api"
         ));
+    }
+
+    /// Plans with the owners and grants the operator recorded.
+    fn plan_recorded(
+        spec: &AppRegistrationSpec,
+        observed: &Observed,
+        owners: &[String],
+        grants: &[GrantedPermission],
+    ) -> Plan {
+        plan_app_registration(PlanInput {
+            spec,
+            name: "mgmt-api",
+            namespace: "bookme",
+            references: &ResolvedReferences::default(),
+            observed,
+            settings: &settings(),
+            policy: &permissive_policy(),
+            recorded_unique_name: None,
+            claimed_elsewhere: &BTreeMap::new(),
+            recorded_federated: &[],
+            recorded_owners: owners,
+            recorded_grants: grants,
+        })
+    }
+
+    /// Plans and executes until a plan writes nothing, carrying the records from plan to plan as
+    /// the executor does; returns the settled state and the records.
+    fn converge_recorded(
+        spec: &AppRegistrationSpec,
+        mut observed: Observed,
+        mut owners: Vec<String>,
+        mut grants: Vec<GrantedPermission>,
+    ) -> (Observed, Vec<String>, Vec<GrantedPermission>) {
+        for _ in 0..5 {
+            let p = plan_recorded(spec, &observed, &owners, &grants);
+            owners = p.status.managed_owners.clone();
+            grants = p.status.granted_permissions.clone();
+            if p.operations.is_empty() {
+                return (observed, owners, grants);
+            }
+            execute(&p, &mut observed);
+        }
+        panic!("no convergence after 5 plans");
+    }
+
+    fn owner(id: &str) -> ObservedOwner {
+        ObservedOwner {
+            id: id.into(),
+            app_id: None,
+        }
+    }
+
+    #[test]
+    fn owners_the_operator_added_are_removed_others_only_when_exact() {
+        const A: &str = "0a0e0000-0000-4000-8000-00000000000a";
+        const B: &str = "0a0e0000-0000-4000-8000-00000000000b";
+        const PERSON: &str = "0a0e0000-0000-4000-8000-0000000000aa";
+        const OPERATOR_SP: &str = "0a0e0000-0000-4000-8000-0000000000ff";
+        let operator = ObservedOwner {
+            id: OPERATOR_SP.into(),
+            app_id: Some(OPERATOR_APP_ID.to_uppercase()),
+        };
+        let add = |id: &str| GraphOperation::AddOwner {
+            application_id: OBJECT_ID.into(),
+            owner_id: id.into(),
+        };
+        let remove = |id: &str| GraphOperation::RemoveOwner {
+            application_id: OBJECT_ID.into(),
+            owner_id: id.into(),
+        };
+        struct Case {
+            name: &'static str,
+            exact: bool,
+            declared: Vec<&'static str>,
+            present: Vec<ObservedOwner>,
+            recorded: Vec<&'static str>,
+            operations: Vec<GraphOperation>,
+            managed: Vec<&'static str>,
+        }
+        let cases = [
+            Case {
+                name: "a declared owner is added and recorded",
+                exact: false,
+                declared: vec![A],
+                present: vec![operator.clone()],
+                recorded: vec![],
+                operations: vec![add(A)],
+                managed: vec![A],
+            },
+            Case {
+                name: "an owner the operator added leaves with the spec (recorded until gone)",
+                exact: false,
+                declared: vec![],
+                present: vec![operator.clone(), owner(A)],
+                recorded: vec![A],
+                operations: vec![remove(A)],
+                managed: vec![A],
+            },
+            Case {
+                name: "not ours, left alone",
+                exact: false,
+                declared: vec![],
+                present: vec![operator.clone(), owner(PERSON)],
+                recorded: vec![],
+                operations: vec![],
+                managed: vec![],
+            },
+            Case {
+                name: "declared but already an owner: not recorded, so not ours later",
+                exact: false,
+                declared: vec![PERSON],
+                present: vec![operator.clone(), owner(PERSON)],
+                recorded: vec![],
+                operations: vec![],
+                managed: vec![],
+            },
+            Case {
+                name: "added before removed",
+                exact: false,
+                declared: vec![B],
+                present: vec![operator.clone(), owner(A)],
+                recorded: vec![A],
+                operations: vec![add(B), remove(A)],
+                managed: vec![A, B],
+            },
+            Case {
+                name: "a recorded owner someone removed is forgotten",
+                exact: false,
+                declared: vec![],
+                present: vec![operator.clone()],
+                recorded: vec![A],
+                operations: vec![],
+                managed: vec![],
+            },
+            Case {
+                name: "a recorded owner someone removed but still declared is added again",
+                exact: false,
+                declared: vec![A],
+                present: vec![operator.clone()],
+                recorded: vec![A],
+                operations: vec![add(A)],
+                managed: vec![A],
+            },
+            Case {
+                name: "Exact removes every undeclared owner but the operator",
+                exact: true,
+                declared: vec![A],
+                present: vec![operator.clone(), owner(A), owner(PERSON)],
+                recorded: vec![],
+                operations: vec![remove(PERSON)],
+                managed: vec![],
+            },
+            Case {
+                name: "the operator's own identity is never removed, even when recorded",
+                exact: true,
+                declared: vec![],
+                present: vec![operator.clone()],
+                recorded: vec![OPERATOR_SP],
+                operations: vec![],
+                managed: vec![OPERATOR_SP],
+            },
+            Case {
+                name: "the last owner stays",
+                exact: true,
+                declared: vec![],
+                present: vec![owner(PERSON)],
+                recorded: vec![],
+                operations: vec![],
+                managed: vec![],
+            },
+        ];
+        for case in cases {
+            let mut spec = full_spec();
+            spec.owners = case.declared.iter().map(|s| s.to_string()).collect();
+            if case.exact {
+                spec.owners_management = OwnersManagement::Exact;
+            }
+            let observed = Observed {
+                owners: case.present.clone(),
+                ..Observed::default()
+            };
+            let recorded: Vec<String> = case.recorded.iter().map(|s| s.to_string()).collect();
+            let (operations, managed) = plan_owners(
+                &spec,
+                OBJECT_ID,
+                &observed,
+                &recorded,
+                Some(OPERATOR_APP_ID),
+            );
+            assert_eq!(operations, case.operations, "{}", case.name);
+            assert_eq!(managed, case.managed, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn removing_an_owner_from_the_spec_removes_only_the_one_the_operator_added() {
+        const PERSON: &str = "0a0e0000-0000-4000-8000-0000000000aa";
+        let spec = full_spec();
+        let (mut observed, owners, grants) =
+            converge_recorded(&spec, nothing_yet(), vec![], vec![]);
+        assert_eq!(owners, [OWNER]);
+        observed.owners.push(owner(PERSON));
+        let mut edited = spec.clone();
+        edited.owners.clear();
+        let p = plan_recorded(&edited, &observed, &owners, &grants);
+        // Owners come after the application and service principal, before credentials and
+        // consent; with nothing else changed, the removal is the only write.
+        assert_eq!(
+            p.operations,
+            [GraphOperation::RemoveOwner {
+                application_id: OBJECT_ID.into(),
+                owner_id: OWNER.into()
+            }]
+        );
+        let (settled, owners, _) = converge_recorded(&edited, observed, owners, grants);
+        assert_eq!(settled.owners, [owner(PERSON)], "not ours, left alone");
+        assert!(owners.is_empty());
+        // Without a record (an older operator added it), nothing is removed.
+        let (observed, _, grants) = converge_recorded(&spec, nothing_yet(), vec![], vec![]);
+        assert_eq!(
+            plan_recorded(&edited, &observed, &[], &grants).operations,
+            []
+        );
+    }
+
+    #[test]
+    fn grants_the_operator_made_are_revoked_when_the_spec_drops_them_and_only_those() {
+        type Edit = fn(&mut AppRegistrationSpec);
+        type Foreign = fn(&mut Observed);
+        struct Case {
+            name: &'static str,
+            foreign: Foreign,
+            edit: Edit,
+            operations: Vec<GraphOperation>,
+            /// (kind, value) still recorded once settled.
+            granted: Vec<(GrantedPermissionKind, &'static str)>,
+        }
+        use GrantedPermissionKind::{Application as App, Delegated as Del};
+        let none: Foreign = |_| {};
+        let grant_id = format!("g-{GRAPH_SP}");
+        let delete_user_read_all = GraphOperation::DeleteAppRoleAssignment {
+            resource_sp_id: GRAPH_SP.into(),
+            assignment_id: format!("a-{USER_READ_ALL}"),
+        };
+        let patch = |scope: &str| GraphOperation::PatchOAuth2PermissionGrant {
+            id: grant_id.clone(),
+            scope: scope.into(),
+        };
+        let rra = |s: &mut AppRegistrationSpec, delegated: &[&str], application: &[&str]| {
+            s.required_resource_access[0].delegated =
+                delegated.iter().map(|v| v.to_string()).collect();
+            s.required_resource_access[0].application =
+                application.iter().map(|v| v.to_string()).collect();
+        };
+        let cases = vec![
+            Case {
+                name: "an application permission removed: its assignment is deleted",
+                foreign: none,
+                edit: |s| s.required_resource_access[0].application.clear(),
+                operations: vec![delete_user_read_all.clone()],
+                granted: vec![(Del, "User.Read"), (Del, "profile")],
+            },
+            Case {
+                name: "a delegated permission removed: the grant's scope is trimmed",
+                foreign: none,
+                edit: |s| s.required_resource_access[0].delegated = vec!["User.Read".into()],
+                operations: vec![patch("User.Read")],
+                granted: vec![(App, "User.Read.All"), (Del, "User.Read")],
+            },
+            Case {
+                name: "every delegated permission removed: the grant is deleted",
+                foreign: none,
+                edit: |s| s.required_resource_access[0].delegated.clear(),
+                operations: vec![GraphOperation::DeleteOAuth2PermissionGrant {
+                    id: grant_id.clone(),
+                }],
+                granted: vec![(App, "User.Read.All")],
+            },
+            Case {
+                name: "a scope someone else granted keeps the grant alive",
+                foreign: |o| o.oauth2_permission_grants[0].scope.push_str(" email"),
+                edit: |s| s.required_resource_access[0].delegated.clear(),
+                operations: vec![patch("email")],
+                granted: vec![(App, "User.Read.All")],
+            },
+            Case {
+                name: "an assignment someone else made is left alone",
+                foreign: |o| {
+                    o.app_role_assignments.push(ObservedAppRoleAssignment {
+                        id: "foreign".into(),
+                        principal_id: OUR_SP.into(),
+                        resource_id: GRAPH_SP.into(),
+                        app_role_id: GROUP_READ_ALL.into(),
+                    })
+                },
+                edit: |s| s.required_resource_access[0].application.clear(),
+                operations: vec![delete_user_read_all.clone()],
+                granted: vec![(Del, "User.Read"), (Del, "profile")],
+            },
+            Case {
+                name: "one scope swapped for another: one PATCH trims and extends",
+                foreign: none,
+                edit: |s| {
+                    s.required_resource_access[0].delegated =
+                        vec!["User.Read".into(), "email".into()]
+                },
+                operations: vec![patch("User.Read email")],
+                granted: vec![(App, "User.Read.All"), (Del, "User.Read"), (Del, "email")],
+            },
+            Case {
+                name: "the whole resource removed: everything the operator granted goes",
+                foreign: none,
+                edit: |s| s.required_resource_access.clear(),
+                operations: vec![
+                    delete_user_read_all.clone(),
+                    GraphOperation::DeleteOAuth2PermissionGrant {
+                        id: grant_id.clone(),
+                    },
+                ],
+                granted: vec![],
+            },
+            Case {
+                name: "grantAdminConsent turned off: what is still declared stays granted",
+                foreign: none,
+                edit: |s| {
+                    s.grant_admin_consent = false;
+                    s.required_resource_access[0].delegated = vec!["User.Read".into()];
+                },
+                operations: vec![patch("User.Read")],
+                granted: vec![(App, "User.Read.All"), (Del, "User.Read")],
+            },
+            Case {
+                name: "an unresolvable permission: nothing is revoked while the set is unknown",
+                foreign: none,
+                edit: |s| {
+                    s.required_resource_access[0].delegated =
+                        vec!["User.Read".into(), "No.Such.Scope".into()]
+                },
+                operations: vec![],
+                granted: vec![(App, "User.Read.All"), (Del, "User.Read"), (Del, "profile")],
+            },
+        ];
+        let mut spec = full_spec();
+        spec.grant_admin_consent = true;
+        rra(&mut spec, &["User.Read", "profile"], &["User.Read.All"]);
+        let (settled, owners, grants) = converge_recorded(&spec, nothing_yet(), vec![], vec![]);
+        assert_eq!(grants.len(), 3, "{grants:?}");
+        assert_eq!(
+            settled.oauth2_permission_grants[0].scope,
+            "User.Read profile"
+        );
+        for case in cases {
+            let mut observed = settled.clone();
+            (case.foreign)(&mut observed);
+            let mut edited = spec.clone();
+            (case.edit)(&mut edited);
+            let p = plan_recorded(&edited, &observed, &owners, &grants);
+            // After the application's requiredResourceAccess PATCH (not compared here).
+            let consent: Vec<GraphOperation> = p
+                .operations
+                .iter()
+                .skip_while(|op| matches!(op, GraphOperation::PatchApplication { .. }))
+                .cloned()
+                .collect();
+            assert_eq!(consent, case.operations, "{}", case.name);
+            let (after, _, recorded) =
+                converge_recorded(&edited, observed.clone(), owners.clone(), grants.clone());
+            let got: BTreeSet<(GrantedPermissionKind, &str)> = recorded
+                .iter()
+                .map(|g| (g.kind, g.value.as_str()))
+                .collect();
+            let want: BTreeSet<(GrantedPermissionKind, &str)> =
+                case.granted.iter().copied().collect();
+            assert_eq!(got, want, "{}", case.name);
+            // What someone else granted is still there.
+            for foreign in &observed.app_role_assignments {
+                if foreign.id == "foreign" {
+                    assert!(
+                        after.app_role_assignments.contains(foreign),
+                        "{}",
+                        case.name
+                    );
+                }
+            }
+            // Not recorded, nothing is revoked.
+            let unrecorded = plan_recorded(&edited, &observed, &owners, &[]);
+            assert!(
+                !unrecorded.operations.iter().any(|op| matches!(
+                    op,
+                    GraphOperation::DeleteAppRoleAssignment { .. }
+                        | GraphOperation::DeleteOAuth2PermissionGrant { .. }
+                ) || matches!(op, GraphOperation::PatchOAuth2PermissionGrant { scope, .. }
+                    if !scope.contains("profile") && scope.contains("User.Read"))),
+                "{}: {:?}",
+                case.name,
+                unrecorded.operations
+            );
+        }
+    }
+
+    #[test]
+    fn known_client_applications_are_managed_when_declared_and_carried_over_otherwise() {
+        const DECLARED: &str = "c11e0000-0000-4000-8000-0000000000c1";
+        const DESKTOP: &str = "c11e0000-0000-4000-8000-0000000000d1";
+        const FOREIGN: &str = "c11e0000-0000-4000-8000-0000000000f1";
+        let resolved = ResolvedReferences {
+            apps: [(
+                "desktop".to_string(),
+                ResolvedApp {
+                    app_id: DESKTOP.into(),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            waiting: Default::default(),
+        };
+        let waiting = ResolvedReferences {
+            waiting: ["desktop".to_string()].into(),
+            ..Default::default()
+        };
+        struct Case {
+            name: &'static str,
+            declared: Option<Value>,
+            in_entra: Vec<&'static str>,
+            references: ResolvedReferences,
+            /// The list written, or None for no write.
+            written: Option<Vec<&'static str>>,
+        }
+        let cases = [
+            Case {
+                name: "left out of the spec: what Entra has is kept",
+                declared: None,
+                in_entra: vec![FOREIGN],
+                references: ResolvedReferences::default(),
+                written: None,
+            },
+            Case {
+                name: "declared by appId and appRef: written",
+                declared: Some(json!([{"appId": DECLARED}, {"appRef": {"name": "desktop"}}])),
+                in_entra: vec![],
+                references: resolved.clone(),
+                written: Some(vec![DECLARED, DESKTOP]),
+            },
+            Case {
+                name: "an entry removed from the spec is removed in Entra",
+                declared: Some(json!([{"appId": DECLARED}])),
+                in_entra: vec![DECLARED, FOREIGN],
+                references: ResolvedReferences::default(),
+                written: Some(vec![DECLARED]),
+            },
+            Case {
+                name: "declared empty: every entry goes",
+                declared: Some(json!([])),
+                in_entra: vec![FOREIGN],
+                references: ResolvedReferences::default(),
+                written: Some(vec![]),
+            },
+            Case {
+                name: "an unresolved appRef removes nothing yet",
+                declared: Some(json!([{"appId": DECLARED}, {"appRef": {"name": "desktop"}}])),
+                in_entra: vec![FOREIGN],
+                references: waiting.clone(),
+                written: Some(vec![DECLARED, FOREIGN]),
+            },
+            Case {
+                name: "already as declared: no write",
+                declared: Some(json!([{"appRef": {"name": "desktop"}}])),
+                in_entra: vec![DESKTOP],
+                references: resolved.clone(),
+                written: None,
+            },
+        ];
+        for case in cases {
+            let mut spec = full_spec();
+            if let Some(declared) = &case.declared {
+                spec.api.as_mut().unwrap().known_client_applications =
+                    Some(serde_json::from_value(declared.clone()).unwrap());
+            }
+            let base = full_spec();
+            let mut observed = converge(&base, nothing_yet());
+            observed.application.as_mut().unwrap()["api"]["knownClientApplications"] =
+                json!(case.in_entra);
+            let p = plan_for(&spec, &observed, &case.references);
+            let written = p.operations.iter().find_map(|op| match op {
+                GraphOperation::PatchApplication { body, .. } => {
+                    body.pointer("/api/knownClientApplications").cloned()
+                }
+                _ => None,
+            });
+            assert_eq!(
+                written,
+                case.written.as_ref().map(|w| json!(w)),
+                "{}",
+                case.name
+            );
+        }
     }
 }

@@ -47,18 +47,25 @@ impl ResolvedReferences {
     }
 }
 
-/// Names of every AppRegistration the spec refers to (pre-authorized clients, resource APIs).
+/// Names of every AppRegistration the spec refers to (pre-authorized and known clients, resource
+/// APIs).
 pub fn referenced_names(spec: &AppRegistrationSpec) -> BTreeSet<String> {
     let pre_authorized = spec
         .api
         .iter()
         .flat_map(|api| &api.pre_authorized_applications)
         .filter_map(|p| p.app_ref.as_ref());
+    let known_clients = spec
+        .api
+        .iter()
+        .flat_map(|api| api.known_client_applications.iter().flatten())
+        .filter_map(|k| k.app_ref.as_ref());
     let resources = spec
         .required_resource_access
         .iter()
         .filter_map(|r| r.app_ref.as_ref());
     pre_authorized
+        .chain(known_clients)
         .chain(resources)
         .map(|r| r.name.clone())
         .collect()
@@ -96,7 +103,9 @@ pub fn resolve_references(
 mod tests {
     use super::*;
     use crate::api::LocalRef;
-    use crate::api::appregistration::{ApiSpec, PreAuthorizedApplication, RequiredResourceAccess};
+    use crate::api::appregistration::{
+        ApiSpec, KnownClientApplication, PreAuthorizedApplication, RequiredResourceAccess,
+    };
 
     fn spec_referring_to(client: &str, resource: &str) -> AppRegistrationSpec {
         let mut spec: AppRegistrationSpec =
@@ -109,6 +118,12 @@ mod tests {
                 app_id: None,
                 scopes: vec![],
             }],
+            known_client_applications: Some(vec![KnownClientApplication {
+                app_ref: Some(LocalRef {
+                    name: "desktop".into(),
+                }),
+                app_id: None,
+            }]),
             ..ApiSpec::default()
         });
         spec.required_resource_access = vec![RequiredResourceAccess {
@@ -143,10 +158,13 @@ mod tests {
             resolved.app("webapi").unwrap().scope_ids["Access"],
             "s-1".to_string()
         );
-        assert_eq!(resolved.waiting, BTreeSet::from(["spa".to_string()]));
+        assert_eq!(
+            resolved.waiting,
+            BTreeSet::from(["desktop".to_string(), "spa".to_string()])
+        );
 
         let none: BTreeMap<String, AppRegistrationStatus> = BTreeMap::new();
         let resolved = resolve_references(&spec, &none);
-        assert_eq!(resolved.waiting.len(), 2);
+        assert_eq!(resolved.waiting.len(), 3);
     }
 }

@@ -27,6 +27,8 @@ pub fn record_planned(
     status.role_ids = planned.role_ids.clone();
     status.consent = Some(planned.consent.clone());
     status.federated_credentials = planned.federated_credentials.clone();
+    status.managed_owners = planned.managed_owners.clone();
+    status.granted_permissions = planned.granted_permissions.clone();
 }
 
 /// Replaces the status entry of the same Secret, or adds it.

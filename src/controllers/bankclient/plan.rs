@@ -68,6 +68,7 @@ pub fn render_child_app_registration(bank_client: &BankClient) -> AppRegistratio
                 ..ServicePrincipalSpec::default()
             },
             owners: Vec::new(),
+            owners_management: Default::default(),
             credentials: CredentialsSpec {
                 passwords: vec![PasswordCredentialSpec {
                     secret_name: spec.secret.name.clone(),

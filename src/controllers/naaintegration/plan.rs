@@ -72,6 +72,7 @@ fn empty_spec(display_name: String, audience: SignInAudience) -> AppRegistration
         grant_admin_consent: false,
         service_principal: Default::default(),
         owners: Vec::new(),
+        owners_management: Default::default(),
         credentials: Default::default(),
         deletion_policy: Default::default(),
         adopt: None,
@@ -116,6 +117,7 @@ pub fn render_web_api(naa: &NaaIntegration) -> AppRegistration {
         } else {
             Vec::new()
         },
+        known_client_applications: None,
     });
     let mut child = AppRegistration::new(&web_api_name(naa), spec);
     child.metadata = child_meta(naa, web_api_name(naa));

@@ -79,6 +79,10 @@ pub(super) fn app_routes(
             collection(req, "", "directoryObjects", items)
         }
         ("POST", "/owners/$ref") => add_owner(st, caller, req, &id),
+        // "application: remove owners" (https://learn.microsoft.com/graph/api/application-delete-owners):
+        // 204; only the reference goes, the directory object stays. A reference that is not there
+        // → 404 Request_ResourceNotFound (our choice: Graph's answer for an absent link is not
+        // documented). Permission: Application.ReadWrite.OwnedBy as an owner, or ReadWrite.All.
         ("DELETE", "/owners/{id}/$ref") => {
             let owner = rest[0].to_ascii_lowercase();
             let seq = st.next_seq();

@@ -98,6 +98,9 @@ pub(super) fn grant_routes(st: &mut State, caller: &Caller, req: &Req, id: &str)
             let v = Value::Object(grant.clone());
             Ok(entity(200, "oauth2PermissionGrants", v, req))
         }
+        // "Update oAuth2PermissionGrant" (https://learn.microsoft.com/graph/api/oauth2permissiongrant-update):
+        // 204; `scope` is what changes (adding or removing delegated permissions); the other
+        // properties are the grant's identity and are refused when changed (our choice).
         "PATCH" => {
             let body = body_object(req)?;
             for (k, v) in body {
@@ -109,6 +112,9 @@ pub(super) fn grant_routes(st: &mut State, caller: &Caller, req: &Req, id: &str)
             }
             Ok(Resp::empty(204))
         }
+        // "Delete oAuth2PermissionGrant" (https://learn.microsoft.com/graph/api/oauth2permissiongrant-delete):
+        // 204, the grant is gone (an unknown id is 404, above). Writes need
+        // DelegatedPermissionGrant.ReadWrite.All (permissions.rs).
         "DELETE" => {
             t.grants.remove(id);
             t.grants_listed_at.remove(id);

@@ -54,8 +54,14 @@ pub(super) fn authorize(
     } else if t.starts_with("/v1.0/oauth2PermissionGrants") {
         // Writes: DelegatedPermissionGrant.ReadWrite.All; reads also with Directory.Read.All.
         has(GRANTS) || (read && has(DIRECTORY_READ_ALL))
-    } else if t.contains("/appRoleAssignedTo") && !read {
-        // Granting an app role: AppRoleAssignment.ReadWrite.All.
+    } else if (t.contains("/appRoleAssignedTo") || t.contains("/appRoleAssignments")) && !read {
+        // Granting or revoking an app role, from the resource's side or the principal's:
+        // AppRoleAssignment.ReadWrite.All ("Delete appRoleAssignedTo",
+        // https://learn.microsoft.com/graph/api/serviceprincipal-delete-approleassignedto;
+        // "Delete appRoleAssignment",
+        // https://learn.microsoft.com/graph/api/serviceprincipal-delete-approleassignments; "Grant an
+        // appRoleAssignment", …-post-approleassignments). Owning the service principal's application
+        // is not enough.
         has(ROLE_ASSIGNMENT)
     } else if t.starts_with("/v1.0/applications") || t.starts_with("/v1.0/directory/deletedItems") {
         let creating = (req.method == "POST" && t == "/v1.0/applications")

@@ -143,6 +143,10 @@ pub(super) fn sp_routes(
             let v = render_assignment(st, t, a);
             Ok(entity(200, "appRoleAssignments", v, req))
         }
+        // "Delete appRoleAssignedTo" (https://learn.microsoft.com/graph/api/serviceprincipal-delete-approleassignedto)
+        // and "Delete appRoleAssignment" (…/serviceprincipal-delete-approleassignments): 204; the
+        // assignment must belong to the addressed service principal (as resource or principal),
+        // else 404. Needs AppRoleAssignment.ReadWrite.All (permissions.rs).
         ("DELETE", "/appRoleAssignedTo/{id}") | ("DELETE", "/appRoleAssignments/{id}") => {
             let t = tenant_mut(st, caller);
             match t.assignments.get(&rest[0]) {
