@@ -322,6 +322,14 @@ async fn an_owner_removed_from_the_spec_leaves_entra_and_one_the_operator_did_no
     const B: &str = "0a0e0000-0000-4000-8000-00000000000b";
     const PERSON: &str = "0a0e0000-0000-4000-8000-0000000000aa";
     let mut h = Harness::start().await;
+    // Adding owners needs Application.ReadWrite.All and Directory.Read.All on top of the least
+    // privileges (README, "Required Graph permissions").
+    let roles: Vec<&str> = support::LEAST_PRIVILEGE
+        .iter()
+        .chain(support::OWNER_PERMISSIONS)
+        .copied()
+        .collect();
+    h.entra.set_operator_graph_roles(&roles);
     h.start_controllers();
     let operator = h
         .entra

@@ -167,6 +167,10 @@ pub fn spawn_all_controllers(ctx: Arc<Context>) -> (oneshot::Sender<()>, JoinHan
     (tx, handle)
 }
 
+/// What `spec.owners` needs besides [`LEAST_PRIVILEGE`]: `Application.ReadWrite.OwnedBy` cannot add
+/// another owner (Microsoft's "application: add owners" page).
+pub const OWNER_PERMISSIONS: &[&str] = &["Application.ReadWrite.All", "Directory.Read.All"];
+
 /// Retries tuned for tests: quick, bounded.
 fn test_retry() -> RetryPolicy {
     RetryPolicy {

@@ -123,6 +123,7 @@ const PERMISSIONS: &[(&str, Option<&str>, Option<&str>)] = &[
 /// Application roles (by value) the operator's own app is granted on Graph at start.
 pub const OPERATOR_GRAPH_ROLES: &[&str] = &[
     "Application.ReadWrite.All",
+    "Directory.Read.All",
     "Application.ReadWrite.OwnedBy",
     "AppRoleAssignment.ReadWrite.All",
     "DelegatedPermissionGrant.ReadWrite.All",

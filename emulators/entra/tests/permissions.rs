@@ -251,3 +251,62 @@ async fn revoking_needs_the_permission_granting_needs_and_owners_go_with_owned_b
     let r = call_as(&env, &token, "GET", &grant, None).await;
     assert_eq!(r.status, 404);
 }
+
+/// Adding an owner needs more than `Application.ReadWrite.OwnedBy`, even on an owned app
+/// ("will not be sufficient to add another owner"); removing one from an owned app does not.
+#[tokio::test]
+async fn adding_an_owner_needs_read_write_all_and_directory_read_all() {
+    let env = Env::new().await;
+    const PERSON: &str = "0a0e0000-0000-4000-8000-0000000000aa";
+    let owner_ref =
+        json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{PERSON}")});
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.OwnedBy", "Directory.Read.All"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        "/v1.0/applications",
+        Some(json!({"displayName": "mine"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let mine = r.json()["id"].as_str().unwrap().to_string();
+    let owners = format!("/v1.0/applications/{mine}/owners/$ref");
+    let r = call_as(&env, &token, "POST", &owners, Some(owner_ref.clone())).await;
+    assert_eq!(
+        r.status,
+        403,
+        "OwnedBy cannot add another owner: {}",
+        r.json()
+    );
+    assert_eq!(error_code(&r), "Authorization_RequestDenied");
+
+    env.emu.set_operator_graph_roles(&[
+        "Application.ReadWrite.OwnedBy",
+        "Application.ReadWrite.All",
+        "Directory.Read.All",
+    ]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(&env, &token, "POST", &owners, Some(owner_ref)).await;
+    assert_eq!(r.status, 204, "{}", r.json());
+
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.OwnedBy"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(
+        &env,
+        &token,
+        "DELETE",
+        &format!("/v1.0/applications/{mine}/owners/{PERSON}/$ref"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        204,
+        "OwnedBy removes owners of its own apps: {}",
+        r.json()
+    );
+}

@@ -10,6 +10,7 @@ const READ_WRITE_ALL: &str = "Application.ReadWrite.All";
 const OWNED_BY: &str = "Application.ReadWrite.OwnedBy";
 const READ_ALL: &str = "Application.Read.All";
 const DIRECTORY_READ_ALL: &str = "Directory.Read.All";
+const DIRECTORY_READ_WRITE_ALL: &str = "Directory.ReadWrite.All";
 const ROLE_ASSIGNMENT: &str = "AppRoleAssignment.ReadWrite.All";
 const GRANTS: &str = "DelegatedPermissionGrant.ReadWrite.All";
 const TENANT_INFO: &str = "CrossTenantInformation.ReadBasic.All";
@@ -63,6 +64,14 @@ pub(super) fn authorize(
         // appRoleAssignment", …-post-approleassignments). Owning the service principal's application
         // is not enough.
         has(ROLE_ASSIGNMENT)
+    } else if req.method == "POST"
+        && t.starts_with("/v1.0/applications")
+        && t.ends_with("/owners/$ref")
+    {
+        // Adding an owner: "Application.ReadWrite.OwnedBy will not be sufficient to add another
+        // owner. Consent also to Application.ReadWrite.All", with Directory.Read.All
+        // (https://learn.microsoft.com/graph/api/application-post-owners, Permissions).
+        (has(READ_WRITE_ALL) && has(DIRECTORY_READ_ALL)) || has(DIRECTORY_READ_WRITE_ALL)
     } else if t.starts_with("/v1.0/applications") || t.starts_with("/v1.0/directory/deletedItems") {
         let creating = (req.method == "POST" && t == "/v1.0/applications")
             || (req.method == "PATCH"
