@@ -131,16 +131,10 @@ async fn execute_operation(
         }
         GraphOperation::UpsertFederatedCredential {
             application_id,
-            name,
-            body,
+            credential,
         } => {
-            let mut credential: graph::FederatedIdentityCredential =
-                serde_json::from_value(body.clone())
-                    .map_err(|e| Error::Invalid(format!("federated credential {name}: {e}")))?;
-            credential.name = name.clone();
-            credential.id = None;
             graph
-                .upsert_federated_identity_credential(application_id, &credential)
+                .upsert_federated_identity_credential(application_id, credential)
                 .await?;
         }
         GraphOperation::CreateAppRoleAssignment {

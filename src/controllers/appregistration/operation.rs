@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-/// One Graph write, in the order the executor must run them. Bodies are Graph JSON.
+/// One Graph write, in the order the executor must run them. Whole objects travel typed; the
+/// application and service principal PATCH bodies stay Graph JSON because they are deltas (only the
+/// changed properties, `null` where one is cleared), which a typed struct cannot tell from absent.
 #[derive(Clone, Debug, PartialEq)]
 pub enum GraphOperation {
     /// `PATCH /applications(uniqueName='{unique_name}')` with `Prefer: create-if-missing`.
@@ -32,12 +34,12 @@ pub enum GraphOperation {
         application_id: String,
         name: String,
     },
-    /// `PATCH /applications/{application_id}/federatedIdentityCredentials(name='{name}')` with
-    /// `Prefer: create-if-missing`.
+    /// `PATCH /applications/{application_id}/federatedIdentityCredentials(name='{credential.name}')`
+    /// with `Prefer: create-if-missing`: the whole credential, typed (every property is sent, so a
+    /// cleared description is cleared).
     UpsertFederatedCredential {
         application_id: String,
-        name: String,
-        body: Value,
+        credential: crate::graph::FederatedIdentityCredential,
     },
     /// `POST /servicePrincipals/{resource_sp_id}/appRoleAssignedTo`
     /// `{principalId, resourceId: resource_sp_id, appRoleId}`.

@@ -599,14 +599,14 @@ fn plan_federated_credentials(
         if !same {
             operations.push(GraphOperation::UpsertFederatedCredential {
                 application_id: application_id.to_string(),
-                name: want.name.clone(),
-                body: json!({
-                    "name": want.name,
-                    "issuer": want.issuer,
-                    "subject": want.subject,
-                    "audiences": want.audiences,
-                    "description": want.description,
-                }),
+                credential: crate::graph::FederatedIdentityCredential {
+                    id: None,
+                    name: want.name.clone(),
+                    issuer: want.issuer.clone(),
+                    subject: want.subject.clone(),
+                    audiences: want.audiences.clone(),
+                    description: want.description.clone(),
+                },
             });
         }
     }
@@ -964,11 +964,11 @@ mod tests {
                 GraphOperation::DeleteFederatedCredential { name, .. } => {
                     observed.federated_credentials.retain(|f| &f.name != name)
                 }
-                GraphOperation::UpsertFederatedCredential { name, body, .. } => {
-                    observed.federated_credentials.retain(|f| &f.name != name);
+                GraphOperation::UpsertFederatedCredential { credential, .. } => {
                     observed
                         .federated_credentials
-                        .push(serde_json::from_value(body.clone()).unwrap());
+                        .retain(|f| f.name != credential.name);
+                    observed.federated_credentials.push(credential.into());
                 }
                 GraphOperation::CreateAppRoleAssignment {
                     resource_sp_id,
@@ -1140,8 +1140,8 @@ mod tests {
                     assert_eq!(owner_id, OWNER);
                     "owner"
                 }
-                GraphOperation::UpsertFederatedCredential { name, .. } => {
-                    assert_eq!(name, "aks");
+                GraphOperation::UpsertFederatedCredential { credential, .. } => {
+                    assert_eq!(credential.name, "aks");
                     "fic"
                 }
                 other => panic!("unexpected {other:?}"),
@@ -1669,14 +1669,14 @@ mod tests {
                 },
                 GraphOperation::UpsertFederatedCredential {
                     application_id: OBJECT_ID.into(),
-                    name: "aks".into(),
-                    body: json!({
-                        "name": "aks",
-                        "issuer": "https://oidc.aks.example/x",
-                        "subject": "system:serviceaccount:bookme:api2",
-                        "audiences": ["api://AzureADTokenExchange"],
-                        "description": null
-                    })
+                    credential: crate::graph::FederatedIdentityCredential {
+                        id: None,
+                        name: "aks".into(),
+                        issuer: "https://oidc.aks.example/x".into(),
+                        subject: "system:serviceaccount:bookme:api2".into(),
+                        audiences: vec!["api://AzureADTokenExchange".into()],
+                        description: None,
+                    }
                 }
             ]
         );
