@@ -9,7 +9,7 @@ use std::time::Duration;
 use entra_emulator::{EmulatorConfig, EntraEmulator};
 use entra_operator::controllers::appregistration::PlanSettings;
 use entra_operator::controllers::appregistration::consent::ConsentSettings;
-use entra_operator::controllers::context::{Context, ControllerSettings};
+use entra_operator::controllers::context::{Context, ControllerSettings, HandoverSettings};
 use entra_operator::graph::{
     CredentialConfig, GraphClient, GraphConfig, RetryPolicy, SecretString,
 };
@@ -126,9 +126,29 @@ impl Harness {
     /// The general form: the operator runs as the chart's ServiceAccount with exactly the RBAC
     /// objects `rbac` (normally [`chart_rbac`], what Helm renders; a test may remove a rule).
     pub async fn start_with_rbac(
+        entra_config: EmulatorConfig,
+        registry: Option<Arc<entra_operator::registry::RegistrySink>>,
+        rbac: Vec<Value>,
+    ) -> Harness {
+        Self::start_full(entra_config, registry, rbac, None).await
+    }
+
+    /// The operator configured with these handover settings (confirmation delay, webhook).
+    pub async fn start_with_handover(handover: HandoverSettings) -> Harness {
+        Self::start_full(
+            EmulatorConfig::default(),
+            None,
+            chart_rbac(),
+            Some(handover),
+        )
+        .await
+    }
+
+    async fn start_full(
         mut entra_config: EmulatorConfig,
         registry: Option<Arc<entra_operator::registry::RegistrySink>>,
         rbac: Vec<Value>,
+        handover: Option<HandoverSettings>,
     ) -> Harness {
         // Every end-to-end test checks the operator's Graph bodies (and the emulator's answers)
         // against Graph's published v1.0 schema; `Drop` fails the test on any violation.
@@ -186,6 +206,7 @@ impl Harness {
             tenant_id: creds.tenant_id.clone(),
             authority_host: creds.authority_host.clone(),
             resync: Duration::from_secs(300),
+            handover: handover.unwrap_or_default(),
         };
         let ctx = Arc::new(
             Context::new(
