@@ -159,7 +159,7 @@ async fn apply(obj: Arc<BankClient>, ctx: &Arc<Context>, stores: &Stores) -> Res
             .map(String::as_str),
         credential.and_then(|c| c.key_id.as_deref()),
     );
-    let notify_retry = notify_handover(ctx, &obj, &mut status).await;
+    let notify_retry = notify_handover(ctx, &bank_clients, &obj, &mut status).await;
     apply_status(&bank_clients, &name, obj.status.as_ref(), &status).await?;
     ctx.metrics.set_handover(
         &handover_labels(&obj),
@@ -212,12 +212,39 @@ fn handover_labels(obj: &BankClient) -> HandoverLabels {
 /// reconcile again); it never holds up anything else.
 async fn notify_handover(
     ctx: &Context,
+    api: &Api<BankClient>,
     obj: &BankClient,
     status: &mut crate::api::BankClientStatus,
 ) -> Option<std::time::Duration> {
     let webhook = ctx.settings.handover.webhook.as_ref()?;
     let handover = status.handover.as_ref()?;
-    if handover.notified_at.is_some() || handover.confirmed {
+    if handover.notified_at.is_some() {
+        return None;
+    }
+    let key = format!("{}#handover-notification", object_key(obj));
+    // The store may lag this operator's own last status write (the one recording a delivery):
+    // read the latest status before deciding, as the rotation's fresh-state rule does. One GET,
+    // only while a handover is not known to be announced.
+    match api.get(&obj.name_any()).await {
+        Ok(fresh) => {
+            if let Some(at) = fresh
+                .status
+                .and_then(|s| s.handover)
+                .filter(|h| h.new_key_id == handover.new_key_id)
+                .and_then(|h| h.notified_at)
+            {
+                if let Some(h) = status.handover.as_mut() {
+                    h.notified_at = Some(at);
+                }
+                return None;
+            }
+        }
+        Err(e) => {
+            warn!(bankclient = %object_key(obj), error = %e, "reading the BankClient before announcing its handover");
+            return Some(ctx.record_failure(&key, ctx.settings.handover.notify_retry));
+        }
+    }
+    if handover.confirmed {
         return None;
     }
     // Only the leader announces (a deposed one could announce twice).
@@ -225,7 +252,6 @@ async fn notify_handover(
         return None;
     }
     let body = handover::payload(webhook.format, obj, status, handover);
-    let key = format!("{}#handover-notification", object_key(obj));
     match webhook.send(&body).await {
         Ok(()) => {
             ctx.record_success(&key);
@@ -241,16 +267,15 @@ async fn notify_handover(
         }
         Err(e) => {
             let retry = ctx.record_failure(&key, ctx.settings.handover.notify_retry);
-            warn!(bankclient = %object_key(obj), error = %e, retry_seconds = retry.as_secs(), "handover notification failed");
+            warn!(bankclient = %object_key(obj), error = %e, retry = ?retry, "handover notification failed");
             publish(
                 ctx,
                 obj,
                 EventType::Warning,
                 "HandoverNotificationFailed",
                 &format!(
-                    "Announcing the handover to keyId {} failed ({e}); retrying in {}s",
+                    "Announcing the handover to keyId {} failed ({e}); retrying in {retry:?}",
                     handover.new_key_id,
-                    retry.as_secs()
                 ),
             )
             .await;
