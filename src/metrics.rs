@@ -48,6 +48,15 @@ pub struct TenantConsentLabels {
     pub app: String,
 }
 
+/// Labels of one BankClient's secret handover.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandoverLabels {
+    pub namespace: String,
+    /// The BankClient's name.
+    pub name: String,
+    pub bank_id: String,
+}
+
 /// Labels of a kind.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -77,6 +86,10 @@ pub struct Metrics {
     pub resource_ready: Family<CredentialLabels, Gauge>,
     /// 1 when an app is consented in a customer tenant, else 0.
     pub tenant_consent: Family<TenantConsentLabels, Gauge>,
+    /// Unix time at which the previous secret of a BankClient's handover in progress is revoked.
+    pub handover_previous_revoke: Family<HandoverLabels, Gauge<f64, AtomicU64>>,
+    /// 1 when the bank confirmed the handover in progress, else 0.
+    pub handover_confirmed: Family<HandoverLabels, Gauge>,
     /// The consent series last written for each TenantMapping, to drop an app's once it goes.
     tenant_consent_series:
         std::sync::Mutex<std::collections::HashMap<(String, String), Vec<TenantConsentLabels>>>,
@@ -153,8 +166,22 @@ impl Metrics {
             "1 when the app is consented in the customer tenant of a TenantMapping, else 0",
             tenant_consent.clone(),
         );
+        let handover_previous_revoke = Family::<HandoverLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "handover_previous_revoke_timestamp_seconds",
+            "Unix time at which the previous client secret of a BankClient's handover in progress is revoked (only while a handover is in progress)",
+            handover_previous_revoke.clone(),
+        );
+        let handover_confirmed = Family::<HandoverLabels, Gauge>::default();
+        registry.register(
+            "handover_confirmed",
+            "1 when the bank confirmed the BankClient's handover in progress, else 0 (only while a handover is in progress)",
+            handover_confirmed.clone(),
+        );
         Metrics {
             registry,
+            handover_previous_revoke,
+            handover_confirmed,
             tenant_consent,
             tenant_consent_series: Default::default(),
             credential_expiry,
@@ -211,6 +238,25 @@ impl Metrics {
             .collect();
         if !labels.is_empty() {
             series.insert(key, labels);
+        }
+    }
+
+    /// One BankClient's handover series: set while a handover is in progress
+    /// (`Some((revoke unix time, confirmed))`), removed when it ends (`None`) or the BankClient goes.
+    pub fn set_handover(&self, labels: &HandoverLabels, handover: Option<(f64, bool)>) {
+        match handover {
+            Some((revoke_at, confirmed)) => {
+                self.handover_previous_revoke
+                    .get_or_create(labels)
+                    .set(revoke_at);
+                self.handover_confirmed
+                    .get_or_create(labels)
+                    .set(i64::from(confirmed));
+            }
+            None => {
+                self.handover_previous_revoke.remove(labels);
+                self.handover_confirmed.remove(labels);
+            }
         }
     }
 
@@ -292,6 +338,24 @@ mod tests {
         assert!(m.render().contains("team-a"));
         m.forget_resource("AppRegistration", "team-a", "api", ["s1", "s2"]);
         assert!(!m.render().contains("team-a"), "{}", m.render());
+    }
+
+    #[test]
+    fn handover_series_exist_only_during_a_handover() {
+        let m = Metrics::new();
+        let labels = HandoverLabels {
+            namespace: "banks".into(),
+            name: "nordbank".into(),
+            bank_id: "nordbank".into(),
+        };
+        m.set_handover(&labels, Some((1.9e9, false)));
+        let text = m.render();
+        assert!(text.contains("entra_operator_handover_previous_revoke_timestamp_seconds{namespace=\"banks\",name=\"nordbank\",bank_id=\"nordbank\"} 1900000000"), "{text}");
+        assert!(text.contains("entra_operator_handover_confirmed{namespace=\"banks\",name=\"nordbank\",bank_id=\"nordbank\"} 0"), "{text}");
+        m.set_handover(&labels, Some((1.8e9, true)));
+        assert!(m.render().contains("bank_id=\"nordbank\"} 1\n"));
+        m.set_handover(&labels, None);
+        assert!(!m.render().contains("nordbank"), "{}", m.render());
     }
 
     #[test]

@@ -265,6 +265,9 @@ BAD_VALUES = {
     "dashboard-bad-namespace": {"grafanaDashboard": {"namespace": "Not_A_Namespace"}},
     "dashboard-unknown-key": {"grafanaDashboard": {"folder": "Identity"}},
     "sql-in-table-name": {"registry": {"database": {"bankClientsTable": "t; DROP TABLE x"}}},
+    "bad-handover-format": {"handover": {"webhook": {"format": "slack"}}},
+    "bad-confirm-delay": {"handover": {"confirmDelay": "soon"}},
+    "webhook-url-as-a-value": {"handover": {"webhook": {"url": "https://example.webhook.office.com/x"}}},
 }
 
 
@@ -422,10 +425,12 @@ def test_default_env_matches_the_operator_defaults():
         "ADMIN_ADDR": "0.0.0.0:8080",
         "LEADER_ELECTION": "true",
         "LEASE_NAME": RELEASE,
+        "HANDOVER_CONFIRM_DELAY": "5m",
     }
     assert e["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert e["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    for name in ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_ID", "ENTRA_CA_FILE"):
+    for name in ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_ID", "ENTRA_CA_FILE",
+                 "HANDOVER_WEBHOOK_URL", "HANDOVER_WEBHOOK_FORMAT"):
         assert name not in e
 
 
@@ -534,6 +539,18 @@ def test_registry_database_url_comes_from_the_existing_secret():
     assert e["REGISTRY_BANK_CLIENTS_TABLE"]["value"] == "dbo.BankClients"
     assert e["REGISTRY_TENANT_MAPPINGS_TABLE"]["value"] == "tenant_bank_mappings"
     assert not any(k.startswith("REGISTRY_") for k in env(render()))
+
+
+def test_handover_webhook_url_comes_from_the_existing_secret():
+    e = env(render({"handover": {"confirmDelay": "10m",
+                                 "webhook": {"existingSecret": "bank-ops-teams", "key": "webhook", "format": "teams"}}}))
+    # The URL is a credential: only ever a reference to the Secret, never a value in the manifest.
+    assert e["HANDOVER_WEBHOOK_URL"] == {
+        "name": "HANDOVER_WEBHOOK_URL",
+        "valueFrom": {"secretKeyRef": {"name": "bank-ops-teams", "key": "webhook"}},
+    }
+    assert e["HANDOVER_WEBHOOK_FORMAT"]["value"] == "teams"
+    assert e["HANDOVER_CONFIRM_DELAY"]["value"] == "10m"
 
 
 def test_certificate_is_mounted_read_only_and_pointed_at():
@@ -740,6 +757,7 @@ def test_prometheus_rule_alerts_with_default_thresholds():
         "EntraCredentialExpiringSoon",
         "EntraCredentialRotationFailing",
         "EntraCredentialRotationOverdue",
+        "EntraBankHandoverUnconfirmed",
         "EntraOperatorDown",
     }
     expiry = found["EntraCredentialExpiringSoon"]
@@ -754,6 +772,13 @@ def test_prometheus_rule_alerts_with_default_thresholds():
     assert re.sub(r"\s+", " ", found["EntraCredentialRotationOverdue"]["expr"]).strip() == (
         "(time() - entra_operator_credential_next_rotation_timestamp_seconds) > 3600"
     )
+    handover = found["EntraBankHandoverUnconfirmed"]
+    assert re.sub(r"\s+", " ", handover["expr"]).strip() == (
+        "(entra_operator_handover_previous_revoke_timestamp_seconds - time()) < 24 * 3600"
+        " and on (namespace, name, bank_id) entra_operator_handover_confirmed == 0"
+    )
+    assert handover["labels"]["severity"] == "warning"
+    assert "{{ $labels.bank_id }}" in handover["annotations"]["summary"]
     down = found["EntraOperatorDown"]["expr"].strip()
     assert down == f'absent(up{{job="{RELEASE}", namespace="{NAMESPACE}"}} == 1)'
     # Prometheus templates in annotations reach Prometheus untouched by Helm.
@@ -771,6 +796,7 @@ def test_prometheus_rule_thresholds_and_labels_follow_values():
                 "enabled": True,
                 "credentialExpiryDays": 7,
                 "rotationOverdueSeconds": 600,
+                "handoverUnconfirmedHours": 48,
                 "for": "5m",
                 "alertLabels": {"team": "identity", "severity": "page"},
                 "operatorDown": {"enabled": False},
@@ -780,6 +806,7 @@ def test_prometheus_rule_thresholds_and_labels_follow_values():
     assert "EntraOperatorDown" not in found
     assert "< 7 * 86400" in found["EntraCredentialExpiringSoon"]["expr"]
     assert "> 600" in found["EntraCredentialRotationOverdue"]["expr"]
+    assert "< 48 * 3600" in found["EntraBankHandoverUnconfirmed"]["expr"]
     for rule in found.values():
         assert rule["for"] == "5m"
         assert rule["labels"] == {"team": "identity", "severity": "page"}

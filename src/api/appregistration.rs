@@ -845,6 +845,22 @@ pub struct PasswordCredentialStatus {
     /// When the current credential was created (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// A handover confirmation (the `entra.bookme.io/handover-confirmed` annotation naming the
+    /// current credential) that shortened the previous credentials' revoke times. Cleared by the
+    /// next rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_confirmed: Option<HandoverConfirmation>,
+}
+
+/// Consumers confirmed that they use the current credential: the previous ones may go early.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoverConfirmation {
+    /// Key ID of the credential the confirmation names (the current one).
+    pub key_id: String,
+    /// When the operator first saw the confirmation (RFC 3339); previous credentials are revoked
+    /// no later than this plus the confirmation delay.
+    pub confirmed_at: String,
 }
 
 /// A credential kept after rotation.

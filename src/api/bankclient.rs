@@ -38,6 +38,11 @@ pub const BANK_ID_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
         priority = "1"
     ),
     printcolumn(
+        name = "Handover",
+        type_ = "string",
+        json_path = ".status.handover.state"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -172,6 +177,54 @@ pub struct BankClientStatus {
     /// The app role granted on the API, and whether the assignment exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_assignment: Option<RoleAssignmentStatus>,
+    /// A secret handover in progress: after a rotation the previous secret stays valid for a
+    /// while, and the bank switches to the new one. Absent when no previous secret is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<HandoverStatus>,
+    /// The value of the `entra.bookme.io/handover-confirmed` annotation when it names another
+    /// key ID than the current secret's (a stale confirmation, ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignored_confirmation: Option<String>,
+}
+
+/// Where a handover stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum HandoverState {
+    /// The bank has not confirmed that it uses the new secret; the previous one is revoked at
+    /// `previousValidUntil`.
+    #[default]
+    AwaitingConfirmation,
+    /// The bank confirmed; the previous secret is revoked after the confirmation delay.
+    Confirmed,
+}
+
+/// A secret handover: a new secret is in the Secret, the previous one still works until
+/// `previousValidUntil`. Never holds a secret value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandoverStatus {
+    /// `AwaitingConfirmation` or `Confirmed`.
+    pub state: HandoverState,
+    /// Key ID of the new secret (the Secret's `keyId`). The bank confirms with
+    /// `kubectl annotate bankclient <name> entra.bookme.io/handover-confirmed=<newKeyId>`.
+    pub new_key_id: String,
+    /// Key IDs of the previous secrets still valid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_key_ids: Vec<String>,
+    /// When the new secret was issued (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// When the (first) previous secret is revoked (RFC 3339).
+    pub previous_valid_until: String,
+    /// Whether the bank confirmed the switch to the new secret.
+    pub confirmed: bool,
+    /// When the operator saw the confirmation (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed_at: Option<String>,
+    /// When the handover notification (`--handover-webhook-url`) was delivered (RFC 3339); it is
+    /// sent once per handover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<String>,
 }
 
 /// A granted application permission.

@@ -42,6 +42,11 @@ pub const OBJECT_NAME_PATTERN: &str =
 
 /// Annotation whose new value forces a credential rotation.
 pub const ROTATE_ANNOTATION: &str = "entra.bookme.io/rotate";
+/// Annotation naming the key ID of the current client secret once its consumers use it: the
+/// previous secrets (in overlap after a rotation) are then revoked after a short safety delay
+/// instead of at the end of their overlap. On a BankClient it is copied to its child
+/// AppRegistration, whose credential state machine acts on it.
+pub const HANDOVER_CONFIRMED_ANNOTATION: &str = "entra.bookme.io/handover-confirmed";
 /// Annotation whose new value forces a consent recheck of a TenantMapping.
 pub const RECHECK_ANNOTATION: &str = "entra.bookme.io/recheck";
 

@@ -25,6 +25,30 @@ pub struct ControllerSettings {
     pub authority_host: String,
     /// Periodic resync of settled resources.
     pub resync: Duration,
+    /// Secret handovers to banks: confirmation delay and notification.
+    pub handover: HandoverSettings,
+}
+
+/// How a BankClient's secret handover is confirmed and announced.
+#[derive(Clone, Debug)]
+pub struct HandoverSettings {
+    /// Between a confirmation (`entra.bookme.io/handover-confirmed`) and the revocation of the
+    /// previous secrets.
+    pub confirm_delay: Duration,
+    /// Where a handover is announced (`--handover-webhook-url`), if anywhere.
+    pub webhook: Option<crate::webhook::Webhook>,
+    /// First retry after a failed notification; doubles per failure up to 10 minutes.
+    pub notify_retry: Duration,
+}
+
+impl Default for HandoverSettings {
+    fn default() -> Self {
+        HandoverSettings {
+            confirm_delay: Duration::from_secs(300),
+            webhook: None,
+            notify_retry: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Shared state of all reconciles.

@@ -150,7 +150,8 @@ pub enum CredentialEvent {
     /// The Secret of a password no longer declared was deleted at the end of its overlap.
     SecretDeleted { secret_name: String },
     /// Status changed without a Graph write worth its own event: adoption, a previous credential
-    /// left in place because it is not ours, an undeclared password winding down.
+    /// left in place because it is not ours, an undeclared password winding down, a handover
+    /// confirmation that moved the previous credentials' revoke time forward.
     StatusChanged {
         secret_name: String,
         reason: CredentialReason,
@@ -204,6 +205,12 @@ pub struct PasswordTarget<'a> {
     pub owner_uid: &'a str,
     /// The `entra.bookme.io/rotate` annotation.
     pub rotate_annotation: Option<&'a str>,
+    /// The `entra.bookme.io/handover-confirmed` annotation (see
+    /// [`RotationInput::handover_confirmation`]).
+    pub handover_confirmation: Option<&'a str>,
+    /// The safety delay between a handover confirmation and the revocation of the previous
+    /// credentials.
+    pub confirm_delay: SignedDuration,
 }
 
 /// Where a pass ended.
@@ -349,6 +356,8 @@ impl Pass<'_> {
                 added: added.as_ref(),
                 fresh_nonce: &nonce,
                 now,
+                handover_confirmation: self.target.handover_confirmation,
+                confirm_delay: self.target.confirm_delay,
             };
             let plan = if self.target.declared {
                 plan_password_rotation(&input)?
@@ -461,6 +470,7 @@ impl Pass<'_> {
                         CredentialReason::Adopted
                             | CredentialReason::NotOurs
                             | CredentialReason::Undeclared
+                            | CredentialReason::HandoverConfirmed
                     ) {
                         self.emit(CredentialEvent::StatusChanged {
                             secret_name: secret_name.clone(),

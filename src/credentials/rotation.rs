@@ -8,13 +8,17 @@
 //!   [`ManagedMarker`]): never a credential of another resource, never one made by hand;
 //! - a credential that the Secret names (its `keyId`) is never removed;
 //! - every previous credential keeps its own revoke time: a rotation inside the overlap of an
-//!   earlier one adds to the list and never shortens an earlier window.
+//!   earlier one adds to the list and never shortens an earlier window. Only a handover
+//!   confirmation (its consumers say they use the current credential, see
+//!   [`RotationInput::handover_confirmation`]) shortens them, to the confirmation plus a safety
+//!   delay, and it never lengthens one.
 
 use jiff::{SignedDuration, Timestamp};
 
 use super::secret::{ObservedSecret, hint_of};
 use crate::api::appregistration::{
-    PasswordCredentialSpec, PasswordCredentialStatus, PendingRotation, PreviousCredential,
+    HandoverConfirmation, PasswordCredentialSpec, PasswordCredentialStatus, PendingRotation,
+    PreviousCredential,
 };
 use crate::api::duration::Overlap;
 use crate::graph::SecretString;
@@ -165,6 +169,13 @@ pub struct RotationInput<'a> {
     /// A nonce to use if this step starts a rotation (see [`new_nonce`]); ignored otherwise.
     pub fresh_nonce: &'a str,
     pub now: Timestamp,
+    /// The `entra.bookme.io/handover-confirmed` annotation: the key ID of the credential its
+    /// consumers confirm they use. When it names the current credential (and the Secret holds
+    /// it), every previous credential is revoked no later than `confirm_delay` after the
+    /// confirmation was first seen; a value naming anything else is ignored.
+    pub handover_confirmation: Option<&'a str>,
+    /// The safety delay between a confirmation and the revocation of the previous credentials.
+    pub confirm_delay: SignedDuration,
 }
 
 /// The one next step for a password.
@@ -253,6 +264,9 @@ pub enum CredentialReason {
     RotationComplete,
     /// The previous credential's revoke time has passed.
     RevokePrevious,
+    /// Consumers confirmed the current credential: the previous ones are revoked after the
+    /// confirmation delay instead of at the end of their overlap.
+    HandoverConfirmed,
     /// A credential carrying this resource's marker for this Secret that nothing refers to (left by
     /// a crash or an interrupted rotation).
     RemoveOrphan,
@@ -287,6 +301,7 @@ impl CredentialReason {
             CredentialReason::RecoverLostValue => "RecoverLostValue",
             CredentialReason::RotationComplete => "RotationComplete",
             CredentialReason::RevokePrevious => "RevokePrevious",
+            CredentialReason::HandoverConfirmed => "HandoverConfirmed",
             CredentialReason::RemoveOrphan => "RemoveOrphan",
             CredentialReason::PreviousGone => "PreviousGone",
             CredentialReason::NotOurs => "NotOurs",
@@ -551,6 +566,9 @@ impl<'a> Planner<'a> {
         if let Some(plan) = self.retire_previous()? {
             return Ok(plan);
         }
+        if let Some(plan) = self.confirm_handover()? {
+            return Ok(plan);
+        }
         if let Some(pending) = &self.status.pending {
             // Nothing carries the nonce (never added, add failed, or removed after the value was
             // lost): add it now. Reusing the nonce keeps the write-ahead record valid.
@@ -637,6 +655,7 @@ impl<'a> Planner<'a> {
             status.expires_at = None;
             status.renew_at = None;
             status.created_at = None;
+            status.handover_confirmed = None;
             return self.step(
                 CredentialAction::UpdateStatus,
                 status,
@@ -821,6 +840,8 @@ impl<'a> Planner<'a> {
             pending: None,
             rotate_token: self.status.rotate_token.clone(),
             created_at: Some(format_timestamp(new.start.unwrap_or(now))),
+            // A confirmation names one credential; a new current one needs its own.
+            handover_confirmed: None,
         })
     }
 
@@ -929,6 +950,64 @@ impl<'a> Planner<'a> {
             return self.step(action, status, reason).map(Some);
         }
         Ok(None)
+    }
+
+    /// A handover confirmation naming the current credential (which the Secret holds) moves every
+    /// previous credential's revoke time to the confirmation plus the delay, if that is earlier;
+    /// a later one is never moved. The first sighting is recorded, so the delay runs from then and
+    /// a later pass does not push it forward. A confirmation naming anything else (a previous
+    /// credential, an unknown key ID) is ignored: it is stale.
+    fn confirm_handover(&self) -> Result<Option<CredentialPlan>, CredentialError> {
+        let Some(confirmed) = self.input.handover_confirmation else {
+            return Ok(None);
+        };
+        if self.status.pending.is_some() || self.status.previous.is_empty() {
+            return Ok(None);
+        }
+        let Some(current) = self
+            .status
+            .key_id
+            .as_deref()
+            .filter(|k| k.eq_ignore_ascii_case(confirmed.trim()))
+            .and_then(|k| self.in_graph(k))
+        else {
+            return Ok(None);
+        };
+        // Consumers confirm what they read from the Secret: it must hold the current credential.
+        if !self
+            .input
+            .secret
+            .is_some_and(|s| s.holds(&current.key_id, current.hint.as_deref()))
+        {
+            return Ok(None);
+        }
+        let mut status = self.status.clone();
+        let record = match &self.status.handover_confirmed {
+            Some(c) if c.key_id == current.key_id => c.clone(),
+            _ => HandoverConfirmation {
+                key_id: current.key_id.clone(),
+                confirmed_at: format_timestamp(self.input.now),
+            },
+        };
+        let deadline = self.add(
+            self.parse("handoverConfirmed.confirmedAt", &record.confirmed_at)?,
+            self.input.confirm_delay,
+        )?;
+        for previous in &mut status.previous {
+            if deadline < self.parse("previous.revokeAt", &previous.revoke_at)? {
+                previous.revoke_at = format_timestamp(deadline);
+            }
+        }
+        status.handover_confirmed = Some(record);
+        if status == self.status {
+            return Ok(None);
+        }
+        self.step(
+            CredentialAction::UpdateStatus,
+            status,
+            CredentialReason::HandoverConfirmed,
+        )
+        .map(Some)
     }
 
     /// The earliest revoke time still ahead (one the Secret blocks is not waited for: the
@@ -1124,6 +1203,7 @@ mod tests {
         secret: Option<ObservedSecret>,
         annotation: Option<&'a str>,
         now: &'a str,
+        confirmation: Option<&'a str>,
     }
 
     impl Case<'_> {
@@ -1138,6 +1218,8 @@ mod tests {
                 added: None,
                 fresh_nonce: "fresh",
                 now: t(self.now),
+                handover_confirmation: self.confirmation,
+                confirm_delay: SignedDuration::from_mins(5),
             })
         }
     }
@@ -1155,6 +1237,7 @@ mod tests {
             ],
             annotation: None,
             now: "2030-02-01T00:00:00Z",
+            confirmation: None,
         }
     }
 
@@ -1414,6 +1497,8 @@ mod tests {
             added: Some(&added),
             fresh_nonce: "fresh",
             now: t(case.now),
+            handover_confirmation: None,
+            confirm_delay: SignedDuration::from_mins(5),
         })
         .unwrap();
         assert_eq!(
@@ -1439,6 +1524,8 @@ mod tests {
             added: Some(&stale),
             fresh_nonce: "fresh",
             now: t(case.now),
+            handover_confirmation: None,
+            confirm_delay: SignedDuration::from_mins(5),
         })
         .unwrap();
         assert!(matches!(plan.action, CredentialAction::AddPassword { .. }));
@@ -1553,6 +1640,223 @@ mod tests {
         case.secret = Some(secret_holding(&new));
         let previous = case.plan().unwrap().status.previous[0].clone();
         assert_eq!(t(&previous.revoke_at), t("2030-04-01T00:00:00Z"));
+    }
+
+    /// `steady()` after a rotation: "bb-previous" (expiring 2030-03-20) is in overlap until
+    /// `revoke_at`; "aa-current" is current and in the Secret; now is 2030-02-01.
+    fn in_handover<'a>(revoke_at: &str) -> Case<'a> {
+        let mut case = steady();
+        case.spec = spec(Overlap::UntilExpiry);
+        case.graph
+            .push(managed("bb-previous", "n0", "2030-03-20T00:00:00Z"));
+        case.status.as_mut().unwrap().previous = vec![PreviousCredential {
+            key_id: "bb-previous".into(),
+            revoke_at: revoke_at.into(),
+        }];
+        case
+    }
+
+    #[test]
+    fn a_confirmation_of_the_current_credential_shortens_the_revoke_time_and_never_lengthens_it() {
+        // (case, confirmation, revokeAt before, already recorded confirmation, now)
+        //   -> (reason, revokeAt after)
+        type Row<'a> = (
+            &'a str,
+            Option<&'a str>,
+            &'a str,
+            Option<(&'a str, &'a str)>,
+            &'a str,
+            (CredentialReason, &'a str),
+        );
+        let cases: [Row; 9] = [
+            (
+                "confirmed: revoked 5 minutes after the confirmation",
+                Some("aa-current"),
+                "2030-03-20T00:00:00Z",
+                None,
+                "2030-02-01T00:00:00Z",
+                (CredentialReason::HandoverConfirmed, "2030-02-01T00:05:00Z"),
+            ),
+            (
+                "key ID compared without case and surrounding blanks",
+                Some(" AA-CURRENT "),
+                "2030-03-20T00:00:00Z",
+                None,
+                "2030-02-01T00:00:00Z",
+                (CredentialReason::HandoverConfirmed, "2030-02-01T00:05:00Z"),
+            ),
+            (
+                "a revoke time already earlier is kept (never lengthened)",
+                Some("aa-current"),
+                "2030-02-01T00:02:00Z",
+                None,
+                "2030-02-01T00:00:00Z",
+                (CredentialReason::HandoverConfirmed, "2030-02-01T00:02:00Z"),
+            ),
+            (
+                "the recorded confirmation keeps its time: a later pass does not push it",
+                Some("aa-current"),
+                "2030-02-01T00:05:00Z",
+                Some(("aa-current", "2030-02-01T00:00:00Z")),
+                "2030-02-01T00:03:00Z",
+                (CredentialReason::UpToDate, "2030-02-01T00:05:00Z"),
+            ),
+            (
+                "stale: names the previous credential",
+                Some("bb-previous"),
+                "2030-03-20T00:00:00Z",
+                None,
+                "2030-02-01T00:00:00Z",
+                (CredentialReason::UpToDate, "2030-03-20T00:00:00Z"),
+            ),
+            (
+                "stale: names an unknown key",
+                Some("zz-portal"),
+                "2030-03-20T00:00:00Z",
+                None,
+                "2030-02-01T00:00:00Z",
+                (CredentialReason::UpToDate, "2030-03-20T00:00:00Z"),
+            ),
+            (
+                "a confirmation recorded for another key does not count for this one",
+                Some("bb-previous"),
+                "2030-03-20T00:00:00Z",
+                Some(("bb-previous", "2030-01-01T00:00:00Z")),
+                "2030-02-01T00:00:00Z",
+                (CredentialReason::UpToDate, "2030-03-20T00:00:00Z"),
+            ),
+            (
+                "no confirmation",
+                None,
+                "2030-03-20T00:00:00Z",
+                None,
+                "2030-02-01T00:00:00Z",
+                (CredentialReason::UpToDate, "2030-03-20T00:00:00Z"),
+            ),
+            (
+                "the shortened time has come: the previous credential is revoked",
+                Some("aa-current"),
+                "2030-02-01T00:05:00Z",
+                Some(("aa-current", "2030-02-01T00:00:00Z")),
+                "2030-02-01T00:05:00Z",
+                (CredentialReason::RevokePrevious, "-"),
+            ),
+        ];
+        for (name, confirmation, revoke_at, recorded, now, (reason, after)) in cases {
+            let mut case = in_handover(revoke_at);
+            case.confirmation = confirmation;
+            case.now = now;
+            case.status.as_mut().unwrap().handover_confirmed =
+                recorded.map(|(key_id, at)| HandoverConfirmation {
+                    key_id: key_id.into(),
+                    confirmed_at: at.into(),
+                });
+            let plan = case.plan().unwrap();
+            assert_eq!(plan.reason, reason, "{name}");
+            match reason {
+                CredentialReason::RevokePrevious => {
+                    assert_eq!(
+                        plan.action,
+                        CredentialAction::RemovePassword {
+                            key_id: "bb-previous".into()
+                        },
+                        "{name}"
+                    );
+                    continue;
+                }
+                CredentialReason::HandoverConfirmed => {
+                    assert_eq!(plan.action, CredentialAction::UpdateStatus, "{name}");
+                    assert_eq!(
+                        plan.status.handover_confirmed,
+                        Some(HandoverConfirmation {
+                            key_id: "aa-current".into(),
+                            confirmed_at: t(now).to_string(),
+                        }),
+                        "{name}"
+                    );
+                }
+                _ => {
+                    assert!(
+                        matches!(plan.action, CredentialAction::Idle { .. }),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        plan.status.handover_confirmed,
+                        case.status.as_ref().unwrap().handover_confirmed,
+                        "{name}: nothing recorded"
+                    );
+                }
+            }
+            assert_eq!(
+                t(&plan.status.previous[0].revoke_at),
+                t(after),
+                "{name}: revokeAt"
+            );
+            assert!(
+                t(&plan.status.previous[0].revoke_at) <= t(revoke_at),
+                "{name}: never lengthened"
+            );
+        }
+    }
+
+    #[test]
+    fn a_confirmation_waits_for_the_revoke_time_then_never_revokes_what_the_secret_holds() {
+        // Confirmed at 00:00: idle until 00:05, the shortened revoke time.
+        let mut case = in_handover("2030-03-20T00:00:00Z");
+        case.confirmation = Some("aa-current");
+        let plan = case.plan().unwrap();
+        case.status = Some(plan.status);
+        assert_eq!(
+            case.plan().unwrap().action,
+            CredentialAction::Idle {
+                requeue_at: Some(t("2030-02-01T00:05:00Z"))
+            }
+        );
+        // The Secret was put back to the previous credential by hand: the confirmation no longer
+        // holds (the Secret does not hold the confirmed credential) and the previous one, which
+        // the Secret names, is not revoked.
+        let mut case = in_handover("2030-03-20T00:00:00Z");
+        case.confirmation = Some("aa-current");
+        let previous = case.graph.last().unwrap().clone();
+        case.secret = Some(secret_holding(&previous));
+        let plan = case.plan().unwrap();
+        assert_ne!(plan.reason, CredentialReason::HandoverConfirmed);
+        assert!(!matches!(
+            plan.action,
+            CredentialAction::RemovePassword { ref key_id } if key_id == "bb-previous"
+        ));
+        // A pending rotation: the confirmation waits for it (and will then be stale).
+        let mut case = in_handover("2030-03-20T00:00:00Z");
+        case.confirmation = Some("aa-current");
+        case.status.as_mut().unwrap().pending = Some(PendingRotation {
+            nonce: "n9".into(),
+            since: "2030-02-01T00:00:00Z".into(),
+        });
+        assert_ne!(
+            case.plan().unwrap().reason,
+            CredentialReason::HandoverConfirmed
+        );
+    }
+
+    #[test]
+    fn a_rotation_clears_the_confirmation_of_the_old_credential() {
+        let mut case = in_handover("2030-03-20T00:00:00Z");
+        case.status.as_mut().unwrap().handover_confirmed = Some(HandoverConfirmation {
+            key_id: "aa-current".into(),
+            confirmed_at: "2030-02-01T00:00:00Z".into(),
+        });
+        case.status.as_mut().unwrap().pending = Some(PendingRotation {
+            nonce: "n2".into(),
+            since: "2030-02-01T00:00:00Z".into(),
+        });
+        let new = managed("cc-new", "n2", "2030-06-01T00:00:00Z");
+        case.graph.push(new.clone());
+        case.secret = Some(secret_holding(&new));
+        let plan = case.plan().unwrap();
+        assert_eq!(plan.reason, CredentialReason::RotationComplete);
+        assert_eq!(plan.status.handover_confirmed, None);
+        // The old current joins the previous ones with its full overlap.
+        assert_eq!(plan.status.previous.len(), 2);
     }
 
     #[test]

@@ -56,6 +56,8 @@ struct World {
     /// Every persisted version of the status entry; the version of `history[i]` is `i + 1`.
     history: Vec<Option<PasswordCredentialStatus>>,
     annotation: Option<String>,
+    /// The handover-confirmed annotation (confirm delay: 5 s).
+    confirmation: Option<String>,
     spec: PasswordCredentialSpec,
     declared: bool,
     counter: u32,
@@ -135,6 +137,7 @@ impl World {
             secret: None,
             history: vec![None],
             annotation: None,
+            confirmation: None,
             spec,
             declared: true,
             counter: 0,
@@ -522,9 +525,14 @@ impl Shared {
             world: self.0.clone(),
             seen_version: Mutex::new(None),
         };
-        let (spec, declared, annotation) = {
+        let (spec, declared, annotation, confirmation) = {
             let w = self.lock();
-            (w.spec.clone(), w.declared, w.annotation.clone())
+            (
+                w.spec.clone(),
+                w.declared,
+                w.annotation.clone(),
+                w.confirmation.clone(),
+            )
         };
         block_on(drive_password(
             PasswordTarget {
@@ -532,6 +540,8 @@ impl Shared {
                 declared,
                 owner_uid: UID,
                 rotate_annotation: annotation.as_deref(),
+                handover_confirmation: confirmation.as_deref(),
+                confirm_delay: SignedDuration::from_secs(5),
             },
             Ports {
                 graph: &sim,
@@ -718,6 +728,82 @@ fn rotation_survives_two_faults_at_any_pair_of_writes() {
             }
         }
     }
+}
+
+/// A world just after a rotation with `UntilExpiry` (the previous credential kept for about an
+/// hour), whose consumers confirmed the new credential.
+fn confirmed_handover_world() -> World {
+    let mut world = settled_world(spec(3600, 600, Overlap::UntilExpiry));
+    world.annotation = Some("rotate".into());
+    let shared = Shared::new(world);
+    shared.settle("rotation before the confirmation");
+    let mut world = Arc::try_unwrap(shared.0).unwrap().into_inner().unwrap();
+    assert_eq!(world.status().unwrap().previous.len(), 1);
+    world.confirmation = world.status().unwrap().key_id.clone();
+    world.writes = 0;
+    world.events.clear();
+    world
+}
+
+/// [`confirmed_handover_world`] once the confirmation is recorded, at the shortened revoke time.
+fn confirmed_handover_due_world() -> World {
+    let shared = Shared::new(confirmed_handover_world());
+    shared.settle("confirmation");
+    let mut world = Arc::try_unwrap(shared.0).unwrap().into_inner().unwrap();
+    let revoke_at: Timestamp = world.status().unwrap().previous[0]
+        .revoke_at
+        .parse()
+        .unwrap();
+    world.now = revoke_at;
+    world.writes = 0;
+    world.events.clear();
+    world
+}
+
+#[test]
+fn a_confirmed_handover_revokes_the_previous_after_the_delay_and_survives_a_fault_at_every_write() {
+    // The confirmation is recorded and the previous credential's revoke time moves to 5 s later,
+    // nearly an hour before the end of its overlap; at that time it is revoked.
+    let shared = Shared::new(confirmed_handover_world());
+    let previous = shared.status().previous[0].clone();
+    let start = shared.lock().now;
+    shared.settle("confirmation");
+    let status = shared.status();
+    let confirmed = status.handover_confirmed.clone().expect("recorded");
+    assert_eq!(Some(&confirmed.key_id), status.key_id.as_ref());
+    let revoke_at: Timestamp = status.previous[0].revoke_at.parse().unwrap();
+    assert_eq!(
+        revoke_at,
+        confirmed.confirmed_at.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(5)
+    );
+    assert!(
+        previous.revoke_at.parse::<Timestamp>().unwrap() > start + SignedDuration::from_secs(3000)
+    );
+    shared.lock().now = revoke_at;
+    shared.settle("revocation after the confirmation");
+    assert!(shared.status().previous.is_empty());
+    assert!(
+        !shared
+            .lock()
+            .graph
+            .iter()
+            .any(|c| c.key_id == previous.key_id)
+    );
+    fault_at_every_write("confirmation", confirmed_handover_world);
+    fault_at_every_write(
+        "revocation after a confirmation",
+        confirmed_handover_due_world,
+    );
+}
+
+#[test]
+fn a_stale_confirmation_keeps_the_previous_until_its_own_time() {
+    let mut world = confirmed_handover_world();
+    let previous = world.status().unwrap().previous[0].clone();
+    world.confirmation = Some(previous.key_id.clone());
+    let shared = Shared::new(world);
+    assert_eq!(shared.settle("stale confirmation"), 0);
+    assert_eq!(shared.status().previous, vec![previous]);
 }
 
 #[test]

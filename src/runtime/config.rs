@@ -112,6 +112,72 @@ pub struct RunArgs {
     /// The database registry sink (off without `--registry-database-url`).
     #[command(flatten)]
     pub registry: crate::registry::config::RegistryArgs,
+
+    /// BankClient secret handovers: confirmation delay and notification webhook.
+    #[command(flatten)]
+    pub handover: HandoverArgs,
+}
+
+/// Flags of a BankClient's secret handover.
+#[derive(Args, Clone)]
+pub struct HandoverArgs {
+    /// After the `entra.bookme.io/handover-confirmed` annotation names the current secret, the
+    /// previous secrets are revoked after this safety delay instead of at the end of their
+    /// overlap (e.g. `5m`).
+    #[arg(long, env = "HANDOVER_CONFIRM_DELAY", default_value = "5m")]
+    pub handover_confirm_delay: Duration,
+
+    /// Where a handover is announced when it starts: an http(s) URL that receives one POST per
+    /// handover (never a secret value). It is a credential: pass it through the environment from a
+    /// Secret. Unset: no notification.
+    #[arg(long, env = "HANDOVER_WEBHOOK_URL", hide_env_values = true)]
+    pub handover_webhook_url: Option<String>,
+
+    /// The webhook's body: `json` (a generic document) or `teams` (a Microsoft Teams message
+    /// with an Adaptive Card).
+    #[arg(long, env = "HANDOVER_WEBHOOK_FORMAT", value_enum, default_value_t = crate::webhook::WebhookFormat::Json)]
+    pub handover_webhook_format: crate::webhook::WebhookFormat,
+}
+
+impl std::fmt::Debug for HandoverArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL is a credential (it lets anyone post to the channel).
+        f.debug_struct("HandoverArgs")
+            .field("handover_confirm_delay", &self.handover_confirm_delay)
+            .field(
+                "handover_webhook_url",
+                &self.handover_webhook_url.as_ref().map(|_| "<set>"),
+            )
+            .field("handover_webhook_format", &self.handover_webhook_format)
+            .finish()
+    }
+}
+
+impl HandoverArgs {
+    /// The controllers' handover settings; the webhook's HTTP client trusts `extra_ca_pem` too.
+    pub fn settings(
+        &self,
+        extra_ca_pem: Option<&std::path::Path>,
+    ) -> Result<crate::controllers::context::HandoverSettings, crate::webhook::WebhookError> {
+        let webhook = self
+            .handover_webhook_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|url| {
+                crate::webhook::Webhook::new(
+                    crate::graph::SecretString::new(url),
+                    self.handover_webhook_format,
+                    extra_ca_pem,
+                )
+            })
+            .transpose()?;
+        Ok(crate::controllers::context::HandoverSettings {
+            confirm_delay: self.handover_confirm_delay.as_std(),
+            webhook,
+            ..Default::default()
+        })
+    }
 }
 
 impl RunArgs {

@@ -138,6 +138,7 @@ pub fn controller_settings(
         tenant_id: config.tenant_id.clone(),
         authority_host,
         resync,
+        handover: Default::default(),
     }
 }
 
@@ -315,7 +316,12 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     info!(graph = %config.graph_endpoint, authority = %config.authority_host, tenant = %config.tenant_id, credential = config.credential.kind(), "Graph configuration");
     let graph = graph_client(&config, metrics.clone())?;
     let client = Client::try_default().await?;
-    let settings = controller_settings(&config, &args.unique_name_prefix, args.resync.as_std());
+    let mut settings = controller_settings(&config, &args.unique_name_prefix, args.resync.as_std());
+    settings.handover = args
+        .handover
+        .settings(args.extra_ca_file.as_deref())
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    info!(confirm_delay_seconds = settings.handover.confirm_delay.as_secs(), webhook = ?settings.handover.webhook.as_ref().map(|w| w.format), "handover settings");
     let registry = args
         .registry
         .build()

@@ -9,7 +9,7 @@ use std::time::Duration;
 use entra_emulator::{EmulatorConfig, EntraEmulator};
 use entra_operator::controllers::appregistration::PlanSettings;
 use entra_operator::controllers::appregistration::consent::ConsentSettings;
-use entra_operator::controllers::context::{Context, ControllerSettings};
+use entra_operator::controllers::context::{Context, ControllerSettings, HandoverSettings};
 use entra_operator::graph::{
     CredentialConfig, GraphClient, GraphConfig, RetryPolicy, SecretString,
 };
@@ -130,6 +130,7 @@ pub fn operator_context(
         tenant_id,
         authority_host,
         resync: Duration::from_secs(300),
+        handover: Default::default(),
     };
     Context::new(
         client,
@@ -201,9 +202,29 @@ impl Harness {
     /// The general form: the operator runs as the chart's ServiceAccount with exactly the RBAC
     /// objects `rbac` (normally [`chart_rbac`], what Helm renders; a test may remove a rule).
     pub async fn start_with_rbac(
+        entra_config: EmulatorConfig,
+        registry: Option<Arc<entra_operator::registry::RegistrySink>>,
+        rbac: Vec<Value>,
+    ) -> Harness {
+        Self::start_full(entra_config, registry, rbac, None).await
+    }
+
+    /// The operator configured with these handover settings (confirmation delay, webhook).
+    pub async fn start_with_handover(handover: HandoverSettings) -> Harness {
+        Self::start_full(
+            EmulatorConfig::default(),
+            None,
+            chart_rbac(),
+            Some(handover),
+        )
+        .await
+    }
+
+    async fn start_full(
         mut entra_config: EmulatorConfig,
         registry: Option<Arc<entra_operator::registry::RegistrySink>>,
         rbac: Vec<Value>,
+        handover: Option<HandoverSettings>,
     ) -> Harness {
         // Every end-to-end test checks the operator's Graph bodies (and the emulator's answers)
         // against Graph's published v1.0 schema; `Drop` fails the test on any violation.
@@ -252,13 +273,14 @@ impl Harness {
         // The emulator issues Graph tokens for Graph's real resource URI, as Entra does.
         graph_config.token_scope = Some("https://graph.microsoft.com/.default".into());
         let metrics = Arc::new(Metrics::new());
-        let ctx = operator_context(
+        let mut ctx = operator_context(
             operator_client,
             &graph_config,
             metrics.clone(),
             "entra-operator",
         )
         .with_registry(registry);
+        ctx.settings.handover = handover.unwrap_or_default();
         let ctx = Arc::new(ctx);
         Harness {
             kube,

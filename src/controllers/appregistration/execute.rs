@@ -10,14 +10,14 @@ use tracing::debug;
 use crate::api::appregistration::{
     AppRegistrationStatus, PasswordCredentialSpec, PasswordCredentialStatus,
 };
-use crate::api::{AppRegistration, ROTATE_ANNOTATION};
+use crate::api::{AppRegistration, HANDOVER_CONFIRMED_ANNOTATION, ROTATE_ANNOTATION};
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::controllers::events::publish;
 use crate::controllers::status_writer::apply_status;
 use crate::credentials::{
-    CredentialEvent, Events, GraphPasswordPort, KubeSecretPort, PasswordTarget, Ports,
-    SecretContext, StatusHandle, SystemClock, drive_password, undeclared_secret_names,
+    CredentialEvent, CredentialReason, Events, GraphPasswordPort, KubeSecretPort, PasswordTarget,
+    Ports, SecretContext, StatusHandle, SystemClock, drive_password, undeclared_secret_names,
 };
 use crate::graph::{self, Application, GraphError};
 use crate::labels::FIELD_MANAGER;
@@ -360,6 +360,15 @@ impl Events for ControllerEvents<'_> {
             ),
             CredentialEvent::StatusChanged {
                 secret_name,
+                reason: CredentialReason::HandoverConfirmed,
+            } => (
+                "HandoverConfirmed",
+                format!(
+                    "Client secret of Secret {secret_name}: the handover to the current secret is confirmed ({HANDOVER_CONFIRMED_ANNOTATION}); the previous secrets are revoked after the confirmation delay"
+                ),
+            ),
+            CredentialEvent::StatusChanged {
+                secret_name,
                 reason,
             } => (
                 "CredentialStatus",
@@ -394,6 +403,12 @@ pub(super) async fn sync_credentials(
         .clone()
         .ok_or_else(|| Error::Invalid("application without appId".into()))?;
     let rotate_annotation = obj.annotations().get(ROTATE_ANNOTATION).cloned();
+    let handover_confirmation = obj
+        .annotations()
+        .get(HANDOVER_CONFIRMED_ANNOTATION)
+        .cloned();
+    let confirm_delay = jiff::SignedDuration::try_from(ctx.settings.handover.confirm_delay)
+        .unwrap_or(jiff::SignedDuration::from_mins(5));
     let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
     let claimed_elsewhere = secret_claims(obj, &api).await?;
     // The status as written so far in this reconcile; the driver's writes are conditional on its
@@ -474,6 +489,8 @@ pub(super) async fn sync_credentials(
                 declared: is_declared,
                 owner_uid: &owner_uid,
                 rotate_annotation: rotate_annotation.as_deref(),
+                handover_confirmation: handover_confirmation.as_deref(),
+                confirm_delay,
             },
             Ports {
                 graph: &graph_port,

@@ -5,6 +5,7 @@
 //! status and event); this file holds the entry point and the wiring.
 
 pub mod execute;
+pub mod handover;
 pub mod observe;
 pub mod plan;
 pub mod report;
@@ -14,14 +15,15 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::api::{AppRegistration, BankClient, condition};
+use crate::api::{AppRegistration, BankClient, HANDOVER_CONFIRMED_ANNOTATION, condition};
 use crate::controllers::children::{REGISTRY_FINALIZER, apply_child, delete_child};
 use crate::controllers::coalesce::{CoalescedConfigMap, DEFAULT_WINDOW};
 use crate::controllers::conditions::merge_conditions;
@@ -33,6 +35,7 @@ use crate::controllers::status_writer::apply_status;
 use crate::controllers::wiring::{
     SharedWatch, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
 };
+use crate::metrics::HandoverLabels;
 
 use self::execute::registry_writer;
 use self::observe::{api_app_id, claims, owns_child};
@@ -139,7 +142,38 @@ async fn apply(obj: Arc<BankClient>, ctx: &Arc<Context>, stores: &Stores) -> Res
         obj.metadata.generation,
         Timestamp::now(),
     );
+    // The handover: mirrored from the child's credential status, announced once.
+    let credential = child
+        .as_ref()
+        .and_then(|c| c.status.as_ref())
+        .and_then(|s| {
+            s.credentials
+                .iter()
+                .find(|c| c.secret_name == obj.spec.secret.name)
+        });
+    status.handover =
+        credential.and_then(|c| handover::handover_status(c, previous.handover.as_ref()));
+    status.ignored_confirmation = handover::ignored_confirmation(
+        obj.annotations()
+            .get(HANDOVER_CONFIRMED_ANNOTATION)
+            .map(String::as_str),
+        credential.and_then(|c| c.key_id.as_deref()),
+    );
+    let notify_retry = notify_handover(ctx, &bank_clients, &obj, &mut status).await;
     apply_status(&bank_clients, &name, obj.status.as_ref(), &status).await?;
+    ctx.metrics.set_handover(
+        &handover_labels(&obj),
+        status.handover.as_ref().map(|h| {
+            let revoke_at = h
+                .previous_valid_until
+                .parse::<Timestamp>()
+                .map_or(0.0, |t| t.as_second() as f64);
+            (revoke_at, h.confirmed)
+        }),
+    );
+    for (type_, reason, note) in handover::events(&obj, &previous, &status) {
+        publish(ctx, obj.as_ref(), type_, reason, &note).await;
+    }
     if ready.status && !previous.conditions.is_true(condition::READY) {
         info!(bankclient = %key, client_id = ?status.client_id, "ready");
     }
@@ -159,7 +193,95 @@ async fn apply(obj: Arc<BankClient>, ctx: &Arc<Context>, stores: &Stores) -> Res
         }
     }
     ctx.record_success(&key);
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(Action::requeue(
+        notify_retry.map_or(ctx.settings.resync, |retry| retry.min(ctx.settings.resync)),
+    ))
+}
+
+fn handover_labels(obj: &BankClient) -> HandoverLabels {
+    HandoverLabels {
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+        bank_id: obj.spec.bank_id.clone(),
+    }
+}
+
+/// Announces a handover that started (not yet confirmed nor announced) to the configured webhook,
+/// and records the delivery in `status.handover.notifiedAt`, so it is sent once per handover, also
+/// across restarts. A failure is a Warning event and a retry with backoff (returned: when to
+/// reconcile again); it never holds up anything else.
+async fn notify_handover(
+    ctx: &Context,
+    api: &Api<BankClient>,
+    obj: &BankClient,
+    status: &mut crate::api::BankClientStatus,
+) -> Option<std::time::Duration> {
+    let webhook = ctx.settings.handover.webhook.as_ref()?;
+    let handover = status.handover.as_ref()?;
+    if handover.notified_at.is_some() {
+        return None;
+    }
+    let key = format!("{}#handover-notification", object_key(obj));
+    // The store may lag this operator's own last status write (the one recording a delivery):
+    // read the latest status before deciding, as the rotation's fresh-state rule does. One GET,
+    // only while a handover is not known to be announced.
+    match api.get(&obj.name_any()).await {
+        Ok(fresh) => {
+            if let Some(at) = fresh
+                .status
+                .and_then(|s| s.handover)
+                .filter(|h| h.new_key_id == handover.new_key_id)
+                .and_then(|h| h.notified_at)
+            {
+                if let Some(h) = status.handover.as_mut() {
+                    h.notified_at = Some(at);
+                }
+                return None;
+            }
+        }
+        Err(e) => {
+            warn!(bankclient = %object_key(obj), error = %e, "reading the BankClient before announcing its handover");
+            return Some(ctx.record_failure(&key, ctx.settings.handover.notify_retry));
+        }
+    }
+    if handover.confirmed {
+        return None;
+    }
+    // Only the leader announces (a deposed one could announce twice).
+    if ctx.fence.check().is_err() {
+        return None;
+    }
+    let body = handover::payload(webhook.format, obj, status, handover);
+    match webhook.send(&body).await {
+        Ok(()) => {
+            ctx.record_success(&key);
+            let note = format!(
+                "Handover to keyId {} announced to the handover webhook",
+                handover.new_key_id
+            );
+            if let Some(h) = status.handover.as_mut() {
+                h.notified_at = Some(Timestamp::now().to_string());
+            }
+            publish(ctx, obj, EventType::Normal, "HandoverNotified", &note).await;
+            None
+        }
+        Err(e) => {
+            let retry = ctx.record_failure(&key, ctx.settings.handover.notify_retry);
+            warn!(bankclient = %object_key(obj), error = %e, retry = ?retry, "handover notification failed");
+            publish(
+                ctx,
+                obj,
+                EventType::Warning,
+                "HandoverNotificationFailed",
+                &format!(
+                    "Announcing the handover to keyId {} failed ({e}); retrying in {retry:?}",
+                    handover.new_key_id,
+                ),
+            )
+            .await;
+            Some(retry)
+        }
+    }
 }
 
 /// The BankClient is going: its child (and through it the app and the Secret) goes, and the
@@ -191,6 +313,7 @@ async fn cleanup(
     {
         return Err(e.into());
     }
+    ctx.metrics.set_handover(&handover_labels(&obj), None);
     info!(bankclient = %object_key(obj.as_ref()), "removed from the bank-clients registry");
     Ok(Action::await_change())
 }

@@ -10,7 +10,7 @@ use crate::api::appregistration::{
     AppRegistrationSpec, CredentialsSpec, PasswordCredentialSpec, RequiredResourceAccess,
     ServicePrincipalSpec, SignInAudience,
 };
-use crate::api::{AppRegistration, BankClient};
+use crate::api::{AppRegistration, BankClient, HANDOVER_CONFIRMED_ANNOTATION};
 use crate::labels::{LABEL_MANAGED_BY, MANAGED_BY};
 
 /// Label naming the bank a child belongs to.
@@ -33,7 +33,11 @@ pub fn display_name(bank_client: &BankClient) -> String {
 }
 
 /// The child AppRegistration: single-tenant, the configured application permission on the API with
-/// admin consent (so the bank's token carries `roles: [System]`), one client secret.
+/// admin consent (so the bank's token carries `roles: [System]`), one client secret. The
+/// BankClient's `entra.bookme.io/handover-confirmed` annotation is copied onto the child, whose
+/// credential state machine acts on it (the same annotation works on any AppRegistration); the
+/// operator's field manager owns it there, so removing it from the BankClient removes it from the
+/// child at the next apply.
 pub fn render_child_app_registration(bank_client: &BankClient) -> AppRegistration {
     let spec = &bank_client.spec;
     let mut labels = BTreeMap::new();
@@ -86,6 +90,10 @@ pub fn render_child_app_registration(bank_client: &BankClient) -> AppRegistratio
         name: Some(child_name(bank_client)),
         namespace: bank_client.namespace(),
         labels: Some(labels),
+        annotations: bank_client
+            .annotations()
+            .get(HANDOVER_CONFIRMED_ANNOTATION)
+            .map(|v| BTreeMap::from([(HANDOVER_CONFIRMED_ANNOTATION.to_string(), v.clone())])),
         owner_references: bank_client.controller_owner_ref(&()).map(|r| vec![r]),
         ..ObjectMeta::default()
     };
@@ -172,6 +180,30 @@ mod tests {
         assert_eq!(pw.overlap, Overlap::UntilExpiry);
         assert_eq!(pw.lifetime.as_secs(), 730 * 86_400);
         assert!(!spec.service_principal.visible_to_users);
+        assert_eq!(child.metadata.annotations, None);
+    }
+
+    #[test]
+    fn the_handover_confirmation_is_copied_to_the_child_and_nothing_else() {
+        let mut bc = bank_client("nordbank", "nordbank");
+        bc.metadata.annotations = Some(BTreeMap::from([
+            (
+                HANDOVER_CONFIRMED_ANNOTATION.to_string(),
+                "k-new".to_string(),
+            ),
+            (
+                "kubectl.kubernetes.io/last-applied-configuration".to_string(),
+                "{}".to_string(),
+            ),
+        ]));
+        let child = render_child_app_registration(&bc);
+        assert_eq!(
+            child.metadata.annotations,
+            Some(BTreeMap::from([(
+                HANDOVER_CONFIRMED_ANNOTATION.to_string(),
+                "k-new".to_string()
+            )]))
+        );
     }
 
     #[test]
