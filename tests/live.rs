@@ -183,16 +183,13 @@ impl Target {
 
     /// Whether the Secret's values get a Graph token through `azure_identity`, as a consumer would.
     async fn token_works(&self, data: &BTreeMap<String, String>) -> Result<(), String> {
-        use entra_operator::graph::{AzureIdentityTokenSource, TokenSource, build_http_client};
-        let mut config =
-            GraphConfig::from_lookup(|k| data.get(k).cloned()).map_err(|e| e.to_string())?;
-        config.token_scope = Some("https://graph.microsoft.com/.default".into());
-        config.extra_ca_pem = self.ca.clone();
-        let http = build_http_client(config.extra_ca_pem.as_deref(), Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        let source =
-            AzureIdentityTokenSource::from_config(&config, http).map_err(|e| e.to_string())?;
-        source.token().await.map(|_| ()).map_err(|e| e.to_string())
+        support::secret_token_claims(
+            data,
+            "https://graph.microsoft.com/.default",
+            self.ca.as_deref(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Deletes what a scenario applied and waits until the finalizers have run (the applications

@@ -379,13 +379,23 @@ pub async fn azure_identity_token_claims(
     secret_data: &std::collections::BTreeMap<String, String>,
     scope: &str,
 ) -> Result<entra_operator::graph::TokenClaims, String> {
+    secret_token_claims(secret_data, scope, Some(h.entra.ca_pem_path())).await
+}
+
+/// As [`azure_identity_token_claims`], trusting `extra_ca` (if any) besides the system's roots:
+/// for a target that is not a [`Harness`] (a real tenant trusts the system roots alone).
+pub async fn secret_token_claims(
+    secret_data: &std::collections::BTreeMap<String, String>,
+    scope: &str,
+    extra_ca: Option<&std::path::Path>,
+) -> Result<entra_operator::graph::TokenClaims, String> {
     use entra_operator::graph::{
         AzureIdentityTokenSource, TokenClaims, TokenSource, build_http_client,
     };
     let mut config =
         GraphConfig::from_lookup(|k| secret_data.get(k).cloned()).map_err(|e| e.to_string())?;
     config.token_scope = Some(scope.to_string());
-    config.extra_ca_pem = Some(h.entra.ca_pem_path().to_path_buf());
+    config.extra_ca_pem = extra_ca.map(std::path::Path::to_path_buf);
     let http = build_http_client(config.extra_ca_pem.as_deref(), Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
     let source = AzureIdentityTokenSource::from_config(&config, http).map_err(|e| e.to_string())?;
