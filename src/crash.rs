@@ -19,7 +19,7 @@ mod hook {
     static ARMED_AT: OnceLock<Option<u64>> = OnceLock::new();
     static WRITES: AtomicU64 = AtomicU64::new(0);
 
-    pub fn after_write(what: &str) {
+    pub fn after_write(what: impl std::fmt::Display) {
         let Some(at) = *ARMED_AT.get_or_init(|| {
             std::env::var(VARIABLE)
                 .ok()
@@ -43,8 +43,9 @@ mod hook {
 }
 
 /// Called after each committed write; kills the process at the armed write (see the module docs).
+/// `what` is formatted only when the process dies, so an unarmed hook costs no allocation.
 #[inline]
-pub fn after_write(what: &str) {
+pub fn after_write(what: impl std::fmt::Display) {
     #[cfg(feature = "crash-hook")]
     hook::after_write(what);
     #[cfg(not(feature = "crash-hook"))]

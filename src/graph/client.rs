@@ -469,7 +469,7 @@ impl GraphClient {
             }
             if (200..300).contains(&status) {
                 if call.method != Method::GET && !call.template.contains("$batch") {
-                    crate::crash::after_write(&format!("graph {operation}"));
+                    crate::crash::after_write(format_args!("graph {operation}"));
                 }
                 if call.method == Method::DELETE {
                     // Gone on purpose: a later 404 on these keys is the truth, not lag.
