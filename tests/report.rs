@@ -123,7 +123,7 @@ async fn report_lists_every_credential_and_every_tenants_consent() {
         .await
         .unwrap();
 
-    // Converged: every BankClient Ready with its expiry, management-api's secret issued, Nordic 2/2
+    // Converged: every BankClient and AppRegistration Ready, management-api's secret issued, Nordic 2/2
     // consented and Fjord checked (0/1).
     h.wait_for("the platform to converge", WAIT, || async {
         let banks = h
@@ -137,15 +137,24 @@ async fn report_lists_every_credential_and_every_tenants_consent() {
                     .as_ref()
                     .is_some_and(|s| s.secret_expires_at.is_some() && s.conditions.is_true("Ready"))
             });
-        let api = h
+        // Every AppRegistration Ready (the report calls a credential "ok" only then; management-api
+        // waits for management-ui's appId, so its secret can exist before it is Ready), and
+        // management-api's secret issued.
+        let apps = h
             .api::<AppRegistration>(NS)
-            .get("management-api")
+            .list(&Default::default())
             .await
             .ok()?;
-        let api_ok = api
-            .status
-            .as_ref()
-            .is_some_and(|s| s.credentials.iter().any(|c| c.key_id.is_some()));
+        let api_ok = apps.items.iter().all(|a| {
+            a.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.is_true("Ready"))
+        }) && apps.items.iter().any(|a| {
+            a.metadata.name.as_deref() == Some("management-api")
+                && a.status
+                    .as_ref()
+                    .is_some_and(|s| s.credentials.iter().any(|c| c.key_id.is_some()))
+        });
         let mappings = h.api::<TenantMapping>(NS);
         let mut nordic = None;
         let mut fjord = None;
