@@ -33,7 +33,7 @@ use crate::controllers::events::publish;
 use crate::controllers::registry_sink as registry;
 use crate::controllers::status_writer::apply_status;
 use crate::controllers::wiring::{
-    SharedWatch, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
+    SharedWatch, StoreReady, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
 };
 use crate::metrics::HandoverLabels;
 
@@ -50,6 +50,8 @@ pub struct Stores {
     pub bank_clients: Store<BankClient>,
     pub apps: Store<AppRegistration>,
     pub registry: Arc<CoalescedConfigMap>,
+    /// The AppRegistration store has listed once (awaited by every reconcile at once).
+    pub apps_ready: StoreReady,
 }
 
 /// Entry point for the controller runtime.
@@ -64,7 +66,7 @@ pub async fn reconcile(
         .ok_or_else(|| Error::Invalid("BankClient without namespace".into()))?;
     // Triggers come after the BankClient store holds the object; the AppRegistration store is
     // filled by its own watch and may still be listing.
-    if stores.apps.wait_until_ready().await.is_err() {
+    if !stores.apps_ready.wait().await {
         return Err(Error::Invalid("AppRegistration watch stopped".into()));
     }
     let api: Api<BankClient> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -339,6 +341,7 @@ pub async fn run(
             app_watch.store.clone(),
             DEFAULT_WINDOW,
         ),
+        apps_ready: StoreReady::new(&app_watch.store),
     };
     let store = stores.bank_clients.clone();
     let stream = Controller::for_shared_stream(
