@@ -118,6 +118,25 @@ impl Error {
         }
     }
 
+    /// The finalizer helper's JSON patch tests the finalizer list it read from the watch cache; a
+    /// 422 (test failed) or 409 means the cache was behind the API server, which it is for a
+    /// moment after every write (for example a reconcile woken by a related object right after
+    /// the first one added the finalizer). Not a failure: look again shortly, once the watch
+    /// has caught up.
+    pub fn is_stale_cache(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Finalizer(e) => match e.as_ref() {
+                F::AddFinalizer(kube::Error::Api(status))
+                | F::RemoveFinalizer(kube::Error::Api(status)) => {
+                    status.code == 422 || status.code == 409
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// Unwrap the finalizer helper's wrapping so the apply/cleanup error itself is reported.
     pub fn from_finalizer(e: kube::runtime::finalizer::Error<Error>) -> Error {
         match e {
@@ -125,5 +144,31 @@ impl Error {
             | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
             other => Error::Finalizer(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+    use kube::runtime::finalizer::Error as F;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            Status {
+                code,
+                ..Status::failure("value did not match", "Invalid")
+            }
+            .boxed(),
+        )
+    }
+
+    #[test]
+    fn a_failed_finalizer_patch_test_is_a_stale_cache_not_a_failure() {
+        assert!(Error::Finalizer(Box::new(F::AddFinalizer(api(422)))).is_stale_cache());
+        assert!(Error::Finalizer(Box::new(F::RemoveFinalizer(api(409)))).is_stale_cache());
+        // Anything else a finalizer write meets is a failure with backoff.
+        assert!(!Error::Finalizer(Box::new(F::AddFinalizer(api(403)))).is_stale_cache());
+        assert!(!Error::Kube(api(422)).is_stale_cache());
     }
 }

@@ -94,6 +94,10 @@ pub fn error_policy<K: ResourceExt>(obj: Arc<K>, error: &Error, ctx: Arc<Context
         debug!(object = %key, error = %error, "waiting for Entra replication");
         return Action::requeue(error.base_retry());
     }
+    if error.is_stale_cache() {
+        debug!(object = %key, error = %error, "watch cache behind the API server; looking again");
+        return Action::requeue(std::time::Duration::from_secs(1));
+    }
     let wait = ctx.record_failure(&key, error.base_retry());
     warn!(object = %key, error = %error, retry_in = ?wait, "reconcile failed");
     Action::requeue(wait)

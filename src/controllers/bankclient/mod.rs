@@ -33,7 +33,8 @@ use crate::controllers::events::publish;
 use crate::controllers::registry_sink as registry;
 use crate::controllers::status_writer::apply_status;
 use crate::controllers::wiring::{
-    SharedWatch, StoreReady, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
+    SharedWatch, StoreReady, api_for, drain, error_policy, object_key, record_reconcile,
+    spec_changes,
 };
 use crate::metrics::HandoverLabels;
 
