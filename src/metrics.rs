@@ -19,6 +19,8 @@ pub struct CredentialLabels {
     pub namespace: String,
     pub name: String,
     pub secret: String,
+    /// `password` (client secret), `certificate`, or empty for a resource's own series.
+    pub credential: &'static str,
 }
 
 /// Labels of one reconcile outcome.
@@ -278,15 +280,18 @@ impl Metrics {
         name: &str,
         secrets: impl IntoIterator<Item = &'a str>,
     ) {
-        let labels = |secret: &str| CredentialLabels {
+        let labels = |secret: &str, credential| CredentialLabels {
             kind: kind.to_string(),
             namespace: namespace.to_string(),
             name: name.to_string(),
             secret: secret.to_string(),
+            credential,
         };
-        self.resource_ready.remove(&labels(""));
+        self.resource_ready.remove(&labels("", ""));
         for secret in secrets {
-            self.forget_credential(&labels(secret));
+            for credential in ["password", "certificate"] {
+                self.forget_credential(&labels(secret, credential));
+            }
         }
     }
 }
@@ -303,12 +308,13 @@ mod tests {
             namespace: "default".into(),
             name: "management-api".into(),
             secret: "management-api-credentials".into(),
+            credential: "password",
         };
         m.credential_expiry.get_or_create(&labels).set(1.9e9);
         m.graph_throttled.inc();
         let text = m.render();
         assert!(
-            text.contains("entra_operator_credential_expiry_timestamp_seconds{kind=\"AppRegistration\",namespace=\"default\",name=\"management-api\",secret=\"management-api-credentials\"} 1900000000"),
+            text.contains("entra_operator_credential_expiry_timestamp_seconds{kind=\"AppRegistration\",namespace=\"default\",name=\"management-api\",secret=\"management-api-credentials\",credential=\"password\"} 1900000000"),
             "{text}"
         );
         assert!(
@@ -327,6 +333,7 @@ mod tests {
             namespace: "team-a".into(),
             name: "api".into(),
             secret: secret.into(),
+            credential: if secret.is_empty() { "" } else { "password" },
         };
         m.resource_ready.get_or_create(&labels("")).set(1);
         m.credential_expiry.get_or_create(&labels("s1")).set(1.9e9);

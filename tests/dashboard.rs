@@ -170,6 +170,7 @@ async fn served_names() -> BTreeSet<String> {
         namespace: "ns".into(),
         name: "app".into(),
         secret: "s".into(),
+        credential: "password",
     };
     metrics.credential_expiry.get_or_create(&cred).set(2e9);
     metrics

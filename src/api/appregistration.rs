@@ -521,12 +521,21 @@ impl Default for ServicePrincipalSpec {
 /// Credentials the operator manages.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.passwords) || !has(self.certificates) || self.passwords.all(p, self.certificates.all(c, c.secretName != p.secretName))").message("a password and a certificate cannot share a secretName"))]
 pub struct CredentialsSpec {
     /// Client secrets, each written to its own Kubernetes Secret and rotated before it expires.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.secretName == p.secretName))").message("each password must use its own secretName"))]
     pub passwords: Vec<PasswordCredentialSpec>,
+    /// Certificates (recommended for production): each generated in the cluster (RSA key pair and
+    /// self-signed certificate; the private key never leaves the Secret) or taken from an existing
+    /// Secret such as one cert-manager issues, uploaded to the application and rotated with
+    /// overlap.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.secretName == p.secretName))").message("each certificate must use its own secretName"))]
+    pub certificates: Vec<CertificateCredentialSpec>,
     /// Federated identity credentials (workload identity): tokens from a trusted issuer are accepted
     /// in place of a secret. At most 20 per application.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -622,6 +631,71 @@ pub struct PasswordCredentialSpec {
     /// a duration (default `7d`) or `UntilExpiry`.
     #[serde(default = "default_overlap")]
     pub overlap: Overlap,
+}
+
+/// Where a certificate comes from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CertificateSource {
+    /// The operator generates an RSA key pair and a self-signed certificate, writes both to
+    /// `secretName` (type `kubernetes.io/tls`) before the certificate is uploaded, and rotates it
+    /// `renewBefore` its expiry.
+    #[default]
+    Generated,
+    /// `secretName` already exists and is someone else's (for example cert-manager's): the
+    /// operator reads `tls.crt`, uploads the certificate, and follows renewals (a new certificate
+    /// is added, the old one removed after `overlap`). It never writes that Secret; `lifetime`
+    /// and `renewBefore` do not apply.
+    Secret,
+}
+
+fn certificate_lifetime_rule() -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "{} <= {}",
+        cel_seconds("self.lifetime"),
+        MAX_CERTIFICATE_LIFETIME_SECS
+    ))
+    .message("lifetime must be at most 1095d (3 years)")
+}
+
+/// Longest certificate lifetime the operator generates: our choice (Entra publishes no cap for
+/// certificate credentials; the platform guide asks for yearly rotation, the default).
+pub const MAX_CERTIFICATE_LIFETIME_SECS: u64 = 1095 * 86_400;
+
+/// A certificate credential.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = certificate_lifetime_rule())]
+#[x_kube(validation = renew_before_rule())]
+#[x_kube(validation = lifetime_floor_rule())]
+#[x_kube(validation = use_floor_rule())]
+pub struct CertificateCredentialSpec {
+    /// Name of the Kubernetes Secret (in this namespace). Generated: the operator owns it and
+    /// writes `tls.crt`, `tls.key`, `client.pem` (certificate and key in one file, for
+    /// AZURE_CLIENT_CERTIFICATE_PATH), AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST,
+    /// thumbprint and expiresAt. Secret: the existing Secret to read.
+    #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
+    pub secret_name: String,
+    /// `Generated` (default) or `Secret`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub source: CertificateSource,
+    /// How long each generated certificate is valid, e.g. `365d` (default).
+    #[serde(default = "default_certificate_lifetime")]
+    pub lifetime: Duration,
+    /// How long before expiry the operator generates the next one, e.g. `30d` (default).
+    #[serde(default = "default_certificate_renew_before")]
+    pub renew_before: Duration,
+    /// How long the previous certificate stays valid in Entra after a rotation: a duration
+    /// (default `7d`) or `UntilExpiry`.
+    #[serde(default = "default_overlap")]
+    pub overlap: Overlap,
+}
+
+fn default_certificate_lifetime() -> Duration {
+    Duration::from_secs(365 * 86_400)
+}
+
+fn default_certificate_renew_before() -> Duration {
+    Duration::from_secs(30 * 86_400)
 }
 
 /// A federated identity credential.
@@ -732,6 +806,9 @@ pub struct AppRegistrationStatus {
     /// State of each managed client secret (never the value).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<PasswordCredentialStatus>,
+    /// State of each managed certificate (never the private key).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateCredentialStatus>,
     /// Names of the federated identity credentials in place.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub federated_credentials: Vec<String>,
@@ -850,6 +927,62 @@ pub struct PasswordCredentialStatus {
     /// next rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover_confirmed: Option<HandoverConfirmation>,
+}
+
+/// State of one managed certificate. Its private key is only ever in the Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateCredentialStatus {
+    /// The Secret holding the current certificate and key.
+    pub secret_name: String,
+    /// SHA-1 thumbprint (hex) of the current certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<String>,
+    /// Key ID of the current certificate in Entra.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// When the current certificate expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// When the operator will generate the next one (RFC 3339; generated certificates only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<String>,
+    /// Certificates replaced by rotations, each removed from Entra at its own `revokeAt`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<PreviousCertificate>,
+    /// A rotation in progress: the thumbprint of the certificate being put in place (write-ahead
+    /// record, written before the certificate is uploaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingCertificate>,
+    /// The value of the `entra.bookme.io/rotate` annotation that the last rotation honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_token: Option<String>,
+    /// When the current certificate became current (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
+
+/// A certificate kept after rotation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousCertificate {
+    /// SHA-1 thumbprint (hex).
+    pub thumbprint: String,
+    /// Key ID in Entra.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// When the operator removes it (RFC 3339).
+    pub revoke_at: String,
+}
+
+/// A certificate rotation that has started but not finished.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCertificate {
+    /// SHA-1 thumbprint (hex) of the new certificate.
+    pub thumbprint: String,
+    /// When the rotation started (RFC 3339).
+    pub since: String,
 }
 
 /// Consumers confirmed that they use the current credential: the previous ones may go early.

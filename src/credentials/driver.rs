@@ -86,6 +86,8 @@ pub enum DriverError {
         #[source]
         source: PortError,
     },
+    #[error(transparent)]
+    CertificatePlan(#[from] super::certificate::CertificateStatusError),
     #[error("status of secret {secret_name} kept changing during the pass ({conflicts} conflicts)")]
     Conflicts { secret_name: String, conflicts: u32 },
 }
@@ -112,21 +114,18 @@ pub trait SecretStore: Send + Sync {
     async fn delete(&self, name: &str) -> Result<(), PortError>;
 }
 
-/// The resource's `status.credentials` entries.
+/// The resource's status entries of one credential kind, by Secret name (`status.credentials` for
+/// passwords, `status.certificates` for certificates).
 #[async_trait]
-pub trait StatusStore: Send + Sync {
+pub trait StatusStore<E = PasswordCredentialStatus>: Send + Sync {
     /// The entry for this Secret, and (remembered by the store) the version it was read at. May
     /// lag the last write.
-    async fn read(&self, secret_name: &str) -> Result<Option<PasswordCredentialStatus>, PortError>;
+    async fn read(&self, secret_name: &str) -> Result<Option<E>, PortError>;
     /// Replaces the entry (`None` removes it) if the resource is still at the version of this
     /// store's last read or write, and remembers the new version; [`PortError::Conflict`]
     /// otherwise. Must reach the server even when nothing changes: it is also how the driver
     /// confirms that a read was not stale.
-    async fn write(
-        &self,
-        secret_name: &str,
-        entry: Option<&PasswordCredentialStatus>,
-    ) -> Result<(), PortError>;
+    async fn write(&self, secret_name: &str, entry: Option<&E>) -> Result<(), PortError>;
 }
 
 /// What happened, for events and metrics (never a value).
@@ -149,6 +148,13 @@ pub enum CredentialEvent {
     },
     /// The Secret of a password no longer declared was deleted at the end of its overlap.
     SecretDeleted { secret_name: String },
+    /// A certificate step worth an event: a rotation recorded, completed, a key removed, a status
+    /// change (the reason says which).
+    Certificate {
+        secret_name: String,
+        reason: super::certificate::CertificateReason,
+        key_id: Option<String>,
+    },
     /// Status changed without a Graph write worth its own event: adoption, a previous credential
     /// left in place because it is not ours, an undeclared password winding down, a handover
     /// confirmation that moved the previous credentials' revoke time forward.

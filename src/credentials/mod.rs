@@ -22,14 +22,33 @@
 //! Graph and the Kubernetes API, the crash simulation plugs in in-memory ports with crash, fault
 //! and lag injection, so the simulation tests the production loop.
 
+pub mod certgen;
+mod certificate;
+mod certificate_driver;
+mod certificate_ports;
 mod driver;
 mod ports;
 mod rotation;
 mod secret;
 
 #[cfg(test)]
+mod certificate_simulation;
+#[cfg(test)]
 mod simulation;
 
+pub use certificate::{
+    CertificateAction, CertificateInput, CertificatePlan, CertificateReason,
+    CertificateStatusError, HeldCertificate, KEY_REPLICATION_GRACE, ObservedCertificateSecret,
+    ObservedKey, certificate_display_name, plan_certificate,
+};
+pub use certificate_driver::{
+    CertificateMaterial, CertificateOutcome, CertificatePorts, CertificateSecretState,
+    CertificateSecrets, CertificateTarget, Generator, GraphKeys, ProofSigner, drive_certificate,
+};
+pub use certificate_ports::{
+    GraphKeyPort, KEY_CLIENT_PEM, KEY_NEXT_CRT, KEY_NEXT_KEY, KEY_THUMBPRINT, KEY_TLS_CRT,
+    KEY_TLS_KEY, KubeCertificateSecretPort, RsaGenerator, observed_keys,
+};
 pub use driver::{
     Clock, CredentialEvent, DriverError, Events, Fence, Fenced, GraphPasswords, MAX_CONFLICTS,
     MAX_STEPS, PassOutcome, PasswordTarget, PortError, Ports, SecretStore, StatusStore,

@@ -19,7 +19,9 @@ use super::secret::{
     ObservedSecret, SecretConflict, SecretContext, SecretCredential, foreign_owner, render_secret,
 };
 use crate::api::AppRegistration;
-use crate::api::appregistration::{AppRegistrationStatus, PasswordCredentialStatus};
+use crate::api::appregistration::{
+    AppRegistrationStatus, CertificateCredentialStatus, PasswordCredentialStatus,
+};
 use crate::graph::{Application, GraphClient, GraphError, PasswordCredentialRequest};
 
 /// Bound on each Kubernetes API call made for credentials: a partition must not hang a
@@ -134,7 +136,7 @@ pub struct KubeSecretPort {
 
 impl KubeSecretPort {
     /// The Secret as it is, if it may be this resource's; [`SecretConflict`] otherwise.
-    async fn read_own(&self, name: &str) -> Result<Option<Secret>, PortError> {
+    pub(crate) async fn read_own(&self, name: &str) -> Result<Option<Secret>, PortError> {
         let secret = bounded(self.api.get_opt(name)).await?;
         let conflict = |why: String| {
             Err(PortError::failed(SecretConflict {
@@ -328,33 +330,53 @@ impl StatusHandle {
     }
 }
 
+/// A kind of status entry kept by Secret name in a list of the AppRegistration's status.
+pub trait StatusEntry: Clone + Send + Sync {
+    fn entries(status: &mut AppRegistrationStatus) -> &mut Vec<Self>;
+    fn secret_name(&self) -> &str;
+}
+
+impl StatusEntry for PasswordCredentialStatus {
+    fn entries(status: &mut AppRegistrationStatus) -> &mut Vec<Self> {
+        &mut status.credentials
+    }
+    fn secret_name(&self) -> &str {
+        &self.secret_name
+    }
+}
+
+impl StatusEntry for CertificateCredentialStatus {
+    fn entries(status: &mut AppRegistrationStatus) -> &mut Vec<Self> {
+        &mut status.certificates
+    }
+    fn secret_name(&self) -> &str {
+        &self.secret_name
+    }
+}
+
 #[async_trait]
-impl StatusStore for StatusHandle {
-    async fn read(&self, secret_name: &str) -> Result<Option<PasswordCredentialStatus>, PortError> {
+impl<E: StatusEntry + 'static> StatusStore<E> for StatusHandle {
+    async fn read(&self, secret_name: &str) -> Result<Option<E>, PortError> {
         if self.refresh.swap(false, Ordering::SeqCst) {
             self.refresh().await?;
         }
-        Ok(self
-            .status()
-            .credentials
-            .into_iter()
-            .find(|c| c.secret_name == secret_name))
+        let mut status = self.status();
+        Ok(E::entries(&mut status)
+            .iter()
+            .find(|c| c.secret_name() == secret_name)
+            .cloned())
     }
 
-    async fn write(
-        &self,
-        secret_name: &str,
-        entry: Option<&PasswordCredentialStatus>,
-    ) -> Result<(), PortError> {
+    async fn write(&self, secret_name: &str, entry: Option<&E>) -> Result<(), PortError> {
         let mut status = self.status();
-        status.credentials.retain(|c| c.secret_name != secret_name);
-        if let Some(entry) = entry {
-            let mut entries = self.status().credentials;
-            match entries.iter_mut().find(|c| c.secret_name == secret_name) {
-                Some(existing) => *existing = entry.clone(),
-                None => entries.push(entry.clone()),
-            }
-            status.credentials = entries;
+        let entries = E::entries(&mut status);
+        match (
+            entries.iter_mut().find(|c| c.secret_name() == secret_name),
+            entry,
+        ) {
+            (Some(existing), Some(entry)) => *existing = entry.clone(),
+            (None, Some(entry)) => entries.push(entry.clone()),
+            (_, None) => entries.retain(|c| c.secret_name() != secret_name),
         }
         match self.put(status, true).await {
             Ok(()) => Ok(()),

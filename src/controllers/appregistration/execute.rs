@@ -7,6 +7,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use tracing::debug;
 
+use crate::api::appregistration::CertificateSource;
 use crate::api::appregistration::{
     AppRegistrationStatus, PasswordCredentialSpec, PasswordCredentialStatus,
 };
@@ -15,6 +16,10 @@ use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::controllers::events::publish;
 use crate::controllers::status_writer::apply_status;
+use crate::credentials::{
+    CertificatePorts, CertificateTarget, GraphKeyPort, KubeCertificateSecretPort, RsaGenerator,
+    drive_certificate,
+};
 use crate::credentials::{
     CredentialEvent, CredentialReason, Events, GraphPasswordPort, KubeSecretPort, PasswordTarget,
     Ports, SecretContext, StatusHandle, SystemClock, drive_password, undeclared_secret_names,
@@ -310,6 +315,14 @@ impl ControllerEvents<'_> {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             secret: secret_name.to_string(),
+            credential: "password",
+        }
+    }
+
+    fn certificate_labels(&self, secret_name: &str) -> CredentialLabels {
+        CredentialLabels {
+            credential: "certificate",
+            ..self.labels(secret_name)
         }
     }
 }
@@ -335,6 +348,37 @@ impl Events for ControllerEvents<'_> {
                     "SecretRotated",
                     format!("Wrote a new client secret to Secret {secret_name}"),
                 )
+            }
+            CredentialEvent::Certificate {
+                secret_name,
+                reason,
+                key_id,
+            } => {
+                use crate::credentials::CertificateReason as R;
+                let key = key_id.as_deref().unwrap_or("-");
+                match reason {
+                    R::RotationComplete | R::Adopted => {
+                        self.ctx
+                            .metrics
+                            .rotations
+                            .get_or_create(&self.certificate_labels(secret_name))
+                            .inc();
+                        (
+                            "CertificateRotated",
+                            format!(
+                                "Secret {secret_name} holds a new certificate (key {key}, {reason})"
+                            ),
+                        )
+                    }
+                    R::RevokePrevious | R::RemoveOrphan | R::RecoverLostKey => (
+                        "CertificateRevoked",
+                        format!("Removed certificate {key} of Secret {secret_name} ({reason})"),
+                    ),
+                    _ => (
+                        "CertificateRotationStarted",
+                        format!("Rotating the certificate in Secret {secret_name} ({reason})"),
+                    ),
+                }
             }
             CredentialEvent::AddFailed { secret_name } => {
                 self.ctx
@@ -514,6 +558,56 @@ pub(super) async fn sync_credentials(
         }
     }
     status.credentials = handle.status().credentials;
+
+    // Certificates: the same discipline, their own state machine.
+    let mut graph_keys = crate::credentials::observed_keys(app);
+    for spec in &obj.spec.credentials.certificates {
+        let read_only = spec.source == CertificateSource::Secret;
+        let port = GraphKeyPort {
+            graph: &ctx.graph,
+            object_id: &object_id,
+            observed: graph_keys.clone(),
+        };
+        let outcome = drive_certificate(
+            CertificateTarget {
+                spec,
+                owner_uid: &owner_uid,
+                rotate_annotation: rotate_annotation.as_deref(),
+            },
+            CertificatePorts {
+                graph: &port,
+                secrets: &KubeCertificateSecretPort {
+                    secrets: &secrets,
+                    read_only,
+                },
+                status: &handle,
+                generator: &RsaGenerator,
+                events: &events,
+                clock: &SystemClock,
+                fence: &ctx.fence,
+            },
+        )
+        .await;
+        status.certificates = handle.status().certificates;
+        let outcome = outcome?;
+        graph_keys = outcome.graph;
+        requeue_at = earliest(requeue_at, outcome.requeue_at);
+        if let Some(entry) = &outcome.status {
+            record_expiry_metrics(
+                ctx,
+                &events.certificate_labels(&spec.secret_name),
+                entry.expires_at.as_deref(),
+                entry.renew_at.as_deref(),
+            );
+        }
+        if outcome.reason == crate::credentials::CertificateReason::WaitingForSecret {
+            return Err(Error::Invalid(format!(
+                "certificate Secret {} has no tls.crt with its matching tls.key yet",
+                spec.secret_name
+            )));
+        }
+    }
+    status.certificates = handle.status().certificates;
     // A password whose entry is gone (retired, overlap over) leaves no metric series behind.
     for gone in &undeclared {
         if !status.credentials.iter().any(|c| &c.secret_name == gone) {
@@ -523,6 +617,7 @@ pub(super) async fn sync_credentials(
     // The controller's own status writes compare against this: the driver already wrote these.
     if let Some(written) = writer.written.as_mut() {
         written.credentials = status.credentials.clone();
+        written.certificates = status.certificates.clone();
     }
     status.unmanaged_credentials =
         Some(crate::credentials::count_unmanaged(&graph_passwords, &owner_uid) as i32);
@@ -537,7 +632,8 @@ async fn secret_claims(
     api: &Api<AppRegistration>,
 ) -> Result<std::collections::BTreeMap<String, String>, Error> {
     let mut claims = std::collections::BTreeMap::new();
-    if obj.spec.credentials.passwords.is_empty() {
+    let ours_written = written_secret_names(obj);
+    if ours_written.is_empty() {
         return Ok(claims);
     }
     let ours = (obj.creation_timestamp(), obj.name_any());
@@ -545,16 +641,10 @@ async fn secret_claims(
         if other.uid() == obj.uid() || (other.creation_timestamp(), other.name_any()) >= ours {
             continue;
         }
-        for password in &other.spec.credentials.passwords {
-            if obj
-                .spec
-                .credentials
-                .passwords
-                .iter()
-                .any(|p| p.secret_name == password.secret_name)
-            {
+        for name in written_secret_names(&other) {
+            if ours_written.contains(&name) {
                 claims
-                    .entry(password.secret_name.clone())
+                    .entry(name.to_string())
                     .or_insert_with(|| format!("AppRegistration {}", other.name_any()));
             }
         }
@@ -562,23 +652,53 @@ async fn secret_claims(
     Ok(claims)
 }
 
+/// The Secrets a resource writes: its passwords' and its generated certificates'.
+fn written_secret_names(obj: &AppRegistration) -> Vec<&str> {
+    let credentials = &obj.spec.credentials;
+    credentials
+        .passwords
+        .iter()
+        .map(|p| p.secret_name.as_str())
+        .chain(
+            credentials
+                .certificates
+                .iter()
+                .filter(|c| c.source == CertificateSource::Generated)
+                .map(|c| c.secret_name.as_str()),
+        )
+        .collect()
+}
+
 fn record_credential_metrics(
     ctx: &Context,
     labels: &CredentialLabels,
     entry: &PasswordCredentialStatus,
 ) {
-    let seconds = |s: &Option<String>| {
-        s.as_deref()
-            .and_then(|t| t.parse::<Timestamp>().ok())
+    record_expiry_metrics(
+        ctx,
+        labels,
+        entry.expires_at.as_deref(),
+        entry.renew_at.as_deref(),
+    );
+}
+
+fn record_expiry_metrics(
+    ctx: &Context,
+    labels: &CredentialLabels,
+    expires_at: Option<&str>,
+    renew_at: Option<&str>,
+) {
+    let seconds = |s: Option<&str>| {
+        s.and_then(|t| t.parse::<Timestamp>().ok())
             .map(|t| t.as_second() as f64)
     };
-    if let Some(expiry) = seconds(&entry.expires_at) {
+    if let Some(expiry) = seconds(expires_at) {
         ctx.metrics
             .credential_expiry
             .get_or_create(labels)
             .set(expiry);
     }
-    if let Some(renew) = seconds(&entry.renew_at) {
+    if let Some(renew) = seconds(renew_at) {
         ctx.metrics
             .credential_next_rotation
             .get_or_create(labels)

@@ -190,6 +190,7 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
                     namespace: namespace.clone(),
                     name: name.clone(),
                     secret: String::new(),
+                    credential: "",
                 })
                 .set(i64::from(ready));
             if !stages.writes.is_empty() {
