@@ -42,6 +42,9 @@ use crate::api::appregistration::{
 /// is believed gone (Graph is eventually consistent).
 pub const KEY_REPLICATION_GRACE: SignedDuration = SignedDuration::from_secs(120);
 
+/// How often a `source: Secret` certificate's Secret is read again for a renewal.
+pub const SOURCE_SECRET_POLL: SignedDuration = SignedDuration::from_secs(30);
+
 /// One entry of the application's `keyCredentials` as Graph reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedKey {
@@ -491,6 +494,11 @@ pub fn plan_certificate(
             "previous.revokeAt",
             &previous.revoke_at,
         )?);
+    }
+    if !generated_source {
+        // The issuer's Secret is not watched (it carries no label of ours, and watching every
+        // Secret of the cluster would cache them all): look at it again soon.
+        earliest(input.now + SOURCE_SECRET_POLL);
     }
     plan(
         CertificateAction::Idle { requeue_at },
