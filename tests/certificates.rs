@@ -53,36 +53,15 @@ async fn settled(h: &Harness, name: &str, not: Option<&str>) -> String {
     );
 }
 
-/// A token for these Secret values through the operator's own azure-identity configuration, with
-/// `client.pem` written to a file as a mounted Secret would be (AZURE_CLIENT_CERTIFICATE_PATH).
+/// A token for these Secret values as a consumer gets one (see
+/// [`support::certificate_token_claims`]), checked to be the Secret's client.
 async fn token_with(h: &Harness, data: &BTreeMap<String, String>) -> Result<(), String> {
-    let dir = std::env::temp_dir().join(format!("entra-cert-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("client.pem");
-    std::fs::write(&path, &data["client.pem"]).unwrap();
-    let mut env = data.clone();
-    env.remove("AZURE_CLIENT_SECRET");
-    env.insert(
-        "AZURE_CLIENT_CERTIFICATE_PATH".into(),
-        path.display().to_string(),
-    );
-    let result = support::secret_token_claims(&env, SCOPE, Some(h.entra.ca_pem_path())).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result.map(|claims| {
-        let client = claims.appid.or(claims.azp);
-        assert_eq!(client.as_deref(), Some(data["AZURE_CLIENT_ID"].as_str()));
-    })
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+    support::certificate_token_claims(h, data, SCOPE)
+        .await
+        .map(|claims| {
+            let client = claims.appid.or(claims.azp);
+            assert_eq!(client.as_deref(), Some(data["AZURE_CLIENT_ID"].as_str()));
+        })
 }
 
 /// The conformance venv's Python (`.ci/python-env.sh`), if there is one. CI sets

@@ -1,6 +1,7 @@
 //! The crash matrix (docs/reliability.md, "Crash matrix"): `entra-operator run` as a real process,
 //! killed with SIGKILL right after each of its writes (`ENTRA_OPERATOR_CRASH_AFTER_WRITE=N`, the
-//! `crash-hook` feature), while it creates, rotates or revokes a client secret; with one replica
+//! `crash-hook` feature), while it creates, rotates or revokes a client secret, or rotates a
+//! generated certificate; with one replica
 //! (the container restarts in the same pod and takes the lease back) and with two (the standby takes
 //! over the lease). The write points are enumerated, not listed: N counts up from 1 until a run
 //! finishes without reaching its Nth write.
@@ -13,6 +14,11 @@
 //!   and exactly one `addPassword` for a create or a rotation, none for a revocation;
 //! - no pending rotation left in status.
 //!
+//! For a certificate rotation: the Secret's `client.pem` gets a token; every operator-made key in
+//! Entra is status's current or previous certificate; exactly two (old and new) and exactly one
+//! `addKey` (the key pair is staged in the Secret before the upload, so no crash point loses it
+//! and causes a second upload); `tls.crt` is status's current certificate.
+//!
 //! Each test prints its rows; with `ENTRA_CRASH_MATRIX_TABLE=<file>` it also appends them there as
 //! Markdown table rows (how the table in docs/reliability.md was made).
 
@@ -23,17 +29,21 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use entra_operator::api::AppRegistration;
-use entra_operator::api::appregistration::PasswordCredentialStatus;
+use entra_operator::api::appregistration::{CertificateCredentialStatus, PasswordCredentialStatus};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-use support::{Harness, azure_identity_token_claims, chart_rbac, emulator_app, secret_data};
+use support::{
+    Harness, azure_identity_token_claims, certificate_token_claims, chart_rbac, emulator_app,
+    secret_data,
+};
 
 const NS: &str = "default";
 const APP: &str = "crashy";
 const SECRET: &str = "crashy-secret";
 const LEASE: &str = "entra-operator-crash-matrix";
 const ADD_PASSWORD: &str = "/v1.0/applications/{id}/addPassword";
+const ADD_KEY: &str = "/v1.0/applications/{id}/addKey";
 /// Overlap of a rotation in the revoke scenario: short, so the revocation comes soon.
 const SHORT_OVERLAP: Duration = Duration::from_secs(4);
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -43,6 +53,18 @@ enum Scenario {
     Create,
     Rotate,
     Revoke,
+    /// A rotation of a generated certificate.
+    CertificateRotate,
+}
+
+impl Scenario {
+    /// The Graph action that adds a credential, counted by the verdict.
+    fn add_path(self) -> &'static str {
+        match self {
+            Scenario::CertificateRotate => ADD_KEY,
+            _ => ADD_PASSWORD,
+        }
+    }
 }
 
 /// Both emulators, the chart's ServiceAccount, and the operator processes run as it.
@@ -191,23 +213,73 @@ impl World {
         self.h.api(NS)
     }
 
-    async fn create_app(&self, overlap: Duration) {
+    async fn create_app(&self, overlap: Duration, certificate: bool) {
+        let credential = json!({
+            "secretName": SECRET,
+            "lifetime": "1h",
+            "renewBefore": "10m",
+            "overlap": format!("{}s", overlap.as_secs()),
+        });
+        let credentials = if certificate {
+            json!({"certificates": [credential]})
+        } else {
+            json!({"passwords": [credential]})
+        };
         self.h
             .apply(json!({
                 "apiVersion": "entra.bookme.io/v1alpha1",
                 "kind": "AppRegistration",
                 "metadata": {"name": APP, "namespace": NS},
-                "spec": {
-                    "displayName": APP,
-                    "credentials": {"passwords": [{
-                        "secretName": SECRET,
-                        "lifetime": "1h",
-                        "renewBefore": "10m",
-                        "overlap": format!("{}s", overlap.as_secs()),
-                    }]}
-                }
+                "spec": {"displayName": APP, "credentials": credentials}
             }))
             .await;
+    }
+
+    async fn certificate(&self) -> Option<(AppRegistration, CertificateCredentialStatus)> {
+        let app = self.apps().get_opt(APP).await.ok().flatten()?;
+        let entry = app
+            .status
+            .as_ref()?
+            .certificates
+            .iter()
+            .find(|c| c.secret_name == SECRET)?
+            .clone();
+        Some((app, entry))
+    }
+
+    /// The Secret's value at `key`.
+    async fn secret_value(&self, key: &str) -> Option<String> {
+        self.h
+            .api::<Secret>(NS)
+            .get_opt(SECRET)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.data)
+            .and_then(|d| {
+                d.get(key)
+                    .map(|v| String::from_utf8_lossy(&v.0).to_string())
+            })
+    }
+
+    /// The certificate counterpart of [`World::done`]: Ready, nothing pending, `tls.crt` is status's
+    /// current certificate, and it is not `before`.
+    async fn certificate_done(&self, before: Option<&str>) -> bool {
+        let Some((app, entry)) = self.certificate().await else {
+            return false;
+        };
+        let ready = app
+            .status
+            .as_ref()
+            .is_some_and(|s| s.conditions.is_true("Ready"));
+        let Some(thumbprint) = entry.thumbprint.as_deref() else {
+            return false;
+        };
+        ready
+            && entry.pending.is_none()
+            && entry.key_id.is_some()
+            && self.secret_value("thumbprint").await.as_deref() == Some(thumbprint)
+            && Some(thumbprint) != before
     }
 
     async fn credential(&self) -> Option<(AppRegistration, PasswordCredentialStatus)> {
@@ -225,6 +297,9 @@ impl World {
     /// Whether the scenario's work is done: Ready, nothing pending, the Secret holds status's key,
     /// and (rotate) the key changed from `before` / (revoke) no previous credential is left.
     async fn done(&self, scenario: Scenario, before: Option<&str>) -> bool {
+        if scenario == Scenario::CertificateRotate {
+            return self.certificate_done(before).await;
+        }
         let Some((app, entry)) = self.credential().await else {
             return false;
         };
@@ -251,6 +326,7 @@ impl World {
             Scenario::Create => true,
             Scenario::Rotate => Some(key) != before,
             Scenario::Revoke => entry.previous.is_empty(),
+            Scenario::CertificateRotate => unreachable!("certificate_done"),
         };
         ready && entry.pending.is_none() && secret_key.as_deref() == Some(key) && scenario_done
     }
@@ -286,11 +362,16 @@ impl World {
         } else {
             Duration::from_secs(3600)
         };
-        self.create_app(overlap).await;
+        let certificate = scenario == Scenario::CertificateRotate;
+        self.create_app(overlap, certificate).await;
         if scenario == Scenario::Create {
             return None;
         }
         let prep = self.replica("prep", None, false);
+        if certificate {
+            self.wait_done(scenario, None, &[&prep]).await;
+            return self.certificate().await.unwrap().1.thumbprint;
+        }
         self.wait_done(Scenario::Create, None, &[&prep]).await;
         let key = self.credential().await.unwrap().1.key_id.unwrap();
         if scenario == Scenario::Rotate {
@@ -339,6 +420,9 @@ impl World {
     /// The verdict at rest, after the scenario converged. `what` is the write the crash followed,
     /// `adds` the number of `addPassword` calls the scenario made.
     async fn verdict(&self, scenario: Scenario, what: &str, adds: u64) -> Result<(), String> {
+        if scenario == Scenario::CertificateRotate {
+            return self.certificate_verdict(adds).await;
+        }
         let (app, entry) = self.credential().await.ok_or("no credential status")?;
         if entry.pending.is_some() {
             return Err(format!("pending left: {:?}", entry.pending));
@@ -373,7 +457,7 @@ impl World {
         }
         let expected = match scenario {
             Scenario::Create | Scenario::Revoke => 1,
-            Scenario::Rotate => 2,
+            Scenario::Rotate | Scenario::CertificateRotate => 2,
         };
         if ours.len() != expected {
             return Err(format!(
@@ -395,6 +479,59 @@ impl World {
         }
         Ok(())
     }
+
+    /// The verdict at rest after a certificate rotation (see the module documentation).
+    async fn certificate_verdict(&self, adds: u64) -> Result<(), String> {
+        let (app, entry) = self.certificate().await.ok_or("no certificate status")?;
+        if entry.pending.is_some() {
+            return Err(format!("pending left: {:?}", entry.pending));
+        }
+        let data = secret_data(&self.h, NS, SECRET).await.ok_or("no Secret")?;
+        if data.keys().any(|k| k.starts_with("tls-next")) {
+            return Err("a staged key pair is left in the Secret".into());
+        }
+        certificate_token_claims(&self.h, &data, "https://graph.microsoft.com/.default")
+            .await
+            .map_err(|e| format!("the Secret's certificate gets no token: {e}"))?;
+        let app_id = app
+            .status
+            .as_ref()
+            .and_then(|s| s.app_id.clone())
+            .ok_or("no appId")?;
+        let graph_app = emulator_app(&self.h, &app_id).ok_or("no application in Entra")?;
+        let ours: Vec<&Value> = graph_app["keyCredentials"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                c["displayName"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("entra-operator:"))
+            })
+            .collect();
+        let mut known: Vec<&str> = entry
+            .previous
+            .iter()
+            .filter_map(|p| p.key_id.as_deref())
+            .collect();
+        known.extend(entry.key_id.as_deref());
+        for c in &ours {
+            let key = c["keyId"].as_str().unwrap_or_default();
+            if !known.contains(&key) {
+                return Err(format!("orphan: key {key} is held by nobody"));
+            }
+        }
+        if ours.len() != 2 {
+            return Err(format!(
+                "{} operator-made keys in Entra, expected 2 (old and new)",
+                ours.len()
+            ));
+        }
+        if adds != 1 {
+            return Err(format!("{adds} addKey calls, expected 1"));
+        }
+        Ok(())
+    }
 }
 
 /// One cell: a fresh world, crash after write `n`, recover, judge. `None` when the run finished
@@ -406,8 +543,8 @@ async fn run_case(
 ) -> Option<(String, Result<(), String>)> {
     let world = World::start(&format!("{scenario:?}-{replicas}-{n}")).await;
     let before = world.prepare(scenario).await;
-    let adds_before = world.h.entra.request_count("POST", ADD_PASSWORD);
-    if scenario == Scenario::Rotate {
+    let adds_before = world.h.entra.request_count("POST", scenario.add_path());
+    if matches!(scenario, Scenario::Rotate | Scenario::CertificateRotate) {
         world.request_rotation("matrix").await;
     }
     let hooked = world.replica("replica-a", Some(n), true);
@@ -457,7 +594,7 @@ async fn run_case(
     world
         .wait_done(scenario, before.as_deref(), &[&hooked, &recovery])
         .await;
-    let adds = world.h.entra.request_count("POST", ADD_PASSWORD) - adds_before;
+    let adds = world.h.entra.request_count("POST", scenario.add_path()) - adds_before;
     let verdict = world.verdict(scenario, &what, adds).await;
     drop(recovery);
     Some((what, verdict))
@@ -520,6 +657,16 @@ async fn crash_after_every_write_of_a_rotation_one_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_every_write_of_a_rotation_two_replicas() {
     matrix(Scenario::Rotate, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_every_write_of_a_certificate_rotation_one_replica() {
+    matrix(Scenario::CertificateRotate, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_every_write_of_a_certificate_rotation_two_replicas() {
+    matrix(Scenario::CertificateRotate, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -606,7 +753,7 @@ async fn a_partitioned_leader_writes_nothing_after_the_standby_takes_over() {
     );
     std::fs::write(world.dir.join("kubeconfig-proxied"), proxied).unwrap();
 
-    world.create_app(Duration::from_secs(3600)).await;
+    world.create_app(Duration::from_secs(3600), false).await;
     let leader = world.replica_with_kubeconfig("replica-a", "kubeconfig-proxied");
     world.wait_done(Scenario::Create, None, &[&leader]).await;
     assert_eq!(world.holder().await.as_deref(), Some("replica-a"));

@@ -29,6 +29,11 @@
 //!
 //! As with passwords, a key is removed only if its marker (`displayName`) names this resource and
 //! this Secret, and never while a Secret holds it as current.
+//!
+//! A certificate the spec no longer declares ([`plan_retired_certificate`]) is not revoked at once:
+//! each of its keys gets the overlap from the moment it was retired, is removed at that time, and
+//! then the operator's own Secret is deleted and the status entry forgotten. An issuer's Secret
+//! (`source: Secret`) is never deleted.
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -132,6 +137,9 @@ pub enum CertificateAction {
     RemoveKey { key_id: String },
     /// Persist the plan's status only.
     UpdateStatus,
+    /// A retired certificate with no key left: delete its Secret if it is this resource's (never
+    /// an issuer's), then remove the status entry.
+    Forget,
 }
 
 impl CertificateAction {
@@ -143,6 +151,7 @@ impl CertificateAction {
                 | CertificateAction::Upload { .. }
                 | CertificateAction::Promote
                 | CertificateAction::RemoveKey { .. }
+                | CertificateAction::Forget
         )
     }
 
@@ -157,6 +166,7 @@ impl CertificateAction {
             CertificateAction::CompleteRotation { .. } => "complete_rotation",
             CertificateAction::RemoveKey { .. } => "remove_key",
             CertificateAction::UpdateStatus => "update_status",
+            CertificateAction::Forget => "forget",
         }
     }
 }
@@ -186,6 +196,8 @@ pub enum CertificateReason {
     WaitingForReplication,
     /// `source: Secret` and the Secret has no usable `tls.crt`/`tls.key` yet.
     WaitingForSecret,
+    /// The spec no longer declares the certificate: its keys wind down over the overlap.
+    Undeclared,
     UpToDate,
 }
 
@@ -209,6 +221,7 @@ impl CertificateReason {
             CertificateReason::StatusRefreshed => "StatusRefreshed",
             CertificateReason::WaitingForReplication => "WaitingForReplication",
             CertificateReason::WaitingForSecret => "WaitingForSecret",
+            CertificateReason::Undeclared => "Undeclared",
             CertificateReason::UpToDate => "UpToDate",
         }
     }
@@ -456,10 +469,8 @@ pub fn plan_certificate(
             thumbprint: thumbprint.clone(),
             since: input.now.to_string(),
         });
-        // Any rotation honours the annotation as it is now, so it does not start another.
-        if let Some(token) = input.rotate_annotation.filter(|a| !a.is_empty()) {
-            next.rotate_token = Some(token.to_string());
-        }
+        // The annotation counts as honoured only when the rotation completes ([`completed`]): a
+        // crash that loses the pending key must not also lose the request.
         return plan(
             CertificateAction::RecordPending { thumbprint },
             next,
@@ -505,6 +516,124 @@ pub fn plan_certificate(
         status,
         CertificateReason::UpToDate,
     )
+}
+
+/// Secret names of certificates this resource made keys for (its UID in the marker) that the spec
+/// does not declare: each is driven by [`plan_retired_certificate`] until it is gone.
+pub fn undeclared_certificate_names<'a>(
+    owner_uid: &str,
+    declared_secret_names: &[&str],
+    graph: &'a [ObservedKey],
+) -> Vec<&'a str> {
+    let mut names: Vec<&str> = graph
+        .iter()
+        .filter_map(|k| {
+            k.display_name
+                .as_deref()
+                .and_then(parse_managed_display_name)
+        })
+        .filter(|m| m.is_owned_by(owner_uid) && !declared_secret_names.contains(&m.secret_name))
+        .map(|m| m.secret_name)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// Decides the one next step for a certificate the spec no longer declares (`input.spec` carries
+/// its secret name and the default overlap). Nothing is removed at once:
+/// 1. a rotation in progress stops, and every key of ours for this Secret (the current one, one
+///    uploaded by that rotation, any other) becomes a previous certificate, revoked after the
+///    overlap counted from now (never after its own expiry);
+/// 2. previous certificates are removed at their revoke time (whether or not a Secret still
+///    holds them: retiring was the notice), forgotten when already gone;
+/// 3. when none is left, [`CertificateAction::Forget`].
+pub fn plan_retired_certificate(
+    input: &CertificateInput<'_>,
+) -> Result<CertificatePlan, CertificateStatusError> {
+    let secret_name = input.spec.secret_name.as_str();
+    let status = input
+        .status
+        .cloned()
+        .unwrap_or_else(|| CertificateCredentialStatus {
+            secret_name: secret_name.to_string(),
+            ..Default::default()
+        });
+    let plan = |action, status| {
+        Ok(CertificatePlan {
+            action,
+            status,
+            reason: CertificateReason::Undeclared,
+        })
+    };
+    let in_previous = |key: &ObservedKey| {
+        status.previous.iter().any(|p| {
+            p.key_id.as_deref() == Some(key.key_id.as_str())
+                || key
+                    .thumbprint
+                    .as_deref()
+                    .is_some_and(|t| same(t, &p.thumbprint))
+        })
+    };
+    let named_current =
+        |key: &ObservedKey| status.thumbprint.as_deref().is_some_and(|t| key.has(t));
+
+    // 1. Everything of ours winds down from now.
+    let winding: Vec<&ObservedKey> = input
+        .graph
+        .iter()
+        .filter(|k| {
+            (k.is_ours(input.owner_uid, secret_name) || named_current(k)) && !in_previous(k)
+        })
+        .collect();
+    let mut next = status.clone();
+    for key in winding {
+        next.previous.push(PreviousCertificate {
+            thumbprint: key.thumbprint.clone().unwrap_or_default(),
+            key_id: Some(key.key_id.clone()),
+            revoke_at: previous_revoke_at(&input.spec.overlap, key.end, input.now).to_string(),
+        });
+    }
+    next.thumbprint = None;
+    next.key_id = None;
+    next.expires_at = None;
+    next.renew_at = None;
+    next.pending = None;
+    next.created_at = None;
+    if next != status {
+        return plan(CertificateAction::UpdateStatus, next);
+    }
+
+    // 2. Forget the vanished, revoke the due.
+    let mut requeue_at: Option<Timestamp> = None;
+    for (i, previous) in status.previous.iter().enumerate() {
+        let revoke_at = parse_time(secret_name, "previous.revokeAt", &previous.revoke_at)?;
+        let key = input.graph.iter().find(|k| {
+            previous.key_id.as_deref() == Some(k.key_id.as_str())
+                || (!previous.thumbprint.is_empty() && k.has(&previous.thumbprint))
+        });
+        let mut next = status.clone();
+        next.previous.remove(i);
+        match key {
+            None => return plan(CertificateAction::UpdateStatus, next),
+            Some(key) if revoke_at <= input.now => {
+                return plan(
+                    CertificateAction::RemoveKey {
+                        key_id: key.key_id.clone(),
+                    },
+                    next,
+                );
+            }
+            Some(_) => requeue_at = Some(requeue_at.map_or(revoke_at, |r| r.min(revoke_at))),
+        }
+    }
+    if status.previous.is_empty() {
+        if input.status.is_none() && input.secret.is_none() {
+            return plan(CertificateAction::Idle { requeue_at: None }, status);
+        }
+        return plan(CertificateAction::Forget, status);
+    }
+    plan(CertificateAction::Idle { requeue_at }, status)
 }
 
 /// For a generated certificate: the reason a rotation is due, with the thumbprint to record
@@ -602,6 +731,10 @@ fn completed(
         .then(|| renew_at(input.spec, key.end.min(held.not_after)).to_string());
     next.pending = None;
     next.created_at = Some(input.now.to_string());
+    // Any rotation honours the annotation as it is now, so it does not start another.
+    if let Some(token) = input.rotate_annotation.filter(|a| !a.is_empty()) {
+        next.rotate_token = Some(token.to_string());
+    }
     Ok(next)
 }
 
@@ -724,6 +857,10 @@ mod tests {
                 CertificateAction::RemoveKey { key_id } => {
                     self.graph.retain(|k| &k.key_id != key_id);
                     self.status = Some(plan.status.clone());
+                }
+                CertificateAction::Forget => {
+                    self.secret = None;
+                    self.status = None;
                 }
                 CertificateAction::Idle { .. } => {}
             }

@@ -11,7 +11,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::certgen::{CertificateInfo, GeneratedCertificate};
 use super::certificate::{
     CertificateAction, CertificateInput, CertificateReason, HeldCertificate,
-    ObservedCertificateSecret, ObservedKey, plan_certificate,
+    ObservedCertificateSecret, ObservedKey, plan_certificate, plan_retired_certificate,
 };
 use super::driver::{
     Clock, CredentialEvent, DriverError, Events, Fence, MAX_CONFLICTS, MAX_STEPS, PortError,
@@ -91,11 +91,18 @@ pub trait CertificateSecrets: Send + Sync {
     /// Makes the staged pair the current one (`tls.crt`, `tls.key`, `client.pem`, thumbprint,
     /// expiresAt) and drops the staging keys.
     async fn promote(&self, name: &str) -> Result<(), PortError>;
+    /// Deletes the Secret of a retired certificate if it is this resource's own (the operator's
+    /// label and this resource as owner) and no declared credential writes it; leaves any other
+    /// Secret alone. One already gone counts as deleted.
+    async fn delete_own(&self, name: &str) -> Result<(), PortError>;
 }
 
-/// Makes a key pair and self-signed certificate.
+/// Makes a key pair and self-signed certificate. Async because RSA key generation takes a few
+/// hundred milliseconds of CPU: the real generator runs it on the blocking pool, off the workers
+/// that serve every other reconcile.
+#[async_trait]
 pub trait Generator: Send + Sync {
-    fn generate(
+    async fn generate(
         &self,
         secret_name: &str,
         lifetime: SignedDuration,
@@ -119,6 +126,9 @@ pub struct CertificatePorts<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct CertificateTarget<'a> {
     pub spec: &'a CertificateCredentialSpec,
+    /// Whether the spec declares it; a retired one (secret name and default overlap only) winds
+    /// down ([`plan_retired_certificate`]).
+    pub declared: bool,
     pub owner_uid: &'a str,
     pub rotate_annotation: Option<&'a str>,
 }
@@ -256,7 +266,7 @@ impl CertPass<'_> {
                 not_after: g.info.not_after,
                 key_matches: true,
             });
-            let plan = plan_certificate(&CertificateInput {
+            let input = CertificateInput {
                 spec: self.target.spec,
                 owner_uid: self.target.owner_uid,
                 status: entry.as_ref(),
@@ -265,7 +275,12 @@ impl CertPass<'_> {
                 rotate_annotation: self.target.rotate_annotation,
                 generated: generated.as_ref(),
                 now,
-            })?;
+            };
+            let plan = if self.target.declared {
+                plan_certificate(&input)?
+            } else {
+                plan_retired_certificate(&input)?
+            };
             reason = plan.reason;
             tracing::debug!(secret = %name, reason = %plan.reason, action = plan.action.name(), "certificate step");
             if plan.action.writes_outside_status() && !confirmed {
@@ -296,6 +311,7 @@ impl CertPass<'_> {
                         self.ports
                             .generator
                             .generate(&name, lifetime, now)
+                            .await
                             .map_err(|e| self.err("generate certificate", e))?,
                     );
                 }
@@ -371,6 +387,26 @@ impl CertPass<'_> {
                         }
                     }
                     entry = Some(plan.status);
+                }
+                CertificateAction::Forget => {
+                    self.ports.fence.check()?;
+                    self.ports
+                        .secrets
+                        .delete_own(&name)
+                        .await
+                        .map_err(|e| self.err("delete retired certificate secret", e))?;
+                    self.ports.fence.check()?;
+                    match self.ports.status.write(&name, None).await {
+                        Ok(()) => {}
+                        Err(PortError::Conflict) => return Ok(None),
+                        Err(e) => return Err(self.err("write status", e)),
+                    }
+                    return Ok(Some(CertificateOutcome {
+                        requeue_at: None,
+                        status: None,
+                        graph: std::mem::take(&mut self.graph),
+                        reason,
+                    }));
                 }
                 CertificateAction::RemoveKey { key_id } => {
                     self.ports.fence.check()?;

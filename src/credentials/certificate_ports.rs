@@ -111,7 +111,6 @@ impl GraphKeyPort<'_> {
             )
             .await
             .map_err(PortError::failed)?;
-        crate::crash::after_write("graph keyCredentials patch");
         self.graph
             .get_application(self.object_id)
             .await
@@ -146,7 +145,6 @@ impl GraphKeys for GraphKeyPort<'_> {
                     .add_key(self.object_id, &request, &proof)
                     .await
                     .map_err(PortError::failed)?;
-                crate::crash::after_write("graph addKey");
                 observed_keys(&Application {
                     key_credentials: Some(vec![added]),
                     ..Application::default()
@@ -171,7 +169,6 @@ impl GraphKeys for GraphKeyPort<'_> {
                     Ok(()) | Err(GraphError::NotFound(_)) => {}
                     Err(e) => return Err(PortError::failed(e)),
                 }
-                crate::crash::after_write("graph removeKey");
             }
             None => {
                 self.patch_keys(Some(key_id), None).await?;
@@ -184,14 +181,19 @@ impl GraphKeys for GraphKeyPort<'_> {
 /// Generates RSA key pairs and self-signed certificates (CN = the Secret's name).
 pub struct RsaGenerator;
 
+#[async_trait]
 impl Generator for RsaGenerator {
-    fn generate(
+    async fn generate(
         &self,
         secret_name: &str,
         lifetime: jiff::SignedDuration,
         now: jiff::Timestamp,
     ) -> Result<GeneratedCertificate, PortError> {
-        certgen::generate(secret_name, lifetime, now).map_err(PortError::failed)
+        let common_name = secret_name.to_string();
+        tokio::task::spawn_blocking(move || certgen::generate(&common_name, lifetime, now))
+            .await
+            .map_err(PortError::failed)?
+            .map_err(PortError::failed)
     }
 }
 
@@ -200,6 +202,9 @@ impl Generator for RsaGenerator {
 pub struct KubeCertificateSecretPort<'a> {
     pub secrets: &'a KubeSecretPort,
     pub read_only: bool,
+    /// Whether a retired certificate's Secret may be deleted: false while a declared credential
+    /// of the resource still writes a Secret of that name.
+    pub may_delete: bool,
 }
 
 fn text(secret: &Secret, key: &str) -> Option<String> {
@@ -332,6 +337,31 @@ impl CertificateSecrets for KubeCertificateSecretPort<'_> {
             Some((&generated.cert_pem, &generated.key_pem)),
         )
         .await
+    }
+
+    async fn delete_own(&self, name: &str) -> Result<(), PortError> {
+        if !self.may_delete {
+            return Ok(());
+        }
+        let Some(secret) = bounded(self.secrets.api.get_opt(name)).await? else {
+            return Ok(());
+        };
+        let owner_uid = self.secrets.owner.as_ref().map(|o| o.uid.as_str());
+        let ours = owner_uid.is_some_and(|uid| {
+            crate::credentials::ObservedSecret::from_secret(&secret).is_operators_for(uid)
+        });
+        if !ours {
+            return Ok(());
+        }
+        match bounded(self.secrets.api.delete(name, &Default::default())).await {
+            Ok(_) => {}
+            Err(PortError::Failed(e))
+                if e.downcast_ref::<kube::Error>()
+                    .is_some_and(|k| matches!(k, kube::Error::Api(s) if s.code == 404)) => {}
+            Err(e) => return Err(e),
+        }
+        crate::crash::after_write("certificate secret delete");
+        Ok(())
     }
 
     async fn promote(&self, name: &str) -> Result<(), PortError> {

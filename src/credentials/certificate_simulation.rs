@@ -145,6 +145,14 @@ impl CertificateSecrets for Sim {
         Ok(())
     }
 
+    async fn delete_own(&self, _name: &str) -> Result<(), PortError> {
+        self.alive()?;
+        if self.world().secret.take().is_some() {
+            self.wrote();
+        }
+        Ok(())
+    }
+
     async fn promote(&self, _name: &str) -> Result<(), PortError> {
         self.alive()?;
         {
@@ -181,8 +189,9 @@ impl StatusStore<CertificateCredentialStatus> for Sim {
     }
 }
 
+#[async_trait]
 impl Generator for Sim {
-    fn generate(
+    async fn generate(
         &self,
         _secret_name: &str,
         _lifetime: SignedDuration,
@@ -224,9 +233,26 @@ fn spec() -> CertificateCredentialSpec {
 }
 
 async fn pass(sim: &Sim, spec: &CertificateCredentialSpec, rotate: Option<&str>) -> bool {
+    drive(sim, spec, rotate, true).await
+}
+
+/// A pass for a certificate the spec no longer declares.
+async fn retired_pass(sim: &Sim) -> bool {
+    let retired: CertificateCredentialSpec =
+        serde_json::from_value(serde_json::json!({"secretName": SECRET})).unwrap();
+    drive(sim, &retired, None, false).await
+}
+
+async fn drive(
+    sim: &Sim,
+    spec: &CertificateCredentialSpec,
+    rotate: Option<&str>,
+    declared: bool,
+) -> bool {
     let result = drive_certificate(
         CertificateTarget {
             spec,
+            declared,
             owner_uid: UID,
             rotate_annotation: rotate,
         },
@@ -318,12 +344,24 @@ async fn crash_every_write(
     rotate: Option<&str>,
 ) -> usize {
     let spec = spec();
+    let rotated = |sim: &Sim, before: &Option<String>, when: &str| {
+        let w = sim.world();
+        let now = w.status.as_ref().and_then(|s| s.thumbprint.clone());
+        if rotate.is_some() {
+            assert_ne!(&now, before, "{when}: the requested rotation happened");
+        }
+    };
     for n in 1.. {
         let sim = Sim(Mutex::new(World {
             now: "2026-12-02T00:00:00Z".parse().unwrap(),
             ..World::default()
         }));
         setup(&sim).await;
+        let before = sim
+            .world()
+            .status
+            .as_ref()
+            .and_then(|s| s.thumbprint.clone());
         {
             let mut w = sim.world();
             w.writes = 0;
@@ -334,6 +372,7 @@ async fn crash_every_write(
         if !crashed {
             assert!(finished, "{name}: the pass failed without a crash");
             check_settled(&sim.world(), &format!("{name}, no crash"));
+            rotated(&sim, &before, name);
             return n - 1;
         }
         check_always(&sim.world(), &format!("{name}, crash after write {n}"));
@@ -347,6 +386,7 @@ async fn crash_every_write(
             "{name}: restart after write {n}"
         );
         check_settled(&sim.world(), &format!("{name}, restart after write {n}"));
+        rotated(&sim, &before, &format!("{name}, restart after write {n}"));
     }
     unreachable!()
 }
@@ -396,4 +436,94 @@ async fn a_rotation_signs_its_upload_with_the_current_certificate() {
     let w = sim.world();
     assert_eq!(w.status.as_ref().unwrap().previous.len(), 1);
     check_settled(&w, "after rotation");
+}
+
+/// A world with a certificate rotated once (current + one previous), retired at `now`.
+async fn rotated_then_retired() -> Sim {
+    let sim = Sim(Mutex::new(World {
+        now: "2026-12-02T00:00:00Z".parse().unwrap(),
+        ..World::default()
+    }));
+    assert!(pass(&sim, &spec(), None).await);
+    assert!(pass(&sim, &spec(), Some("r1")).await);
+    assert_eq!(sim.world().graph.len(), 2);
+    sim
+}
+
+#[tokio::test]
+async fn a_retired_certificate_keeps_its_keys_for_the_overlap_then_removes_them_and_its_secret() {
+    let sim = rotated_then_retired().await;
+    assert!(retired_pass(&sim).await);
+    {
+        let w = sim.world();
+        assert_eq!(w.graph.len(), 2, "nothing is revoked at once");
+        let status = w
+            .status
+            .as_ref()
+            .expect("the entry stays while keys remain");
+        assert_eq!(status.thumbprint, None);
+        assert_eq!(status.previous.len(), 2);
+        assert!(
+            w.secret.is_some(),
+            "the Secret still serves during the overlap"
+        );
+    }
+    // A day later: still inside the default 7-day overlap.
+    sim.world().now += SignedDuration::from_hours(24);
+    assert!(retired_pass(&sim).await);
+    assert_eq!(sim.world().graph.len(), 2);
+
+    sim.world().now += SignedDuration::from_hours(24 * 7);
+    assert!(retired_pass(&sim).await);
+    let w = sim.world();
+    assert!(w.graph.is_empty(), "every key removed after the overlap");
+    assert!(w.status.is_none(), "the entry is forgotten");
+    assert!(w.secret.is_none(), "the operator's Secret is deleted");
+}
+
+#[tokio::test]
+async fn every_crash_point_of_a_retirement_recovers() {
+    for n in 1.. {
+        let sim = rotated_then_retired().await;
+        assert!(retired_pass(&sim).await);
+        {
+            let mut w = sim.world();
+            w.now += SignedDuration::from_hours(24 * 8);
+            w.writes = 0;
+            w.crash_after = Some(n);
+        }
+        let finished = retired_pass(&sim).await;
+        if !sim.world().crashed {
+            assert!(finished);
+            assert!(
+                n > 3,
+                "two removals, their status, the Secret, the entry: {n}"
+            );
+            return;
+        }
+        {
+            let mut w = sim.world();
+            // Whatever is still in Graph is tracked for removal.
+            let status = w.status.clone();
+            for key in &w.graph {
+                assert!(
+                    status.as_ref().is_some_and(|s| s
+                        .previous
+                        .iter()
+                        .any(|p| p.key_id.as_deref() == Some(key.key_id.as_str()))),
+                    "crash after write {n}: {} is tracked by nobody",
+                    key.key_id
+                );
+            }
+            w.crashed = false;
+            w.crash_after = None;
+        }
+        assert!(retired_pass(&sim).await, "restart after write {n}");
+        let w = sim.world();
+        assert!(
+            w.graph.is_empty() && w.status.is_none() && w.secret.is_none(),
+            "write {n}"
+        );
+        assert!(n < 20);
+    }
 }

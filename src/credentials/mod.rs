@@ -39,7 +39,8 @@ mod simulation;
 pub use certificate::{
     CertificateAction, CertificateInput, CertificatePlan, CertificateReason,
     CertificateStatusError, HeldCertificate, KEY_REPLICATION_GRACE, ObservedCertificateSecret,
-    ObservedKey, certificate_display_name, plan_certificate,
+    ObservedKey, certificate_display_name, plan_certificate, plan_retired_certificate,
+    undeclared_certificate_names,
 };
 pub use certificate_driver::{
     CertificateMaterial, CertificateOutcome, CertificatePorts, CertificateSecretState,

@@ -382,6 +382,38 @@ pub async fn azure_identity_token_claims(
     secret_token_claims(secret_data, scope, Some(h.entra.ca_pem_path())).await
 }
 
+/// A token for a certificate Secret's values through the operator's own azure-identity
+/// configuration, with `client.pem` written to a file as a mounted Secret would be
+/// (`AZURE_CLIENT_CERTIFICATE_PATH`).
+#[allow(dead_code)]
+pub async fn certificate_token_claims(
+    h: &Harness,
+    secret_data: &std::collections::BTreeMap<String, String>,
+    scope: &str,
+) -> Result<entra_operator::graph::TokenClaims, String> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "entra-cert-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let path = dir.join("client.pem");
+    let pem = secret_data
+        .get("client.pem")
+        .ok_or("the Secret has no client.pem")?;
+    std::fs::write(&path, pem).map_err(|e| e.to_string())?;
+    let mut env = secret_data.clone();
+    env.remove("AZURE_CLIENT_SECRET");
+    env.insert(
+        "AZURE_CLIENT_CERTIFICATE_PATH".into(),
+        path.display().to_string(),
+    );
+    let result = secret_token_claims(&env, scope, Some(h.entra.ca_pem_path())).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
 /// As [`azure_identity_token_claims`], trusting `extra_ca` (if any) besides the system's roots:
 /// for a target that is not a [`Harness`] (a real tenant trusts the system roots alone).
 pub async fn secret_token_claims(

@@ -7,10 +7,10 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use tracing::debug;
 
-use crate::api::appregistration::CertificateSource;
 use crate::api::appregistration::{
     AppRegistrationStatus, PasswordCredentialSpec, PasswordCredentialStatus,
 };
+use crate::api::appregistration::{CertificateCredentialSpec, CertificateSource};
 use crate::api::{AppRegistration, HANDOVER_CONFIRMED_ANNOTATION, ROTATE_ANNOTATION};
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
@@ -559,10 +559,51 @@ pub(super) async fn sync_credentials(
     }
     status.credentials = handle.status().credentials;
 
-    // Certificates: the same discipline, their own state machine.
+    // Certificates: the same discipline, their own state machine; ones no longer declared wind
+    // down over the default overlap, like passwords.
     let mut graph_keys = crate::credentials::observed_keys(app);
-    for spec in &obj.spec.credentials.certificates {
-        let read_only = spec.source == CertificateSource::Secret;
+    let declared_certificates: Vec<&str> = obj
+        .spec
+        .credentials
+        .certificates
+        .iter()
+        .map(|c| c.secret_name.as_str())
+        .collect();
+    let mut retired_certificates: Vec<String> = status
+        .certificates
+        .iter()
+        .map(|c| c.secret_name.clone())
+        .filter(|n| !declared_certificates.contains(&n.as_str()))
+        .collect();
+    for n in crate::credentials::undeclared_certificate_names(
+        &owner_uid,
+        &declared_certificates,
+        &graph_keys,
+    ) {
+        if !retired_certificates.iter().any(|r| r == n) {
+            retired_certificates.push(n.to_string());
+        }
+    }
+    let retired_certificate_specs: Vec<CertificateCredentialSpec> = retired_certificates
+        .iter()
+        .map(|secret_name| {
+            serde_json::from_value(serde_json::json!({ "secretName": secret_name }))
+                .map_err(|e| format!("secret name {secret_name:?}: {e}"))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(Error::Invalid)?;
+    let still_written = written_secret_names(obj);
+    let certificate_targets = obj
+        .spec
+        .credentials
+        .certificates
+        .iter()
+        .map(|spec| (spec, true))
+        .chain(retired_certificate_specs.iter().map(|spec| (spec, false)));
+    for (spec, is_declared) in certificate_targets {
+        // A retired certificate's Secret is only read (it may be an issuer's), and deleted at the
+        // end only if it is this resource's and nothing declared writes it any more.
+        let read_only = spec.source == CertificateSource::Secret || !is_declared;
         let port = GraphKeyPort {
             graph: &ctx.graph,
             object_id: &object_id,
@@ -571,6 +612,7 @@ pub(super) async fn sync_credentials(
         let outcome = drive_certificate(
             CertificateTarget {
                 spec,
+                declared: is_declared,
                 owner_uid: &owner_uid,
                 rotate_annotation: rotate_annotation.as_deref(),
             },
@@ -579,6 +621,7 @@ pub(super) async fn sync_credentials(
                 secrets: &KubeCertificateSecretPort {
                     secrets: &secrets,
                     read_only,
+                    may_delete: !is_declared && !still_written.contains(&spec.secret_name.as_str()),
                 },
                 status: &handle,
                 generator: &RsaGenerator,
@@ -592,7 +635,9 @@ pub(super) async fn sync_credentials(
         let outcome = outcome?;
         graph_keys = outcome.graph;
         requeue_at = earliest(requeue_at, outcome.requeue_at);
-        if let Some(entry) = &outcome.status {
+        if let Some(entry) = &outcome.status
+            && is_declared
+        {
             record_expiry_metrics(
                 ctx,
                 &events.certificate_labels(&spec.secret_name),
@@ -608,11 +653,15 @@ pub(super) async fn sync_credentials(
         }
     }
     status.certificates = handle.status().certificates;
-    // A password whose entry is gone (retired, overlap over) leaves no metric series behind.
+    // A credential whose entry is gone (retired, overlap over) leaves no metric series behind.
     for gone in &undeclared {
         if !status.credentials.iter().any(|c| &c.secret_name == gone) {
             ctx.metrics.forget_credential(&events.labels(gone));
         }
+    }
+    for gone in &retired_certificates {
+        ctx.metrics
+            .forget_credential(&events.certificate_labels(gone));
     }
     // The controller's own status writes compare against this: the driver already wrote these.
     if let Some(written) = writer.written.as_mut() {

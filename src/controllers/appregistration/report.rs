@@ -85,23 +85,36 @@ pub fn conditions(
         ),
     };
     let declared = &spec.credentials.passwords;
-    let credentials_ok = declared.iter().all(|p| {
+    let certificates = &spec.credentials.certificates;
+    let passwords_ok = declared.iter().all(|p| {
         status
             .credentials
             .iter()
             .any(|c| c.secret_name == p.secret_name && c.key_id.is_some() && c.pending.is_none())
     });
-    let credentials = if declared.is_empty() {
+    let certificates_ok = certificates.iter().all(|d| {
+        status
+            .certificates
+            .iter()
+            .any(|c| c.secret_name == d.secret_name && c.key_id.is_some() && c.pending.is_none())
+    });
+    let credentials = if declared.is_empty() && certificates.is_empty() {
         DesiredCondition::ok(
             condition::CREDENTIALS_READY,
             "NoCredentials",
-            "No client secrets are declared",
+            "No client secrets or certificates are declared",
         )
-    } else if credentials_ok {
+    } else if passwords_ok && certificates_ok {
         DesiredCondition::ok(
             condition::CREDENTIALS_READY,
             "CredentialsCurrent",
-            "Every declared client secret is in its Secret and not due for rotation",
+            "Every declared client secret and certificate is in its Secret and not due for rotation",
+        )
+    } else if !certificates_ok {
+        DesiredCondition::failed(
+            condition::CREDENTIALS_READY,
+            "RotationInProgress",
+            "A certificate is being created or rotated",
         )
     } else {
         DesiredCondition::failed(
@@ -141,11 +154,11 @@ pub fn conditions(
             synced.reason.clone(),
             synced.message.clone(),
         )
-    } else if !credentials_ok {
+    } else if !(passwords_ok && certificates_ok) {
         DesiredCondition::failed(
             condition::READY,
             "CredentialsPending",
-            "Waiting for client secrets to be written",
+            "Waiting for client secrets or certificates to be written",
         )
     } else {
         DesiredCondition::ok(
@@ -330,6 +343,33 @@ mod tests {
                 "{case}"
             );
         }
+    }
+
+    #[test]
+    fn a_declared_certificate_keeps_ready_false_until_it_is_in_place() {
+        use crate::api::appregistration::CertificateCredentialStatus;
+        let mut spec = spec(&[]);
+        spec.credentials.certificates =
+            vec![serde_json::from_value(serde_json::json!({"secretName": "api-tls"})).unwrap()];
+        let mut st = status(vec![], ConsentState::NotRequired);
+        let got = conditions(&spec, &st, &Plan::default(), &[]);
+        assert_eq!(
+            by_type(&got, condition::CREDENTIALS_READY).reason,
+            "RotationInProgress"
+        );
+        assert!(!by_type(&got, condition::READY).status);
+        st.certificates = vec![CertificateCredentialStatus {
+            secret_name: "api-tls".into(),
+            thumbprint: Some("AB".into()),
+            key_id: Some("k1".into()),
+            ..Default::default()
+        }];
+        let got = conditions(&spec, &st, &Plan::default(), &[]);
+        assert_eq!(
+            by_type(&got, condition::CREDENTIALS_READY).reason,
+            "CredentialsCurrent"
+        );
+        assert!(by_type(&got, condition::READY).status);
     }
 
     #[test]
