@@ -241,6 +241,40 @@ async fn a_generated_certificate_works_from_the_secret_alone_and_rotates_with_ov
         .await
         .expect("the new one still works");
     assert_eq!(entra_keys(&h, &app_id).len(), 1);
+
+    // Removed from the spec: not revoked at once, but wound down over the default overlap.
+    h.api::<AppRegistration>(NS)
+        .patch(
+            "cert-app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"credentials": {"certificates": []}}})),
+        )
+        .await
+        .unwrap();
+    let retired = h
+        .wait_for("the certificate is retired", WAIT, || async {
+            let obj: AppRegistration = h.api(NS).get("cert-app").await.ok()?;
+            let cert = obj.status?.certificates.first()?.clone();
+            (cert.thumbprint.is_none() && cert.previous.len() == 1).then_some(cert)
+        })
+        .await;
+    let revoke_at: jiff::Timestamp = retired.previous[0].revoke_at.parse().unwrap();
+    assert!(
+        revoke_at > jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 6),
+        "revoked after the default 7-day overlap, not at once: {revoke_at}"
+    );
+    assert_eq!(entra_keys(&h, &app_id).len(), 1, "still in Entra");
+    token_with(&h, &new_data)
+        .await
+        .expect("the retired certificate works during its overlap");
+    assert!(
+        h.api::<Secret>(NS)
+            .get_opt("cert-app-tls")
+            .await
+            .unwrap()
+            .is_some(),
+        "the Secret stays while the certificate works"
+    );
 }
 
 #[tokio::test]
