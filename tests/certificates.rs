@@ -369,3 +369,77 @@ async fn a_certificate_from_a_cert_manager_style_secret_is_followed_through_rene
         .expect_err("the old certificate is refused after the overlap");
     assert_eq!(entra_keys(&h, &app_id).len(), 1);
 }
+
+/// `deletionPolicy: Orphan` hands a generated certificate over: its Secret outlives the resource
+/// (no owner reference left for the garbage collector) and keeps working, and the previous
+/// certificate in its overlap, which nobody would remove any more, is removed at once.
+#[tokio::test]
+async fn orphan_keeps_the_certificate_secret_working_and_removes_the_previous_certificate() {
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    let mut doc = app(
+        "cert-handover",
+        json!({"secretName": "cert-handover-tls", "overlap": "7d"}),
+    );
+    doc["spec"]["deletionPolicy"] = json!("Orphan");
+    h.apply(doc).await;
+    let first = settled(&h, "cert-handover", None).await;
+    h.api::<AppRegistration>(NS)
+        .patch(
+            "cert-handover",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"entra.bookme.io/rotate": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let current = settled(&h, "cert-handover", Some(&first)).await;
+    let obj: AppRegistration = h.api(NS).get("cert-handover").await.unwrap();
+    let status = obj.status.unwrap();
+    let app_id = status.app_id.clone().unwrap();
+    let current_key = status.certificates[0].key_id.clone().unwrap();
+    assert_eq!(entra_keys(&h, &app_id).len(), 2, "current and previous");
+
+    h.api::<AppRegistration>(NS)
+        .delete("cert-handover", &Default::default())
+        .await
+        .unwrap();
+    h.wait_for("cert-handover deleted", WAIT, || async {
+        h.api::<AppRegistration>(NS)
+            .get_opt("cert-handover")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Give the garbage collector its chance to take the Secret.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let secret = h
+        .api::<Secret>(NS)
+        .get_opt("cert-handover-tls")
+        .await
+        .unwrap()
+        .expect("the Secret outlives an orphaned resource");
+    assert!(
+        secret
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty(),
+        "no owner reference left for the garbage collector"
+    );
+    let data = secret_data(&h, NS, "cert-handover-tls").await.unwrap();
+    assert_eq!(data["thumbprint"], current);
+    token_with(&h, &data)
+        .await
+        .expect("the kept certificate still works");
+    let left: Vec<String> = entra_keys(&h, &app_id)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        left,
+        vec![current_key],
+        "only the Secret's certificate is left"
+    );
+}

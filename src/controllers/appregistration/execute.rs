@@ -755,12 +755,15 @@ fn record_expiry_metrics(
     }
 }
 
-/// `deletionPolicy: Orphan`: the application stays in Entra, so its current client secrets stay
-/// valid; they must stay held by someone. Each Secret of this resource (declared or retired, as
-/// status names them) loses its owner reference to the resource, so garbage collection keeps it
-/// and it keeps working, and is annotated with where it came from. Previous credentials still in
-/// their overlap are revoked now: after the resource is gone nothing would ever revoke them, and no
-/// Secret holds them. Only credentials whose marker carries this resource's UID are removed.
+/// `deletionPolicy: Orphan`: the application stays in Entra, so its current client secrets and
+/// certificates stay valid; they must stay held by someone. Each Secret of this resource (declared
+/// or retired, passwords' and generated certificates', as status names them) loses its owner
+/// reference to the resource, so garbage collection keeps it and it keeps working, and is
+/// annotated with where it came from. Previous credentials still in their overlap are revoked now:
+/// after the resource is gone nothing would ever revoke them, and no Secret holds them. Only
+/// credentials whose marker carries this resource's UID are removed (previous certificates by a
+/// PATCH of `keyCredentials` that keeps every other key: the proof `removeKey` needs would have
+/// to be signed with a key read from a Secret, which the finalizer does not do).
 /// Returns the names of the Secrets kept and the number of credentials revoked.
 pub(super) async fn hand_over_credentials(
     obj: &AppRegistration,
@@ -784,13 +787,48 @@ pub(super) async fn hand_over_credentials(
         .iter()
         .flat_map(|c| c.previous.iter().map(|p| p.key_id.as_str()))
         .collect();
+    let previous_keys: Vec<&str> = status
+        .certificates
+        .iter()
+        .flat_map(|c| c.previous.iter().filter_map(|p| p.key_id.as_deref()))
+        .collect();
     let mut revoked = 0;
-    if !previous.is_empty() {
+    if !previous.is_empty() || !previous_keys.is_empty() {
         let app = match ctx.graph.get_application(object_id).await {
             Ok(app) => Some(app),
             Err(GraphError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
+        let keys: Vec<String> = app
+            .as_ref()
+            .map(crate::credentials::observed_keys)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| {
+                previous_keys.contains(&k.key_id.as_str())
+                    && k.display_name
+                        .as_deref()
+                        .and_then(parse_managed_display_name)
+                        .is_some_and(|m| m.is_owned_by(&uid))
+            })
+            .map(|k| k.key_id)
+            .collect();
+        if let Some(app) = &app {
+            let port = GraphKeyPort {
+                graph: &ctx.graph,
+                object_id,
+                observed: crate::credentials::observed_keys(app),
+            };
+            for key_id in keys {
+                ctx.fence.check().map_err(fenced)?;
+                crate::credentials::GraphKeys::remove(&port, &key_id, None)
+                    .await
+                    .map_err(|e| {
+                        Error::CredentialStep(format!("remove certificate {key_id}: {e}"))
+                    })?;
+                revoked += 1;
+            }
+        }
         let ours: Vec<String> = app
             .and_then(|a| a.password_credentials)
             .unwrap_or_default()
@@ -816,8 +854,13 @@ pub(super) async fn hand_over_credentials(
     // Keep the Secrets that hold current credentials: drop only our owner reference.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut kept = Vec::new();
-    for entry in &status.credentials {
-        let Some(secret) = secrets.get_opt(&entry.secret_name).await? else {
+    let names = status
+        .credentials
+        .iter()
+        .map(|c| &c.secret_name)
+        .chain(status.certificates.iter().map(|c| &c.secret_name));
+    for secret_name in names {
+        let Some(secret) = secrets.get_opt(secret_name).await? else {
             continue;
         };
         let refs = secret.metadata.owner_references.clone().unwrap_or_default();
@@ -832,14 +875,14 @@ pub(super) async fn hand_over_credentials(
         ctx.fence.check().map_err(fenced)?;
         secrets
             .patch(
-                &entry.secret_name,
+                secret_name,
                 &PatchParams::default(),
                 &Patch::Merge(serde_json::json!({
                     "metadata": {"ownerReferences": remaining, "annotations": annotations}
                 })),
             )
             .await?;
-        kept.push(entry.secret_name.clone());
+        kept.push(secret_name.clone());
     }
     Ok((kept, revoked))
 }

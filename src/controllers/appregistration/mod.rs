@@ -353,7 +353,7 @@ async fn cleanup(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Err
                 EventType::Normal,
                 "Orphaned",
                 &format!(
-                    "Left the application in Entra; kept Secrets [{}] with their current client secrets (no longer rotated, they expire on their own); revoked {revoked} previous client secrets",
+                    "Left the application in Entra; kept Secrets [{}] with their current client secrets and certificates (no longer rotated, they expire on their own); revoked {revoked} previous credentials",
                     kept.join(", ")
                 ),
             )
