@@ -126,6 +126,62 @@ async fn bank_client_reconciles_list_nothing_and_the_registry_is_written_once_pe
     assert_eq!(registry_entries(&h).await, N);
 }
 
+/// An AppRegistration with a credential checks that no older resource of its namespace claims the
+/// same Secret; it reads them from the controller's store, not with a LIST per reconcile (O(N²)
+/// API-server work for N resources, and the bulk of a BankClient wave's child reconciles).
+#[tokio::test]
+async fn app_registration_reconciles_list_nothing() {
+    const N: usize = 5;
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    let apps = h.api::<AppRegistration>(NS);
+    let names: Vec<String> = (0..N).map(|i| format!("listless-{i}")).collect();
+    let settled = |generation_changed: bool| {
+        let apps = apps.clone();
+        let names = names.clone();
+        async move {
+            for name in &names {
+                let app = apps.get_opt(name).await.unwrap()?;
+                let status = app.status.as_ref()?;
+                let current = status.observed_generation == app.metadata.generation;
+                let renamed = app.spec.display_name.ends_with("renamed");
+                if !(current && is_ready(Some(&status.conditions))) || renamed != generation_changed
+                {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    };
+    for name in &names {
+        h.apply(cr(
+            "AppRegistration",
+            name,
+            json!({"displayName": name, "credentials": {"passwords": [{"secretName": format!("{name}-creds")}]}}),
+        ))
+        .await;
+    }
+    h.wait_for("all Ready", WAIT, || settled(false)).await;
+    let lists = |h: &Harness| h.kube.request_count("list", "appregistrations");
+    let before = lists(&h);
+    for name in &names {
+        apps.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"displayName": format!("{name} renamed")}})),
+        )
+        .await
+        .unwrap();
+    }
+    h.wait_for("all renamed and Ready", WAIT, || settled(true))
+        .await;
+    assert_eq!(
+        lists(&h),
+        before,
+        "an AppRegistration reconcile listed AppRegistrations from the API server"
+    );
+}
+
 #[tokio::test]
 async fn a_replicating_app_does_not_hold_the_only_worker() {
     let h = Harness::start().await;

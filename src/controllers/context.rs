@@ -5,14 +5,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+
+use crate::api::AppRegistration;
 
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 
 use super::appregistration::observed::ObservedServicePrincipal;
 use super::appregistration::plan::PlanSettings;
+use super::wiring::StoreReady;
+
+/// An AppRegistration controller's store, with the namespace it watches (`None`: all).
+struct AppStore {
+    namespace: Option<String>,
+    store: Store<AppRegistration>,
+    ready: StoreReady,
+}
 
 /// Operator-wide settings the controllers need.
 #[derive(Clone, Debug)]
@@ -65,6 +76,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Service principals of Microsoft's APIs by appId, with when they were read.
     resource_sps: Mutex<HashMap<String, (Instant, ObservedServicePrincipal)>>,
+    /// The AppRegistration controllers' stores (one per watched namespace, or one for all), so a
+    /// reconcile reads its neighbours from memory instead of listing the API server.
+    app_stores: Mutex<Vec<AppStore>>,
 }
 
 impl Context {
@@ -85,7 +99,43 @@ impl Context {
             fence: crate::fence::Fence::unfenced(),
             failures: Mutex::new(HashMap::new()),
             resource_sps: Mutex::new(HashMap::new()),
+            app_stores: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Makes an AppRegistration controller's store (watching `namespace`, `None`: all) available
+    /// to [`Context::app_registrations_in`].
+    pub fn register_app_store(&self, namespace: Option<String>, store: Store<AppRegistration>) {
+        let ready = StoreReady::new(&store);
+        self.app_stores.lock().unwrap().push(AppStore {
+            namespace,
+            store,
+            ready,
+        });
+    }
+
+    /// The AppRegistrations of `namespace` from a controller's store, once it holds its first full
+    /// list; `None` when no running controller watches that namespace (the caller lists instead).
+    /// May lag the API server by the watch's delay.
+    pub async fn app_registrations_in(&self, namespace: &str) -> Option<Vec<Arc<AppRegistration>>> {
+        let (store, ready) = {
+            let stores = self.app_stores.lock().unwrap();
+            let found = stores
+                .iter()
+                .find(|s| s.namespace.as_deref() == Some(namespace))
+                .or_else(|| stores.iter().find(|s| s.namespace.is_none()))?;
+            (found.store.clone(), found.ready.clone())
+        };
+        if !ready.wait().await {
+            return None;
+        }
+        Some(
+            store
+                .state()
+                .into_iter()
+                .filter(|a| a.namespace().as_deref() == Some(namespace))
+                .collect(),
+        )
     }
 
     /// Publish the bank registries to this database sink too (beside the ConfigMaps).

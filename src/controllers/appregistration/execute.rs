@@ -454,7 +454,7 @@ pub(super) async fn sync_credentials(
     let confirm_delay = jiff::SignedDuration::try_from(ctx.settings.handover.confirm_delay)
         .unwrap_or(jiff::SignedDuration::from_mins(5));
     let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
-    let claimed_elsewhere = secret_claims(obj, &api).await?;
+    let claimed_elsewhere = secret_claims(obj, &api, ctx).await?;
     // The status as written so far in this reconcile; the driver's writes are conditional on its
     // resourceVersion (a stale copy costs a conflict and a GET, never a lost update).
     let mut current = obj.clone();
@@ -675,10 +675,15 @@ pub(super) async fn sync_credentials(
 
 /// The secretNames this resource declares that an older AppRegistration of the namespace declares
 /// too (oldest `creationTimestamp`, then name, wins), with that resource's name: two resources
-/// writing one Secret would rotate against each other forever.
+/// writing one Secret would rotate against each other forever. The namespace's AppRegistrations
+/// come from the controller's store (a LIST per reconcile is O(N²) API-server work for N
+/// resources); only without a running controller for the namespace are they listed. A store that
+/// lags by a watch delay can miss a claim made in that instant; the Secret's owner check
+/// ([`crate::credentials::KubeSecretPort`]) still refuses a Secret another resource already owns.
 async fn secret_claims(
     obj: &AppRegistration,
     api: &Api<AppRegistration>,
+    ctx: &Context,
 ) -> Result<std::collections::BTreeMap<String, String>, Error> {
     let mut claims = std::collections::BTreeMap::new();
     let ours_written = written_secret_names(obj);
@@ -686,7 +691,19 @@ async fn secret_claims(
         return Ok(claims);
     }
     let ours = (obj.creation_timestamp(), obj.name_any());
-    for other in api.list(&Default::default()).await?.items {
+    let namespace = obj.namespace().unwrap_or_default();
+    let others: Vec<std::sync::Arc<AppRegistration>> =
+        match ctx.app_registrations_in(&namespace).await {
+            Some(others) => others,
+            None => api
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .map(std::sync::Arc::new)
+                .collect(),
+        };
+    for other in others {
         if other.uid() == obj.uid() || (other.creation_timestamp(), other.name_any()) >= ours {
             continue;
         }

@@ -114,6 +114,7 @@ pub async fn run(
     let controller = controller_for(apps.clone());
     let store = controller.store();
     let consenting = controller.store();
+    ctx.register_app_store(namespace.clone(), controller.store());
     let stream = controller
         .owns(
             secrets,
