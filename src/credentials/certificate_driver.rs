@@ -356,12 +356,23 @@ impl CertPass<'_> {
                     };
                     self.ports.fence.check()?;
                     let signer = self.signer(secret, now);
-                    let key = self
+                    let key = match self
                         .ports
                         .graph
                         .add(&material.info, &display_name, signer)
                         .await
-                        .map_err(|e| self.err("upload certificate", e))?;
+                    {
+                        Ok(key) => key,
+                        Err(e) => {
+                            self.ports
+                                .events
+                                .emit(CredentialEvent::CertificateAddFailed {
+                                    secret_name: name.clone(),
+                                })
+                                .await;
+                            return Err(self.err("upload certificate", e));
+                        }
+                    };
                     self.graph.retain(|k| k.key_id != key.key_id);
                     self.graph.push(key);
                 }

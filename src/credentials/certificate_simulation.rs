@@ -43,6 +43,9 @@ struct World {
     generated: usize,
     now: Timestamp,
     used_proof: usize,
+    /// Graph refuses uploads.
+    refuse_uploads: bool,
+    events: Vec<CredentialEvent>,
 }
 
 struct Sim(Mutex<World>);
@@ -96,6 +99,9 @@ impl GraphKeys for Sim {
         signer: Option<ProofSigner<'_>>,
     ) -> Result<ObservedKey, PortError> {
         self.alive()?;
+        if self.world().refuse_uploads {
+            return Err(PortError::failed(Crashed));
+        }
         let key = ObservedKey {
             key_id: format!("k-{}", certificate.thumbprint),
             display_name: Some(display_name.to_string()),
@@ -210,7 +216,9 @@ impl Generator for Sim {
 
 #[async_trait]
 impl Events for Sim {
-    async fn emit(&self, _event: CredentialEvent) {}
+    async fn emit(&self, event: CredentialEvent) {
+        self.world().events.push(event);
+    }
 }
 
 impl Clock for Sim {
@@ -526,4 +534,24 @@ async fn every_crash_point_of_a_retirement_recovers() {
         );
         assert!(n < 20);
     }
+}
+
+#[tokio::test]
+async fn a_refused_upload_is_reported_as_a_rotation_failure() {
+    let sim = Sim(Mutex::new(World {
+        now: "2026-12-02T00:00:00Z".parse().unwrap(),
+        refuse_uploads: true,
+        ..World::default()
+    }));
+    assert!(!pass(&sim, &spec(), None).await, "the pass fails");
+    let w = sim.world();
+    assert!(
+        w.events.iter().any(|e| matches!(
+            e,
+            CredentialEvent::CertificateAddFailed { secret_name } if secret_name == SECRET
+        )),
+        "{:?}",
+        w.events
+    );
+    assert!(w.graph.is_empty());
 }

@@ -140,6 +140,8 @@ pub enum CredentialEvent {
     Rotated { secret_name: String, key_id: String },
     /// `addPassword` failed.
     AddFailed { secret_name: String },
+    /// Uploading a certificate (`addKey` or the `keyCredentials` PATCH) failed.
+    CertificateAddFailed { secret_name: String },
     /// A credential was removed from the application (revoked, orphaned, value lost).
     Removed {
         secret_name: String,

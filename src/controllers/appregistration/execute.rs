@@ -388,6 +388,14 @@ impl Events for ControllerEvents<'_> {
                     .inc();
                 return;
             }
+            CredentialEvent::CertificateAddFailed { secret_name } => {
+                self.ctx
+                    .metrics
+                    .rotation_failures
+                    .get_or_create(&self.certificate_labels(secret_name))
+                    .inc();
+                return;
+            }
             CredentialEvent::Removed {
                 secret_name,
                 key_id,
