@@ -40,6 +40,32 @@ impl Default for EmulatorConfig {
     }
 }
 
+/// A user to create (control API `POST /_emulator/users`, or `EntraEmulator::add_user`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSpec {
+    /// e.g. `alice@contoso.onmicrosoft.com`; must contain `@`, unique in the tenant.
+    pub user_principal_name: String,
+    /// Defaults to the part of the UPN before `@`.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// Object id; a new GUID when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The tenant; the home tenant when absent.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+impl UserSpec {
+    pub fn new(user_principal_name: &str) -> Self {
+        Self {
+            user_principal_name: user_principal_name.to_string(),
+            ..Self::default()
+        }
+    }
+}
+
 /// A tenant to create. `id` defaults to a fixed UUIDv5 of the name, so that restarts of the
 /// standalone binary keep tenant ids stable.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::config::{Switches, SwitchesPatch, TenantSpec};
+use crate::config::{Switches, SwitchesPatch, TenantSpec, UserSpec};
 use crate::http::{Req, Resp};
 use crate::model::State;
 use crate::shared::Shared;
@@ -76,6 +76,13 @@ pub(crate) fn handle(shared: &Arc<Shared>, req: &Req) -> Resp {
             }
             Err(e) => bad(format!("invalid tenant: {e}")),
         },
+        ("POST", "/_emulator/users") => match serde_json::from_slice::<UserSpec>(&req.body) {
+            Ok(spec) => match shared.state.lock().add_user(&spec) {
+                Ok(user) => Resp::json(201, &user.render()),
+                Err(e) => bad(e),
+            },
+            Err(e) => bad(format!("invalid user: {e}")),
+        },
         ("POST", "/_emulator/clock/advance") => {
             let body: Value = serde_json::from_slice(&req.body).unwrap_or(json!({}));
             let secs = body.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
@@ -133,6 +140,7 @@ pub(crate) fn dump(st: &State) -> Value {
                 "applications": apps,
                 "servicePrincipals": sps,
                 "appRoleAssignments": assignments,
+                "users": t.users.values().map(|u| u.render()).collect::<Vec<_>>(),
                 "oauth2PermissionGrants": t.grants.values().cloned().map(Value::Object).collect::<Vec<_>>(),
             })
         })

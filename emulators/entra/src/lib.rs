@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 pub use client::{EmulatorClient, HttpResponse};
 pub use config::{
     AppPolicy, DenyRule, EmulatorConfig, FaultKind, FaultRule, OperatorSpec, Switches,
-    SwitchesPatch, TenantSpec, ThrottleMode,
+    SwitchesPatch, TenantSpec, ThrottleMode, UserSpec,
 };
 pub use crypto::{pem_decode, sign_rs256_with_pkcs8};
 pub use log::RequestRecord;
@@ -192,6 +192,17 @@ impl EntraEmulator {
     /// Adds a (customer) tenant; returns its id. Idempotent for the same id.
     pub fn add_tenant(&self, spec: TenantSpec) -> String {
         self.shared.state.lock().add_tenant(&spec)
+    }
+
+    /// Creates a user (home tenant unless `spec.tenant_id`); returns its object id. Users exist
+    /// so that owners can be named by user principal name (`GET /users/{id | userPrincipalName}`).
+    pub fn add_user(&self, spec: UserSpec) -> Result<String> {
+        self.shared
+            .state
+            .lock()
+            .add_user(&spec)
+            .map(|u| u.id)
+            .map_err(Error::Other)
     }
 
     pub fn tenant_ids(&self) -> Vec<String> {

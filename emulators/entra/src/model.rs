@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use crate::config::{Switches, TenantSpec};
+use crate::config::{Switches, TenantSpec, UserSpec};
 use crate::log::RequestLog;
 use crate::msgraph;
 use crate::throttle::Throttle;
@@ -85,11 +85,49 @@ impl State {
             grants_listed_at: BTreeMap::new(),
             assignments: BTreeMap::new(),
             tombstones: Vec::new(),
+            users: BTreeMap::new(),
         };
         let graph_sp = Sp::builtin_graph(now);
         tenant.sps.insert(graph_sp.id.clone(), graph_sp);
         self.tenants.insert(id.clone(), tenant);
         id
+    }
+
+    /// Creates a user in `tenant_id` (the home tenant when `None`); `id` defaults to a new GUID.
+    /// Refuses an unknown tenant, a UPN without `@`, and a UPN or id the tenant already has.
+    pub(crate) fn add_user(&mut self, spec: &UserSpec) -> Result<User, String> {
+        let tenant_id = spec
+            .tenant_id
+            .clone()
+            .unwrap_or_else(|| self.home_tenant_id.clone())
+            .to_ascii_lowercase();
+        let Some(tenant) = self.tenants.get_mut(&tenant_id) else {
+            return Err(format!("unknown tenant {tenant_id}"));
+        };
+        let upn = spec.user_principal_name.trim();
+        if !upn.contains('@') {
+            return Err(format!("userPrincipalName {upn:?} must contain @"));
+        }
+        let id = spec
+            .id
+            .clone()
+            .unwrap_or_else(new_guid)
+            .to_ascii_lowercase();
+        if tenant.users.contains_key(&id) || tenant.user(upn).is_some() {
+            return Err(format!(
+                "a user with id {id} or userPrincipalName {upn} exists"
+            ));
+        }
+        let user = User {
+            id: id.clone(),
+            user_principal_name: upn.to_string(),
+            display_name: spec
+                .display_name
+                .clone()
+                .unwrap_or_else(|| upn.split('@').next().unwrap_or(upn).to_string()),
+        };
+        tenant.users.insert(id, user.clone());
+        Ok(user)
     }
 
     /// Roles (values) granted to `client_app_id` on the resource SP `resource_sp_id` in `tenant`.
@@ -264,6 +302,8 @@ pub(crate) struct Tenant {
     pub(crate) assignments: BTreeMap<String, Assignment>,
     /// (seq, object id, reason) of applications deleted, for delta.
     pub(crate) tombstones: Vec<(u64, String, &'static str)>,
+    /// Users by object id (lowercase): created through the control API only.
+    pub(crate) users: BTreeMap<String, User>,
 }
 
 impl Tenant {
@@ -279,12 +319,52 @@ impl Tenant {
             .find(|a| a.app_id.eq_ignore_ascii_case(app_id))
     }
 
+    /// The user addressed as `/users/{id | userPrincipalName}`: by object id, else by UPN
+    /// (case-insensitive, as Entra compares UPNs).
+    pub(crate) fn user(&self, key: &str) -> Option<&User> {
+        self.users.get(&key.to_ascii_lowercase()).or_else(|| {
+            self.users
+                .values()
+                .find(|u| u.user_principal_name.eq_ignore_ascii_case(key))
+        })
+    }
+
     pub(crate) fn info(&self) -> Value {
         json!({
             "tenantId": self.id,
             "displayName": self.display_name,
             "defaultDomainName": self.default_domain,
             "federationBrandName": Value::Null,
+        })
+    }
+}
+
+/// A user: only what resolving owners by name needs (`id`, `userPrincipalName`, `displayName`).
+#[derive(Clone, Debug)]
+pub(crate) struct User {
+    pub(crate) id: String,
+    pub(crate) user_principal_name: String,
+    pub(crate) display_name: String,
+}
+
+impl User {
+    /// The user as `GET /users/{id}` answers without `$select`: Graph's default properties
+    /// ("Get user", https://learn.microsoft.com/graph/api/user-get: businessPhones, displayName,
+    /// givenName, id, jobTitle, mail, mobilePhone, officeLocation, preferredLanguage, surname,
+    /// userPrincipalName); the ones not modelled are empty.
+    pub(crate) fn render(&self) -> Value {
+        json!({
+            "businessPhones": [],
+            "displayName": self.display_name,
+            "givenName": null,
+            "jobTitle": null,
+            "mail": null,
+            "mobilePhone": null,
+            "officeLocation": null,
+            "preferredLanguage": null,
+            "surname": null,
+            "userPrincipalName": self.user_principal_name,
+            "id": self.id,
         })
     }
 }

@@ -25,6 +25,7 @@ const GRAPH_LITERALS: &[&str] = &[
     "microsoft.graph.application",
     "microsoft.graph.servicePrincipal",
     "organization",
+    "users",
 ];
 
 const IDENTITY_LITERALS: &[&str] = &[
@@ -135,6 +136,9 @@ mod tests {
         assert_eq!(r.params, vec!["t1"]);
         let r = route("/v1.0/applications(appId='a%27b')");
         assert_eq!(r.params, vec!["a'b"]);
+        let r = route("/v1.0/users/alice%40contoso.com");
+        assert_eq!(r.template, "/v1.0/users/{id}");
+        assert_eq!(r.params, vec!["alice@contoso.com"]);
         let r = route("/v1.0/applications/delta()");
         assert_eq!(r.template, "/v1.0/applications/delta");
     }

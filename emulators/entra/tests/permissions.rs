@@ -310,3 +310,145 @@ async fn adding_an_owner_needs_read_write_all_and_directory_read_all() {
         r.json()
     );
 }
+
+/// "Get user" (https://learn.microsoft.com/graph/api/user-get): by object id or user principal name,
+/// `$select` honoured, 404 for an unknown user, 403 without a permission that reads users.
+#[tokio::test]
+async fn users_are_read_by_id_or_principal_name_with_a_user_reading_permission() {
+    let env = Env::new().await;
+    // One user through the in-process handle, one through the control API.
+    let alice = env
+        .emu
+        .add_user(entra_emulator::UserSpec::new(
+            "alice@contoso.onmicrosoft.com",
+        ))
+        .unwrap();
+    let r = env
+        .client
+        .send(
+            "POST",
+            &format!("{}/_emulator/users", env.base),
+            &[],
+            Some(
+                &json!({"userPrincipalName": "bob@contoso.onmicrosoft.com", "displayName": "Bob"}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.json());
+    let bob = r.json()["id"].as_str().unwrap().to_string();
+    let r = env
+        .client
+        .send(
+            "POST",
+            &format!("{}/_emulator/users", env.base),
+            &[],
+            Some(&json!({"userPrincipalName": "BOB@contoso.onmicrosoft.com"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "a second user with the same UPN");
+
+    // Without a permission that reads users: 403, as Graph answers a missing permission.
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.All", "Application.Read.All"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(
+        &env,
+        &token,
+        "GET",
+        "/v1.0/users/alice@contoso.onmicrosoft.com",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.json());
+    assert_eq!(error_code(&r), "Authorization_RequestDenied");
+
+    for role in ["User.Read.All", "Directory.Read.All", "User.ReadWrite.All"] {
+        env.emu.set_operator_graph_roles(&[role]);
+        let token = env.emu.operator_token().await.unwrap();
+        let r = call_as(
+            &env,
+            &token,
+            "GET",
+            "/v1.0/users/Alice@Contoso.onmicrosoft.com?$select=id",
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{role}: {}", r.json());
+        assert_eq!(r.json()["id"], alice.as_str());
+        assert!(r.json().get("userPrincipalName").is_none(), "$select=id");
+    }
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(&env, &token, "GET", &format!("/v1.0/users/{bob}"), None).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["userPrincipalName"], "bob@contoso.onmicrosoft.com");
+    assert_eq!(v["displayName"], "Bob");
+    assert!(
+        v["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("#users/$entity")
+    );
+    // URL-encoded `@` is the same user.
+    let r = call_as(
+        &env,
+        &token,
+        "GET",
+        "/v1.0/users/bob%40contoso.onmicrosoft.com",
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["id"], bob.as_str());
+
+    let r = call_as(
+        &env,
+        &token,
+        "GET",
+        "/v1.0/users/nobody@contoso.onmicrosoft.com",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.json());
+    assert_eq!(error_code(&r), "Request_ResourceNotFound");
+    assert!(r.json()["error"]["innerError"]["request-id"].is_string());
+
+    // A user that owns an application is listed with its name.
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.All", "Directory.Read.All"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        "/v1.0/applications",
+        Some(json!({"displayName": "owned"})),
+    )
+    .await;
+    let app = r.json()["id"].as_str().unwrap().to_string();
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        &format!("/v1.0/applications/{app}/owners/$ref"),
+        Some(json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{alice}")})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(
+        &env,
+        &token,
+        "GET",
+        &format!("/v1.0/applications/{app}/owners"),
+        None,
+    )
+    .await;
+    let owners = r.json()["value"].as_array().unwrap().clone();
+    assert!(
+        owners.iter().any(|o| o["id"] == alice.as_str()
+            && o["userPrincipalName"] == "alice@contoso.onmicrosoft.com"
+            && o["@odata.type"] == "#microsoft.graph.user"),
+        "{owners:?}"
+    );
+}

@@ -71,6 +71,10 @@ pub(super) fn app_routes(
                         let mut v = st.render_sp(t, sp);
                         v["@odata.type"] = json!("#microsoft.graph.servicePrincipal");
                         v
+                    } else if let Some(user) = t.users.get(o) {
+                        let mut v = user.render();
+                        v["@odata.type"] = json!("#microsoft.graph.user");
+                        v
                     } else {
                         json!({"@odata.type": "#microsoft.graph.user", "id": o})
                     }

@@ -1,5 +1,6 @@
 //! Microsoft Graph v1.0: applications, credentials, federated credentials, owners, deleted items,
-//! delta, service principals, app role assignments, delegated grants, tenant information, `$batch`.
+//! delta, service principals, app role assignments, delegated grants, tenant information, users
+//! (read by id or user principal name), `$batch`.
 
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
@@ -28,6 +29,7 @@ mod owners;
 mod permissions;
 mod service_principals;
 mod tenant_info;
+mod users;
 mod validation;
 
 use applications::*;
@@ -40,6 +42,7 @@ use odata::*;
 use owners::*;
 use service_principals::*;
 use tenant_info::*;
+use users::*;
 use validation::*;
 
 const GRAPH_CONTEXT: &str = "https://graph.microsoft.com/v1.0/$metadata#";
@@ -258,6 +261,7 @@ pub(crate) fn dispatch(
             "GET",
             "/v1.0/tenantRelationships/findTenantInformationByDomainName(domainName='{domainName}')",
         ) => return tenant_info(st, req, None, Some(&p[0])),
+        ("GET", "/v1.0/users/{id}") => return get_user(st, caller, req, &p[0]),
         ("GET", "/v1.0/organization") => {
             let t = tenant(st, caller);
             let org = json!({"id": t.id, "displayName": t.display_name,

@@ -14,6 +14,8 @@ const DIRECTORY_READ_WRITE_ALL: &str = "Directory.ReadWrite.All";
 const ROLE_ASSIGNMENT: &str = "AppRoleAssignment.ReadWrite.All";
 const GRANTS: &str = "DelegatedPermissionGrant.ReadWrite.All";
 const TENANT_INFO: &str = "CrossTenantInformation.ReadBasic.All";
+const USER_READ_ALL: &str = "User.Read.All";
+const USER_READ_WRITE_ALL: &str = "User.ReadWrite.All";
 
 fn denied() -> GErr {
     GErr::new(
@@ -49,7 +51,19 @@ pub(super) fn authorize(
 ) -> Result<(), GErr> {
     let has = |r: &str| caller.roles.iter().any(|x| x == r);
     let read = req.method == "GET";
-    let ok = if t.starts_with("/v1.0/tenantRelationships/") {
+    let ok = if t.starts_with("/v1.0/users") {
+        // "Get user" (https://learn.microsoft.com/graph/api/user-get), application permissions:
+        // User.Read.All (least privileged), User.ReadWrite.All, Directory.Read.All,
+        // Directory.ReadWrite.All (the same row as "List users",
+        // https://learn.microsoft.com/graph/api/user-list; "on Microsoft Graph, reading users in
+        // app-only scenarios requires only the User.Read.All permission",
+        // https://learn.microsoft.com/graph/migrate-azure-ad-graph-permissions-differences).
+        // Application.* permissions do not read users.
+        has(USER_READ_ALL)
+            || has(USER_READ_WRITE_ALL)
+            || has(DIRECTORY_READ_ALL)
+            || has(DIRECTORY_READ_WRITE_ALL)
+    } else if t.starts_with("/v1.0/tenantRelationships/") {
         // findTenantInformationByTenantId: CrossTenantInformation.ReadBasic.All.
         has(TENANT_INFO)
     } else if t.starts_with("/v1.0/oauth2PermissionGrants") {
