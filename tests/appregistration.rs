@@ -374,6 +374,145 @@ async fn an_owner_removed_from_the_spec_leaves_entra_and_one_the_operator_did_no
     );
 }
 
+#[tokio::test]
+async fn owners_named_by_user_principal_name_are_added_and_removed_and_an_unknown_name_removes_nothing()
+ {
+    const A: &str = "0a0e0000-0000-4000-8000-00000000000a";
+    let mut h = Harness::start().await;
+    // Owners by name need User.Read.All on top of what adding owners needs.
+    let roles: Vec<&str> = support::LEAST_PRIVILEGE
+        .iter()
+        .chain(support::OWNER_PERMISSIONS)
+        .chain(&["User.Read.All"])
+        .copied()
+        .collect();
+    h.entra.set_operator_graph_roles(&roles);
+    let alice = h
+        .entra
+        .add_user(entra_emulator::UserSpec::new(
+            "alice@contoso.onmicrosoft.com",
+        ))
+        .unwrap();
+    h.start_controllers();
+    let operator = h
+        .entra
+        .operator_credentials()
+        .service_principal_id
+        .to_lowercase();
+    h.apply(app(
+        "named",
+        json!({"displayName": "Named", "owners": [A],
+               "ownerUserPrincipalNames": ["alice@contoso.onmicrosoft.com"]}),
+    ))
+    .await;
+    let status = wait_ready(&h, "named").await.status.unwrap();
+    let object_id = status.object_id.unwrap();
+    let mut expected = vec![A.to_string(), alice.clone()];
+    expected.sort();
+    assert_eq!(status.managed_owners, expected);
+    assert_eq!(
+        owner_ids(&h, &object_id).await,
+        [A, alice.as_str(), operator.as_str()]
+            .map(String::from)
+            .into()
+    );
+    assert!(
+        h.entra.request_count("GET", "/v1.0/users/{id}").ge(&1),
+        "resolved through GET /users/{{userPrincipalName}}"
+    );
+
+    // Named no longer: removed, like an object ID that leaves `owners`.
+    let status = edit(&h, "named", json!({"ownerUserPrincipalNames": null}))
+        .await
+        .status
+        .unwrap();
+    assert_eq!(
+        owner_ids(&h, &object_id).await,
+        [A, operator.as_str()].map(String::from).into()
+    );
+    assert_eq!(status.managed_owners, [A]);
+
+    // A name no user has: OwnerNotFound naming it, and the owner the operator added (A), no longer
+    // declared, is not removed while a declared owner cannot be resolved.
+    h.api::<AppRegistration>(NS)
+        .patch(
+            "named",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"owners": null,
+                "ownerUserPrincipalNames": ["nobody@contoso.onmicrosoft.com"]}})),
+        )
+        .await
+        .unwrap();
+    let obj = h
+        .wait_for("OwnerNotFound", WAIT, || async {
+            let obj = get(&h, "named").await;
+            let current =
+                obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation;
+            let not_found = condition(&obj, "Ready").is_some_and(|(s, r, m)| {
+                s == "False" && r == "OwnerNotFound" && m.contains("nobody@contoso.onmicrosoft.com")
+            });
+            (current && not_found).then_some(obj)
+        })
+        .await;
+    let (stalled, reason, _) = condition(&obj, "Stalled").unwrap();
+    assert_eq!(
+        (stalled.as_str(), reason.as_str()),
+        ("True", "OwnerNotFound")
+    );
+    assert_eq!(
+        owner_ids(&h, &object_id).await,
+        [A, operator.as_str()].map(String::from).into(),
+        "nothing removed while a declared owner is unknown"
+    );
+    assert_eq!(obj.status.unwrap().managed_owners, [A]);
+
+    // The user appears (created in Entra): resolved, added, and only then is A removed.
+    let nobody = h
+        .entra
+        .add_user(entra_emulator::UserSpec::new(
+            "nobody@contoso.onmicrosoft.com",
+        ))
+        .unwrap();
+    poke(&h, "named", "user-created").await;
+    let status = wait_ready(&h, "named").await.status.unwrap();
+    assert_eq!(
+        owner_ids(&h, &object_id).await,
+        [nobody.as_str(), operator.as_str()]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(status.managed_owners, [nobody.as_str()]);
+}
+
+#[tokio::test]
+async fn owners_by_name_without_user_read_all_report_graph_forbidden_naming_it() {
+    let mut h = Harness::start().await;
+    let roles: Vec<&str> = support::LEAST_PRIVILEGE
+        .iter()
+        .chain(&["Application.ReadWrite.All"])
+        .copied()
+        .collect();
+    h.entra.set_operator_graph_roles(&roles);
+    h.entra
+        .add_user(entra_emulator::UserSpec::new(
+            "alice@contoso.onmicrosoft.com",
+        ))
+        .unwrap();
+    h.start_controllers();
+    h.apply(app(
+        "named",
+        json!({"displayName": "Named", "ownerUserPrincipalNames": ["alice@contoso.onmicrosoft.com"]}),
+    ))
+    .await;
+    h.wait_for("GraphForbidden naming User.Read.All", WAIT, || async {
+        let obj = get(&h, "named").await;
+        condition(&obj, "Ready").filter(|(s, r, m)| {
+            s == "False" && r == "GraphForbidden" && m.contains("User.Read.All")
+        })
+    })
+    .await;
+}
+
 fn orders_api() -> Value {
     json!({
         "displayName": "Orders API",

@@ -292,6 +292,27 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "exactly one of appRef",
         ),
         (
+            "an owner user principal name without @",
+            app(json!({"displayName": "x", "ownerUserPrincipalNames": ["alice"]})),
+            "spec.ownerUserPrincipalNames[0]",
+            "should match",
+        ),
+        (
+            "an owner user principal name named twice",
+            app(
+                json!({"displayName": "x", "ownerUserPrincipalNames": ["a@contoso.com", "a@contoso.com"]}),
+            ),
+            "spec.ownerUserPrincipalNames",
+            "must not repeat",
+        ),
+        (
+            "more than 20 owner user principal names",
+            app(json!({"displayName": "x", "ownerUserPrincipalNames":
+                (0..21).map(|i| format!("u{i}@contoso.com")).collect::<Vec<_>>()})),
+            "spec.ownerUserPrincipalNames",
+            "",
+        ),
+        (
             "an ownersManagement that is not Additive or Exact",
             app(json!({"displayName": "x", "ownersManagement": "Everything"})),
             "spec.ownersManagement",

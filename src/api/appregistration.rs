@@ -140,6 +140,21 @@ pub struct AppRegistrationSpec {
     #[schemars(length(max = 100), inner(length(max = 36)))]
     pub owners: Vec<Guid>,
 
+    /// Users to add as owners of the application, by user principal name (e.g.
+    /// `alice@contoso.com`). Each is resolved to its object ID with
+    /// `GET /users/{userPrincipalName}?$select=id`, which needs the extra Graph application
+    /// permission `User.Read.All` (opt-in: only used when this is set). The resolved IDs count as
+    /// declared owners exactly like `owners` (added, recorded in `status.managedOwners`, removed
+    /// once no longer declared, kept by `ownersManagement: Exact`). A name no user has is reported
+    /// (`OwnerNotFound`) and, until it resolves, no owner is removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 20),
+        inner(length(min = 3, max = 113), regex(pattern = "^[^@\\s]+@[^@\\s]+$"))
+    )]
+    #[x_kube(validation = Rule::new("self.all(u, self.exists_one(v, v == u))").message("ownerUserPrincipalNames must not repeat"))]
+    pub owner_user_principal_names: Vec<String>,
+
     /// Which owners the operator manages: `Additive` (default) adds `owners` and removes only the
     /// owners it added itself (listed in `status.managedOwners`) once they leave `owners`, so an
     /// owner someone else added stays; `Exact` makes the owners exactly `owners` and removes every

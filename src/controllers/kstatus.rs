@@ -43,6 +43,7 @@ pub const NEEDS_HUMAN: &[&str] = &[
     "AdoptedApplicationNotFound",
     "ConsentRefused",
     "AdoptionRefused",
+    "OwnerNotFound",
     "SecretConflict",
     "CredentialRefusedByTenantPolicy",
     "Conflict",

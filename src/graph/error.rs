@@ -249,6 +249,8 @@ pub enum Permission {
     DelegatedPermissionGrantReadWriteAll,
     /// `findTenantInformationByTenantId`.
     CrossTenantInformationReadBasicAll,
+    /// `GET /users/{userPrincipalName}` (owners named by user principal name; opt-in).
+    UserReadAll,
     /// Not a Graph permission (token endpoint, `$batch` envelope).
     None,
 }
@@ -265,6 +267,7 @@ impl Permission {
             Permission::CrossTenantInformationReadBasicAll => {
                 Some("CrossTenantInformation.ReadBasic.All")
             }
+            Permission::UserReadAll => Some("User.Read.All"),
             Permission::None => None,
         }
     }
@@ -411,6 +414,7 @@ mod tests {
                 "CrossTenantInformation.ReadBasic.All",
             ),
             (Permission::ApplicationReadAll, "Application.Read.All"),
+            (Permission::UserReadAll, "User.Read.All"),
         ] {
             let err = map(403, body, permission);
             let GraphError::Forbidden {

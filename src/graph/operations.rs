@@ -18,7 +18,7 @@ use super::secret::SecretString;
 use Permission::{
     AppRoleAssignmentReadWriteAll as ROLE_ASSIGN, ApplicationReadAll as APP_READ,
     ApplicationReadWriteOwnedBy as APP_WRITE, CrossTenantInformationReadBasicAll as TENANT_READ,
-    DelegatedPermissionGrantReadWriteAll as GRANTS,
+    DelegatedPermissionGrantReadWriteAll as GRANTS, UserReadAll as USER_READ,
 };
 
 const CREATE_IF_MISSING: &str = "create-if-missing";
@@ -400,6 +400,28 @@ impl GraphClient {
         // No replication keys: a 404 here means the owner is gone, and a successful DELETE must
         // not end the application's own "just created" window.
         self.send(&call).await
+    }
+
+    // ---- users ----------------------------------------------------------------------------
+
+    /// `GET /users/{userPrincipalName}?$select=id`: the user with this user principal name, for
+    /// its object ID (owners named by user principal name). Needs `User.Read.All`.
+    /// [Get user](https://learn.microsoft.com/graph/api/user-get): a UPN starting with `$` is
+    /// addressed as `/users('$…')` (the plain form would read as a system query option).
+    ///
+    /// An unknown user is `NotFound` at once, never replication: no replication keys, because
+    /// the operator never creates users, so a 404 here is never its own write still on its way.
+    pub async fn get_user_by_principal_name(
+        &self,
+        user_principal_name: &str,
+    ) -> Result<DirectoryObject, GraphError> {
+        let path = if user_principal_name.starts_with('$') {
+            format!("/users({})?$select=id", odata_str(user_principal_name))
+        } else {
+            format!("/users/{}?$select=id", encode(user_principal_name))
+        };
+        let call = Call::get(path, "/users/{userPrincipalName}", USER_READ, 1);
+        self.fetch(&call).await
     }
 
     // ---- service principals ---------------------------------------------------------------

@@ -162,6 +162,18 @@ pub(super) async fn observe_graph(
         ..Observed::default()
     };
     let mut federated_ids = BTreeMap::new();
+    // Owners named by user principal name: resolved to object IDs (needs User.Read.All; a 403
+    // fails the reconcile as GraphForbidden naming it). A 404 is no such user: the plan reports it
+    // and removes no owner. Resolved even before the application exists, so that the rounds
+    // planned from a create's answer (which do not observe again) have them too.
+    for upn in &obj.spec.owner_user_principal_names {
+        let id = graph
+            .get_user_by_principal_name(upn)
+            .await
+            .optional()?
+            .map(|user| user.id);
+        observed.owner_principal_names.insert(upn.clone(), id);
+    }
     if let Some(app) = &application {
         let object_id = app.id.as_deref().unwrap_or_default();
         if let Some(app_id) = app.app_id.as_deref() {
@@ -174,6 +186,7 @@ pub(super) async fn observe_graph(
         }
         let recorded = obj.status.as_ref();
         let owners_managed = !obj.spec.owners.is_empty()
+            || !obj.spec.owner_user_principal_names.is_empty()
             || obj.spec.owners_management == OwnersManagement::Exact
             || recorded.is_some_and(|s| !s.managed_owners.is_empty());
         if owners_managed {

@@ -24,6 +24,10 @@ pub struct Observed {
     /// The application's owners (`GET /applications/{id}/owners`); listed only when the spec
     /// declares owners, asks for exact management, or the operator recorded owners it added.
     pub owners: Vec<ObservedOwner>,
+    /// `spec.ownerUserPrincipalNames` resolved (`GET /users/{userPrincipalName}`): each name to
+    /// its user's object ID, or `None` when Graph answered 404 (no such user). A name missing here
+    /// counts as unresolved.
+    pub owner_principal_names: BTreeMap<String, Option<String>>,
     /// The application's federated identity credentials.
     pub federated_credentials: Vec<ObservedFederatedCredential>,
     /// Service principal of every resource API named in `requiredResourceAccess`, by its appId

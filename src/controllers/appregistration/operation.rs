@@ -96,6 +96,12 @@ pub enum PlanError {
     /// Adoption is not allowed, or the application belongs to another resource.
     #[error("AdoptionRefused: application {app_id} is not adopted: {why}")]
     AdoptionRefused { app_id: String, why: String },
+    /// An owner named in `ownerUserPrincipalNames` is no user in this tenant; until every name
+    /// resolves no owner is removed (the missing one may be an owner under a new name).
+    #[error(
+        "OwnerNotFound: no user with userPrincipalName {user_principal_name} in this tenant; no owner is removed until every declared owner is found"
+    )]
+    OwnerNotFound { user_principal_name: String },
 }
 
 impl PlanError {
@@ -109,6 +115,7 @@ impl PlanError {
             PlanError::AdoptedApplicationNotFound { .. } => "AdoptedApplicationNotFound",
             PlanError::ConsentRefused { .. } => "ConsentRefused",
             PlanError::AdoptionRefused { .. } => "AdoptionRefused",
+            PlanError::OwnerNotFound { .. } => "OwnerNotFound",
         }
     }
 }

@@ -235,7 +235,7 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
         .extend(plan_service_principal(spec, &app_id, observed));
     plan.status.service_principal_id = observed.service_principal.as_ref().map(|sp| sp.id.clone());
 
-    let (owner_operations, managed_owners) = plan_owners(
+    let (owner_operations, managed_owners, owner_errors) = plan_owners(
         spec,
         &object_id,
         observed,
@@ -244,6 +244,7 @@ pub fn plan_app_registration(input: PlanInput<'_>) -> Plan {
     );
     plan.operations.extend(owner_operations);
     plan.status.managed_owners = managed_owners;
+    plan.errors.extend(owner_errors);
     plan.operations.extend(plan_federated_credentials(
         spec,
         &object_id,
@@ -500,19 +501,37 @@ fn plan_service_principal(
 /// owner (an application should keep one; Graph recommends two). Additions go first, so the
 /// application is never without an owner in between. A recorded owner stays recorded until an
 /// observation shows it gone, so a failed removal is retried.
+///
+/// Owners named by user principal name are declared by the object IDs the observation resolved
+/// them to. A name that did not resolve (no such user) is an error, and while one is unresolved no
+/// owner is removed: the undeclared owner may be that very user (renamed, or a typo fixed later).
 fn plan_owners(
     spec: &AppRegistrationSpec,
     application_id: &str,
     observed: &Observed,
     recorded: &[String],
     operator_client_id: Option<&str>,
-) -> (Vec<GraphOperation>, Vec<String>) {
+) -> (Vec<GraphOperation>, Vec<String>, Vec<PlanError>) {
     let present: BTreeSet<String> = observed
         .owners
         .iter()
         .map(|o| o.id.to_ascii_lowercase())
         .collect();
-    let declared: BTreeSet<String> = spec.owners.iter().map(|o| o.to_ascii_lowercase()).collect();
+    let mut errors = Vec::new();
+    let mut by_name = Vec::new();
+    for upn in &spec.owner_user_principal_names {
+        match observed.owner_principal_names.get(upn).cloned().flatten() {
+            Some(id) => by_name.push(id),
+            None => errors.push(PlanError::OwnerNotFound {
+                user_principal_name: upn.clone(),
+            }),
+        }
+    }
+    let declared_ids: Vec<&String> = spec.owners.iter().chain(&by_name).collect();
+    let declared: BTreeSet<String> = declared_ids
+        .iter()
+        .map(|o| o.to_ascii_lowercase())
+        .collect();
     let recorded: BTreeSet<String> = recorded.iter().map(|o| o.to_ascii_lowercase()).collect();
     let exact = spec.owners_management == OwnersManagement::Exact;
     let is_operator = |o: &ObservedOwner| {
@@ -522,7 +541,7 @@ fn plan_owners(
     };
     let mut operations = Vec::new();
     let mut added = BTreeSet::new();
-    for owner in &spec.owners {
+    for owner in declared_ids {
         let id = owner.to_ascii_lowercase();
         if !present.contains(&id) && added.insert(id) {
             operations.push(GraphOperation::AddOwner {
@@ -531,9 +550,11 @@ fn plan_owners(
             });
         }
     }
+    let all_resolved = errors.is_empty();
     let mut removed: Vec<&ObservedOwner> = observed
         .owners
         .iter()
+        .filter(|_| all_resolved)
         .filter(|o| !declared.contains(&o.id.to_ascii_lowercase()))
         .filter(|o| !is_operator(o))
         .filter(|o| exact || recorded.contains(&o.id.to_ascii_lowercase()))
@@ -555,7 +576,7 @@ fn plan_owners(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    (operations, managed)
+    (operations, managed, errors)
 }
 
 /// Makes the application's federated credentials the spec's.
@@ -2160,7 +2181,7 @@ mod tests {
                 ..Observed::default()
             };
             let recorded: Vec<String> = case.recorded.iter().map(|s| s.to_string()).collect();
-            let (operations, managed) = plan_owners(
+            let (operations, managed, errors) = plan_owners(
                 &spec,
                 OBJECT_ID,
                 &observed,
@@ -2169,7 +2190,128 @@ mod tests {
             );
             assert_eq!(operations, case.operations, "{}", case.name);
             assert_eq!(managed, case.managed, "{}", case.name);
+            assert!(errors.is_empty(), "{}", case.name);
         }
+    }
+
+    #[test]
+    fn owners_named_by_principal_name_count_as_declared_and_an_unknown_name_removes_nothing() {
+        const ALICE: &str = "0a0e0000-0000-4000-8000-0000000000a1";
+        const BOB: &str = "0a0e0000-0000-4000-8000-0000000000b0";
+        const PERSON: &str = "0a0e0000-0000-4000-8000-0000000000aa";
+        let add = |id: &str| GraphOperation::AddOwner {
+            application_id: OBJECT_ID.into(),
+            owner_id: id.into(),
+        };
+        let remove = |id: &str| GraphOperation::RemoveOwner {
+            application_id: OBJECT_ID.into(),
+            owner_id: id.into(),
+        };
+        let resolved = |names: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<String>> {
+            names
+                .iter()
+                .map(|(n, id)| (n.to_string(), id.map(str::to_string)))
+                .collect()
+        };
+        let run = |names: &[&str],
+                   exact: bool,
+                   resolution: &[(&str, Option<&str>)],
+                   present: &[&str],
+                   recorded: &[&str]| {
+            let mut spec = full_spec();
+            spec.owners.clear();
+            spec.owner_user_principal_names = names.iter().map(|s| s.to_string()).collect();
+            if exact {
+                spec.owners_management = OwnersManagement::Exact;
+            }
+            let observed = Observed {
+                owners: present.iter().map(|id| owner(id)).collect(),
+                owner_principal_names: resolved(resolution),
+                ..Observed::default()
+            };
+            let recorded: Vec<String> = recorded.iter().map(|s| s.to_string()).collect();
+            plan_owners(
+                &spec,
+                OBJECT_ID,
+                &observed,
+                &recorded,
+                Some(OPERATOR_APP_ID),
+            )
+        };
+
+        // A resolved name is added and recorded like an object ID.
+        let (ops, managed, errors) = run(
+            &["alice@contoso.com"],
+            false,
+            &[("alice@contoso.com", Some(ALICE))],
+            &[PERSON],
+            &[],
+        );
+        assert_eq!(ops, [add(ALICE)]);
+        assert_eq!(managed, [ALICE]);
+        assert!(errors.is_empty());
+
+        // Already an owner: kept, and removed once the name leaves the spec.
+        let (ops, _, _) = run(
+            &["alice@contoso.com"],
+            false,
+            &[("alice@contoso.com", Some(ALICE))],
+            &[PERSON, ALICE],
+            &[ALICE],
+        );
+        assert!(ops.is_empty());
+        let (ops, managed, _) = run(&[], false, &[], &[PERSON, ALICE], &[ALICE]);
+        assert_eq!(ops, [remove(ALICE)]);
+        assert_eq!(managed, [ALICE], "recorded until the removal is observed");
+
+        // An unknown name: reported; the known one is still added; nothing is removed, neither
+        // an owner the operator recorded nor (Exact) anyone else.
+        for exact in [false, true] {
+            let (ops, managed, errors) = run(
+                &["alice@contoso.com", "nobody@contoso.com"],
+                exact,
+                &[
+                    ("alice@contoso.com", Some(ALICE)),
+                    ("nobody@contoso.com", None),
+                ],
+                &[PERSON, BOB],
+                &[BOB],
+            );
+            assert_eq!(ops, [add(ALICE)], "exact: {exact}");
+            assert_eq!(managed, [ALICE, BOB], "exact: {exact}");
+            assert_eq!(
+                errors,
+                [PlanError::OwnerNotFound {
+                    user_principal_name: "nobody@contoso.com".into()
+                }]
+            );
+        }
+        // A name the observation did not resolve at all counts as unknown.
+        let (ops, _, errors) = run(&["alice@contoso.com"], true, &[], &[PERSON], &[]);
+        assert!(ops.is_empty());
+        assert_eq!(errors.len(), 1);
+    }
+
+    #[test]
+    fn an_unknown_owner_name_blocks_synced_with_owner_not_found_naming_it() {
+        let mut spec = full_spec();
+        spec.owner_user_principal_names = vec!["nobody@contoso.com".into()];
+        let (mut observed, owners, grants) =
+            converge_recorded(&full_spec(), nothing_yet(), vec![], vec![]);
+        observed
+            .owner_principal_names
+            .insert("nobody@contoso.com".into(), None);
+        let p = plan_recorded(&spec, &observed, &owners, &grants);
+        let (reason, message) = p.blocking_reason().expect("blocked");
+        assert_eq!(reason, "OwnerNotFound");
+        assert!(message.contains("nobody@contoso.com"), "{message}");
+        assert!(
+            !p.operations
+                .iter()
+                .any(|o| matches!(o, GraphOperation::RemoveOwner { .. })),
+            "{:?}",
+            p.operations
+        );
     }
 
     #[test]

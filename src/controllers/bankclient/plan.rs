@@ -72,6 +72,7 @@ pub fn render_child_app_registration(bank_client: &BankClient) -> AppRegistratio
                 ..ServicePrincipalSpec::default()
             },
             owners: Vec::new(),
+            owner_user_principal_names: Vec::new(),
             owners_management: Default::default(),
             credentials: CredentialsSpec {
                 passwords: vec![PasswordCredentialSpec {

@@ -72,6 +72,7 @@ fn empty_spec(display_name: String, audience: SignInAudience) -> AppRegistration
         grant_admin_consent: false,
         service_principal: Default::default(),
         owners: Vec::new(),
+        owner_user_principal_names: Vec::new(),
         owners_management: Default::default(),
         credentials: Default::default(),
         deletion_policy: Default::default(),
