@@ -241,6 +241,58 @@ async fn replication_delay_is_waited_out() {
 }
 
 #[tokio::test]
+async fn users_are_resolved_by_principal_name_and_an_unknown_one_is_not_found_at_once() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let alice = emu
+        .add_user(entra_emulator::UserSpec::new(
+            "alice@contoso.onmicrosoft.com",
+        ))
+        .unwrap();
+    let dollar = emu
+        .add_user(entra_emulator::UserSpec::new(
+            "$svc@contoso.onmicrosoft.com",
+        ))
+        .unwrap();
+    // Without a permission that reads users: Forbidden, naming User.Read.All.
+    emu.set_operator_graph_roles(&["Application.ReadWrite.OwnedBy"]);
+    let graph = secret_client(&emu);
+    match graph
+        .get_user_by_principal_name("alice@contoso.onmicrosoft.com")
+        .await
+    {
+        Err(GraphError::Forbidden {
+            likely_missing_permission,
+            ..
+        }) => assert_eq!(likely_missing_permission, Some("User.Read.All")),
+        other => panic!("{other:?}"),
+    }
+    emu.set_operator_graph_roles(&["User.Read.All"]);
+    let graph = secret_client(&emu);
+    let user = graph
+        .get_user_by_principal_name("alice@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    assert_eq!(user.id, alice);
+    // A UPN starting with `$` goes as `/users('$…')`.
+    let user = graph
+        .get_user_by_principal_name("$svc@contoso.onmicrosoft.com")
+        .await
+        .unwrap();
+    assert_eq!(user.id, dollar);
+    // No such user: NotFound on the first answer (never waited out as replication).
+    emu.set_replication_delay(Duration::from_millis(400));
+    emu.clear_requests();
+    let err = graph
+        .get_user_by_principal_name("nobody@contoso.onmicrosoft.com")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::NotFound(_)), "{err:?}");
+    assert_eq!(emu.request_count("GET", "/v1.0/users/{id}"), 1);
+}
+
+#[tokio::test]
 async fn a_lost_add_password_response_is_not_retried() {
     let emu = EntraEmulator::start(EmulatorConfig::default())
         .await
