@@ -9,7 +9,8 @@
 #   nice bash bench/scale.sh bankclients 1000      # or: appregistrations 1000
 #
 # Environment: BIN (default target/release), THROTTLING (real), REPLICATION_DELAY_MS (2000),
-# OPERATOR_ARGS (extra flags for `entra-operator run`, none by default), TIMEOUT (seconds, 3600).
+# OPERATOR_ARGS (extra flags for `entra-operator run`, none by default), TIMEOUT (seconds, 3600),
+# REQUESTS_OUT (a file to keep the emulator's request log of the run in).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kind=${1:-bankclients}
@@ -110,6 +111,7 @@ done
 end=$(date +%s.%N)
 op1=$(ticks $op); kube1=$(ticks $kube); entra1=$(ticks $entra)
 requests "$since" >"$work/requests.json"
+[ -n "${REQUESTS_OUT:-}" ] && cp "$work/requests.json" "$REQUESTS_OUT"
 python3 - "$work/requests0.json" "$work/requests.json" "$n" "$start" "$created" "$end" "$ready" \
   "$(( op1 - op0 ))" "$(( kube1 - kube0 ))" "$(( entra1 - entra0 ))" "$hz" "$peak" "$(rss_mib $op)" "$kind" <<'PY'
 import json, sys
@@ -121,11 +123,13 @@ hz = float(hz)
 before = json.load(open(path0))["counts"]
 after = json.load(open(path))
 writes = reads = tokens = 0
+by_template = {}
 for key, count in after["counts"].items():
     count -= before.get(key, 0)
     method, template = key.split(" ", 1)
-    if template.endswith("$batch"):
+    if template.endswith("$batch") or count <= 0:
         continue
+    by_template[key] = count
     if template.endswith("/oauth2/v2.0/token"):
         tokens += count
     elif method == "GET":
@@ -141,6 +145,8 @@ print(f"time to all Ready: {elapsed:.1f} s (kubectl create took {created-start:.
 print(f"write-budget floor: {floor:.1f} s; ratio {elapsed/floor:.2f}x")
 print(f"Graph per resource: writes {writes/n:.2f}, reads {reads/n:.2f}, token requests {tokens/n:.3f} (total {writes}/{reads}/{tokens})")
 print(f"429 responses: {throttled}")
+for key, count in sorted(by_template.items(), key=lambda kv: -kv[1]):
+    print(f"  {count/n:6.2f} per resource  {key}")
 print(f"operator: RSS {rss} MiB at the end, peak {peak} MiB sampled; CPU {int(op_t)/hz:.1f} s ({int(op_t)/hz/elapsed*100:.0f}% of one core)")
 print(f"kube emulator CPU {int(kube_t)/hz:.1f} s ({int(kube_t)/hz/elapsed*100:.0f}%); entra emulator CPU {int(entra_t)/hz:.1f} s ({int(entra_t)/hz/elapsed*100:.0f}%)")
 PY

@@ -56,12 +56,37 @@ pub fn entries_of(obj: &Value) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
+fn without_managed_fields(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    v
+}
+
+/// Writes the entries in the order the apiserver keeps them, whatever order they were changed in:
+/// by operation, then time (whole seconds), manager, apiVersion and subresource (apimachinery
+/// `managedfields/internal/managedfields.go`, `sortEncodedManagedFields`). Times are RFC 3339 in
+/// whole seconds here, so comparing the strings compares the seconds.
 pub fn set_entries(obj: &mut Value, entries: &[Entry]) {
-    let list: Vec<Value> = entries
-        .iter()
-        .filter(|e| !e.fields.is_empty())
-        .map(Entry::to_json)
-        .collect();
+    let mut sorted: Vec<&Entry> = entries.iter().filter(|e| !e.fields.is_empty()).collect();
+    sorted.sort_by(|p, q| {
+        (
+            &p.operation,
+            &p.time,
+            &p.manager,
+            &p.api_version,
+            &p.subresource,
+        )
+            .cmp(&(
+                &q.operation,
+                &q.time,
+                &q.manager,
+                &q.api_version,
+                &q.subresource,
+            ))
+    });
+    let list: Vec<Value> = sorted.into_iter().map(Entry::to_json).collect();
     if let Some(meta) = obj.get_mut("metadata").and_then(|m| m.as_object_mut()) {
         if list.is_empty() {
             meta.remove("managedFields");
@@ -518,12 +543,23 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Value, Vec<Conflict>> {
     for p in removed {
         remove_path(&mut out, p);
     }
+    // The entry's time moves only when the apply changed the object: structured-merge-diff
+    // returns no object for a no-op apply and the apiserver then keeps the manager's time
+    // (apimachinery `managedfields/internal/managedfieldsupdater.go`, `Apply`). A new time on a
+    // no-op would make every repeated apply a write, a new resourceVersion and a watch event.
+    let unchanged =
+        live.is_some() && without_managed_fields(&out) == without_managed_fields(live_obj);
+    let time = entries
+        .iter()
+        .find(|e| is_mine(e))
+        .filter(|_| unchanged)
+        .map_or_else(|| now.to_string(), |e| e.time.clone());
     entries.retain(|e| !is_mine(e));
     entries.push(Entry {
         manager: manager.to_string(),
         operation: "Apply".into(),
         api_version: api_version.to_string(),
-        time: now.to_string(),
+        time,
         subresource: subresource.to_string(),
         fields: applied_set,
     });

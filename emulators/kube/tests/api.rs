@@ -902,3 +902,70 @@ async fn applying_an_empty_map_then_a_key_sets_the_key() {
         .unwrap();
     assert_eq!(after.data.unwrap_or_default().len(), 2);
 }
+
+/// One manager applying the object and its status in turn, both unchanged: the apiserver writes
+/// nothing (same resourceVersion, no watch event). It keeps a manager's time on a no-op apply and
+/// orders `managedFields` by operation, time, manager, apiVersion and subresource, so the order
+/// of the entries does not depend on which was applied last.
+#[tokio::test]
+async fn repeated_unchanged_applies_of_object_and_status_write_nothing() {
+    let (_emu, client) = start().await;
+    let api: Api<Widget> = Api::namespaced(client, "default");
+    let main = json!({"apiVersion": "test.example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w", "labels": {"team": "a"}}, "spec": {"size": 4}});
+    let status = json!({"apiVersion": "test.example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w"}, "status": {"observed": 1}});
+    let params = PatchParams::apply("ctl").force();
+    api.patch("w", &params, &Patch::Apply(&main)).await.unwrap();
+    let first = api
+        .patch_status("w", &params, &Patch::Apply(&status))
+        .await
+        .unwrap();
+    let rv = first.metadata.resource_version.clone();
+    let order = |w: &Widget| -> Vec<Option<String>> {
+        w.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .map(|e| e.subresource.clone())
+            .collect()
+    };
+    assert_eq!(
+        order(&first).len(),
+        2,
+        "one entry for the object, one for status"
+    );
+    // Let the clock pass a second, so a time moved on a no-op would show.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        let m = api.patch("w", &params, &Patch::Apply(&main)).await.unwrap();
+        assert_eq!(m.metadata.resource_version, rv, "no-op apply of the object");
+        let s = api
+            .patch_status("w", &params, &Patch::Apply(&status))
+            .await
+            .unwrap();
+        assert_eq!(s.metadata.resource_version, rv, "no-op apply of status");
+        assert_eq!(order(&s), order(&first));
+    }
+    // A real change still writes, and moves only that entry's time.
+    let changed = json!({"apiVersion": "test.example.com/v1", "kind": "Widget",
+        "metadata": {"name": "w"}, "status": {"observed": 2}});
+    let s = api
+        .patch_status("w", &params, &Patch::Apply(&changed))
+        .await
+        .unwrap();
+    assert_ne!(s.metadata.resource_version, rv);
+    let times: Vec<_> = s
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|e| (e.subresource.clone(), e.time.clone()))
+        .collect();
+    assert_eq!(
+        times[1].0.as_deref(),
+        Some("status"),
+        "latest change sorts last: {times:?}"
+    );
+    assert!(times[0].1 < times[1].1, "{times:?}");
+}
