@@ -534,10 +534,22 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Value, Vec<Conflict>> {
     // applied before as an empty map (a leaf of its own, `f:data: {}`) and now applied with
     // content is still applied: it is a prefix of what is applied now, so it stays
     // (structured-merge-diff removes only what the new applied set no longer reaches).
-    let mut removed: Vec<&FieldPath> = prev
+    let removable: Vec<&FieldPath> = prev
         .iter()
         .filter(|p| !applied_set.iter().any(|a| a.starts_with(p)))
         .filter(|p| !others.iter().any(|o| o.starts_with(p)))
+        .collect();
+    // A path goes with its removed ancestor: a list-map item is removed whole by its key
+    // (`k:{"type":"Ready"}`), not field by field — removing its key field first would leave an
+    // item that no longer matches its key, a keyless `{}` in the list.
+    let mut removed: Vec<&FieldPath> = removable
+        .iter()
+        .copied()
+        .filter(|p| {
+            !removable
+                .iter()
+                .any(|q| q.len() < p.len() && p.starts_with(q))
+        })
         .collect();
     removed.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in removed {
@@ -694,5 +706,30 @@ mod tests {
             now,
         })
         .unwrap();
+    }
+
+    #[test]
+    fn conditions_no_longer_applied_are_removed_whole() {
+        let schema = json!({"properties": {"status": {"properties": {"conditions": {
+            "type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+            "items": {"type": "object"}}}}}});
+        let cond = |t: &str| json!({"type": t, "status": "True", "reason": "R", "message": "m"});
+        let input = |live, applied| ApplyInput {
+            live,
+            applied,
+            manager: "ctl",
+            force: true,
+            schema: &schema,
+            scope: Scope::Status,
+            subresource: "status",
+            api_version: "v1",
+            now: "2026-12-03T00:00:00Z",
+        };
+        let three = json!({"status": {"conditions": [cond("Ready"), cond("Reconciling"), cond("Stalled")]}});
+        let live = json!({"metadata": {"name": "x"}});
+        let first = apply(input(Some(&live), &three)).unwrap();
+        let one = json!({"status": {"conditions": [cond("Ready")]}});
+        let second = apply(input(Some(&first), &one)).unwrap();
+        assert_eq!(second["status"]["conditions"], json!([cond("Ready")]));
     }
 }
