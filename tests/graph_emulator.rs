@@ -238,6 +238,17 @@ async fn replication_delay_is_waited_out() {
         .await
         .unwrap();
     assert!(sp.was_created());
+    // Waited out by reading, not by writing: a refused write spends the tenant's write budget.
+    let refused: Vec<_> = emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.status >= 400)
+        .map(|r| format!("{} {} {}", r.method, r.template, r.status))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "writes refused while replicating: {refused:?}"
+    );
 }
 
 #[tokio::test]

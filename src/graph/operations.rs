@@ -41,6 +41,38 @@ fn sp_keys(sp: &ServicePrincipal) -> Vec<String> {
         .collect()
 }
 
+fn app_by_app_id_call(app_id: &str) -> Call {
+    Call::get(
+        format!("/applications(appId={})", odata_str(app_id)),
+        "/applications(appId=…)",
+        APP_READ,
+        2,
+    )
+    .keys([app_id])
+}
+
+/// `GET /applications/{id}?$select=id`: whether an application is visible yet (1 unit).
+fn app_by_id_call(id: &str) -> Call {
+    Call::get(
+        format!("/applications/{}?$select=id", encode(id)),
+        "/applications/{id}",
+        APP_READ,
+        1,
+    )
+    .keys([id])
+}
+
+/// `GET /servicePrincipals/{id}?$select=id`: whether a principal is visible yet (1 unit).
+fn sp_by_id_call(id: &str) -> Call {
+    Call::get(
+        format!("/servicePrincipals/{}?$select=id", encode(id)),
+        "/servicePrincipals/{id}",
+        APP_READ,
+        1,
+    )
+    .keys([id])
+}
+
 fn sp_app_key(app_id: &str) -> String {
     format!("servicePrincipal:{app_id}")
 }
@@ -62,14 +94,7 @@ impl GraphClient {
 
     /// `GET /applications(appId='…')`.
     pub async fn get_application_by_app_id(&self, app_id: &str) -> Result<Application, GraphError> {
-        let call = Call::get(
-            format!("/applications(appId={})", odata_str(app_id)),
-            "/applications(appId=…)",
-            APP_READ,
-            2,
-        )
-        .keys([app_id]);
-        self.fetch(&call).await
+        self.fetch(&app_by_app_id_call(app_id)).await
     }
 
     /// `GET /applications(uniqueName='…')`.
@@ -160,6 +185,8 @@ impl GraphClient {
         )
         .json(&json!({ "passwordCredential": credential }))?
         .keys([application_id]);
+        self.await_replicated(&app_by_id_call(application_id))
+            .await?;
         self.fetch(&call).await
     }
 
@@ -461,6 +488,7 @@ impl GraphClient {
         // app is replication delay.
         .keys([sp_app_key(app_id), app_id.to_string()])
         .retry_no_backing_app();
+        self.await_replicated(&app_by_app_id_call(app_id)).await?;
         self.upsert(&call, sp_keys).await
     }
 
@@ -529,6 +557,9 @@ impl GraphClient {
         )
         .json(&body)?
         .keys([resource_service_principal_id, principal_id]);
+        for sp in [principal_id, resource_service_principal_id] {
+            self.await_replicated(&sp_by_id_call(sp)).await?;
+        }
         match self.fetch(&call).await {
             Err(e @ (GraphError::Conflict(_) | GraphError::BadRequest(_))) => {
                 let existing = self
@@ -622,6 +653,9 @@ impl GraphClient {
         )
         .json(&body)?
         .keys([client_service_principal_id, resource_service_principal_id]);
+        for sp in [client_service_principal_id, resource_service_principal_id] {
+            self.await_replicated(&sp_by_id_call(sp)).await?;
+        }
         match self.fetch(&call).await {
             Err(GraphError::Conflict(detail)) => {
                 self.existing_grant(
