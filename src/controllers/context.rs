@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 
 use super::appregistration::observed::ObservedServicePrincipal;
 use super::appregistration::plan::PlanSettings;
-use super::wiring::StoreReady;
+use super::store_ready::StoreReady;
 
 /// An AppRegistration controller's store, with the namespace it watches (`None`: all).
 struct AppStore {

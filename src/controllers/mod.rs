@@ -16,5 +16,6 @@ pub mod kstatus;
 pub mod naaintegration;
 pub mod registry_sink;
 pub mod status_writer;
+pub mod store_ready;
 pub mod tenantmapping;
 pub mod wiring;

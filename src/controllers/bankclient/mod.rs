@@ -33,14 +33,14 @@ use crate::controllers::events::publish;
 use crate::controllers::registry_sink as registry;
 use crate::controllers::status_writer::apply_status;
 use crate::controllers::wiring::{
-    SharedWatch, StoreReady, api_for, drain, error_policy, object_key, record_reconcile,
-    spec_changes,
+    SharedWatch, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
 };
 use crate::metrics::HandoverLabels;
 
 use self::execute::registry_writer;
 use self::observe::{api_app_id, claims, owns_child};
 use self::plan::{child_name, render_child_app_registration, resolve_bank_registry};
+use crate::controllers::store_ready::StoreReady;
 
 const KIND: &str = "BankClient";
 
