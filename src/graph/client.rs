@@ -46,9 +46,16 @@ pub(crate) struct Inner {
     pub(crate) retry: RetryPolicy,
     pub(crate) limiter: Arc<TenantRateLimiter>,
     pub(crate) observer: Arc<dyn GraphObserver>,
-    /// Keys of objects created moments ago → (when, group, read back since); keys of one object
-    /// share a group.
-    recent_creates: Mutex<HashMap<String, (Instant, u64, bool)>>,
+    /// Keys of objects created moments ago; keys of one object share a group.
+    recent_creates: Mutex<HashMap<String, RecentCreate>>,
+}
+
+/// An object this client created moments ago, under one of its keys.
+struct RecentCreate {
+    at: Instant,
+    group: u64,
+    /// A read has returned it since.
+    read_back: bool,
 }
 
 impl fmt::Debug for GraphClient {
@@ -333,11 +340,16 @@ impl GraphClient {
             .recent_creates
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        recent.retain(|_, (t, _, _)| now.duration_since(*t) < RECENT_CREATE_WINDOW);
+        recent.retain(|_, r| now.duration_since(r.at) < RECENT_CREATE_WINDOW);
         for k in keys {
             let k = k.as_ref();
             if !k.is_empty() {
-                recent.insert(k.to_string(), (now, group, false));
+                let entry = RecentCreate {
+                    at: now,
+                    group,
+                    read_back: false,
+                };
+                recent.insert(k.to_string(), entry);
             }
         }
     }
@@ -351,27 +363,21 @@ impl GraphClient {
             .unwrap_or_else(|e| e.into_inner());
         let groups: Vec<u64> = keys
             .iter()
-            .filter_map(|k| recent.get(k).map(|(_, g, _)| *g))
+            .filter_map(|k| recent.get(k).map(|r| r.group))
             .collect();
-        recent.retain(|_, (_, g, _)| !groups.contains(g));
+        recent.retain(|_, r| !groups.contains(&r.group));
     }
 
     fn recently_created(&self, keys: &[String]) -> bool {
-        let now = Instant::now();
-        let recent = self
-            .inner
-            .recent_creates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        keys.iter().any(|k| {
-            recent
-                .get(k)
-                .is_some_and(|(t, _, _)| now.duration_since(*t) < RECENT_CREATE_WINDOW)
-        })
+        self.any_recent(keys, |_| true)
     }
 
     /// Whether one of `keys` names an object created moments ago that no read has returned yet.
     fn unconfirmed(&self, keys: &[String]) -> bool {
+        self.any_recent(keys, |r| !r.read_back)
+    }
+
+    fn any_recent(&self, keys: &[String], also: impl Fn(&RecentCreate) -> bool) -> bool {
         let now = Instant::now();
         let recent = self
             .inner
@@ -381,7 +387,7 @@ impl GraphClient {
         keys.iter().any(|k| {
             recent
                 .get(k)
-                .is_some_and(|(t, _, seen)| !*seen && now.duration_since(*t) < RECENT_CREATE_WINDOW)
+                .is_some_and(|r| now.duration_since(r.at) < RECENT_CREATE_WINDOW && also(r))
         })
     }
 
@@ -394,7 +400,7 @@ impl GraphClient {
             .unwrap_or_else(|e| e.into_inner());
         for k in keys {
             if let Some(entry) = recent.get_mut(k) {
-                entry.2 = true;
+                entry.read_back = true;
             }
         }
     }

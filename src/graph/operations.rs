@@ -51,22 +51,11 @@ fn app_by_app_id_call(app_id: &str) -> Call {
     .keys([app_id])
 }
 
-/// `GET /applications/{id}?$select=id`: whether an application is visible yet (1 unit).
-fn app_by_id_call(id: &str) -> Call {
+/// `GET /{collection}/{id}?$select=id` (1 unit): whether a new object is visible yet.
+fn visible_probe(collection: &str, template: &'static str, id: &str) -> Call {
     Call::get(
-        format!("/applications/{}?$select=id", encode(id)),
-        "/applications/{id}",
-        APP_READ,
-        1,
-    )
-    .keys([id])
-}
-
-/// `GET /servicePrincipals/{id}?$select=id`: whether a principal is visible yet (1 unit).
-fn sp_by_id_call(id: &str) -> Call {
-    Call::get(
-        format!("/servicePrincipals/{}?$select=id", encode(id)),
-        "/servicePrincipals/{id}",
+        format!("/{collection}/{}?$select=id", encode(id)),
+        template,
         APP_READ,
         1,
     )
@@ -185,8 +174,8 @@ impl GraphClient {
         )
         .json(&json!({ "passwordCredential": credential }))?
         .keys([application_id]);
-        self.await_replicated(&app_by_id_call(application_id))
-            .await?;
+        let probe = visible_probe("applications", "/applications/{id}", application_id);
+        self.await_replicated(&probe).await?;
         self.fetch(&call).await
     }
 
@@ -558,7 +547,8 @@ impl GraphClient {
         .json(&body)?
         .keys([resource_service_principal_id, principal_id]);
         for sp in [principal_id, resource_service_principal_id] {
-            self.await_replicated(&sp_by_id_call(sp)).await?;
+            let probe = visible_probe("servicePrincipals", "/servicePrincipals/{id}", sp);
+            self.await_replicated(&probe).await?;
         }
         match self.fetch(&call).await {
             Err(e @ (GraphError::Conflict(_) | GraphError::BadRequest(_))) => {
@@ -654,7 +644,8 @@ impl GraphClient {
         .json(&body)?
         .keys([client_service_principal_id, resource_service_principal_id]);
         for sp in [client_service_principal_id, resource_service_principal_id] {
-            self.await_replicated(&sp_by_id_call(sp)).await?;
+            let probe = visible_probe("servicePrincipals", "/servicePrincipals/{id}", sp);
+            self.await_replicated(&probe).await?;
         }
         match self.fetch(&call).await {
             Err(GraphError::Conflict(detail)) => {

@@ -56,14 +56,6 @@ pub fn entries_of(obj: &Value) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
-fn without_managed_fields(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-    }
-    v
-}
-
 /// Writes the entries in the order the apiserver keeps them, whatever order they were changed in:
 /// by operation, then time (whole seconds), manager, apiVersion and subresource (apimachinery
 /// `managedfields/internal/managedfields.go`, `sortEncodedManagedFields`). Times are RFC 3339 in
@@ -559,8 +551,9 @@ pub fn apply(input: ApplyInput<'_>) -> Result<Value, Vec<Conflict>> {
     // returns no object for a no-op apply and the apiserver then keeps the manager's time
     // (apimachinery `managedfields/internal/managedfieldsupdater.go`, `Apply`). A new time on a
     // no-op would make every repeated apply a write, a new resourceVersion and a watch event.
-    let unchanged =
-        live.is_some() && without_managed_fields(&out) == without_managed_fields(live_obj);
+    // `out` still carries the live managedFields here (the merge and the removals touch neither),
+    // so comparing it whole with the live object compares everything else.
+    let unchanged = live.is_some() && out == *live_obj;
     let time = entries
         .iter()
         .find(|e| is_mine(e))
