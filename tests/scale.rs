@@ -189,7 +189,7 @@ async fn a_replicating_app_does_not_hold_the_only_worker() {
     let ctx = h.ctx.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let controller = tokio::spawn(async move {
-        entra_operator::controllers::appregistration::run(ctx, None, 1, async {
+        support::run_app_controller(ctx, 1, async {
             let _ = rx.await;
         })
         .await;

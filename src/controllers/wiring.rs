@@ -51,6 +51,7 @@ where
     let (reader, writer) = reflector::store();
     let trigger = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(strip_managed_fields::<K>)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_or_metadata_changed::<K>, PredicateConfig::default());
@@ -76,6 +77,14 @@ where
             }
         })
         .await;
+}
+
+/// Drops what no reconcile reads before an object is kept in memory: `managedFields` is often the
+/// largest part of an object the operator applies (one entry per field manager, each listing
+/// every field it owns), and stores hold every watched object. kube-rs's own advice for
+/// controller memory (https://kube.rs/controllers/optimization/, "Pruning Fields").
+pub fn strip_managed_fields<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
 }
 
 /// `namespace/name`, the key of failure counts and log lines.
@@ -163,6 +172,15 @@ where
             .expect("a shared store can be subscribed to")
     }
 
+    /// The store and a subscription, for a controller that reads the store and is woken by what
+    /// it takes in. Taken before the watch runs, so the subscriber sees the first list too.
+    pub fn feed(&self) -> Feed<K> {
+        Feed {
+            store: self.store.clone(),
+            events: self.subscribe(),
+        }
+    }
+
     /// Runs the watch into the store until dropped (the controller's task polls it beside the
     /// controller's stream).
     pub fn run(
@@ -172,6 +190,7 @@ where
     ) -> impl std::future::Future<Output = ()> {
         watcher::watcher(api, config)
             .default_backoff()
+            .modify(strip_managed_fields::<K>)
             .reflect_shared(self.writer)
             .for_each(|event| async move {
                 if let Err(e) = event {
@@ -179,6 +198,15 @@ where
                 }
             })
     }
+}
+
+/// One subscriber's share of a [`SharedWatch`]: the store, and every object the store takes in.
+pub struct Feed<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    pub store: reflector::Store<K>,
+    pub events: reflector::ReflectHandle<K>,
 }
 
 impl<K> Default for SharedWatch<K>

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -15,6 +16,7 @@ use crate::api::AppRegistration;
 use crate::controllers::appregistration::PlanSettings;
 use crate::controllers::appregistration::consent::ConsentSettings;
 use crate::controllers::context::{Context, ControllerSettings};
+use crate::controllers::wiring::{SharedWatch, api_for};
 use crate::graph::{GraphClient, GraphClientBuilder, GraphConfig, GraphError, GraphObserver};
 
 use super::admin::{Readiness, serve_admin};
@@ -174,30 +176,49 @@ pub fn spawn_controllers(
         None => vec![None],
     };
     for ns in scopes {
+        // One watch of AppRegistrations per scope, shared by all four controllers: one store of
+        // them in memory instead of one per controller, and one list and watch on the API server.
+        // Every subscription is taken before the watch runs, so each sees the first list.
+        let apps = SharedWatch::<AppRegistration>::new();
         tasks.spawn(crate::controllers::appregistration::run(
             ctx.clone(),
             ns.clone(),
             concurrency,
             shutdown.wait(),
+            apps.feed(),
+            apps.feed(),
         ));
         tasks.spawn(crate::controllers::bankclient::run(
             ctx.clone(),
             ns.clone(),
             concurrency,
             shutdown.wait(),
+            apps.feed(),
         ));
         tasks.spawn(crate::controllers::tenantmapping::run(
             ctx.clone(),
             ns.clone(),
             concurrency,
             shutdown.wait(),
+            apps.feed(),
         ));
         tasks.spawn(crate::controllers::naaintegration::run(
             ctx.clone(),
             ns.clone(),
             concurrency,
             shutdown.wait(),
+            apps.feed(),
         ));
+        // The watch ends at shutdown; the controllers' streams then end with their subscriptions
+        // once in-flight reconciles finish.
+        let watch = apps.run(api_for(&ctx.client, &ns), watcher::Config::default());
+        let stop = shutdown.wait();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = watch => {}
+                _ = stop => {}
+            }
+        });
     }
 }
 

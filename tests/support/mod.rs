@@ -7,16 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entra_emulator::{EmulatorConfig, EntraEmulator};
+use entra_operator::api::AppRegistration;
 use entra_operator::controllers::appregistration::PlanSettings;
 use entra_operator::controllers::appregistration::consent::ConsentSettings;
 use entra_operator::controllers::context::{Context, ControllerSettings, HandoverSettings};
+use entra_operator::controllers::wiring::SharedWatch;
 use entra_operator::graph::{
     CredentialConfig, GraphClient, GraphConfig, RetryPolicy, SecretString,
 };
 use entra_operator::metrics::Metrics;
-use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
+use kube::{Api, Client};
 use kube_emulator::{Authorization, KubeEmulator, KubeEmulatorConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -157,15 +160,49 @@ pub fn spawn_all_controllers(ctx: Arc<Context>) -> (oneshot::Sender<()>, JoinHan
             let _ = stop.await;
         }
     };
+    // One AppRegistration watch shared by the four, as `run` wires them.
+    let apps = SharedWatch::<AppRegistration>::new();
+    let (a, b, c, d, e) = (
+        apps.feed(),
+        apps.feed(),
+        apps.feed(),
+        apps.feed(),
+        apps.feed(),
+    );
+    let watch = apps.run(Api::all(ctx.client.clone()), watcher::Config::default());
     let handle = tokio::spawn(async move {
-        futures::join!(
-            appregistration::run(ctx.clone(), None, 4, signal()),
-            bankclient::run(ctx.clone(), None, 2, signal()),
-            tenantmapping::run(ctx.clone(), None, 2, signal()),
-            naaintegration::run(ctx.clone(), None, 2, signal()),
-        );
+        let controllers = async {
+            futures::join!(
+                appregistration::run(ctx.clone(), None, 4, signal(), a, b),
+                bankclient::run(ctx.clone(), None, 2, signal(), c),
+                tenantmapping::run(ctx.clone(), None, 2, signal(), d),
+                naaintegration::run(ctx.clone(), None, 2, signal(), e),
+            )
+        };
+        tokio::select! {
+            _ = controllers => {}
+            _ = watch => {}
+        }
     });
     (tx, handle)
+}
+
+/// The AppRegistration controller alone (all namespaces) with its AppRegistration watch, until
+/// `shutdown` resolves and in-flight reconciles finish.
+pub async fn run_app_controller(
+    ctx: Arc<Context>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let apps = SharedWatch::<AppRegistration>::new();
+    let (trigger, changes) = (apps.feed(), apps.feed());
+    let watch = apps.run(Api::all(ctx.client.clone()), watcher::Config::default());
+    tokio::select! {
+        _ = entra_operator::controllers::appregistration::run(
+            ctx, None, concurrency, shutdown, trigger, changes,
+        ) => {}
+        _ = watch => {}
+    }
 }
 
 /// What `spec.owners` needs besides [`LEAST_PRIVILEGE`]: `Application.ReadWrite.OwnedBy` cannot add
@@ -297,7 +334,7 @@ impl Harness {
         let (tx, rx) = oneshot::channel();
         let ctx = self.ctx.clone();
         let handle = tokio::spawn(async move {
-            entra_operator::controllers::appregistration::run(ctx, None, 4, async {
+            run_app_controller(ctx, 4, async {
                 let _ = rx.await;
             })
             .await;

@@ -283,6 +283,10 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     let dry_run = params.get("dryRun") == Some("All");
     let strict = params.get("fieldValidation") == Some("Strict");
     let want_table = accept.contains("as=Table");
+    // `as=PartialObjectMetadata` (one object, watch events) and `as=PartialObjectMetadataList`
+    // (a list): metadata only, as kube-rs's metadata_watcher and client-go's metadata informers
+    // ask for (https://kubernetes.io/docs/reference/using-api/api-concepts/#alternate-representations-of-resources).
+    let want_meta = !want_table && accept.contains("as=PartialObjectMetadata");
     let parse_body = |b: &Bytes| -> ApiResult<Value> {
         if content_type.contains("yaml") {
             serde_yaml::from_slice(b)
@@ -296,7 +300,14 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     let result: ApiResult<(u16, Value)> = match (method.as_str(), ri.name.is_some()) {
         ("GET", false) => {
             if params.flag("watch") {
-                return watch(state, ri, params, want_table).await;
+                let shape = if want_table {
+                    crate::watch::Shape::Table
+                } else if want_meta {
+                    crate::watch::Shape::Metadata
+                } else {
+                    crate::watch::Shape::Object
+                };
+                return watch(state, ri, params, shape).await;
             }
             match st.list(&ri, &params) {
                 Ok((items, meta)) => {
@@ -311,6 +322,12 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
                                 params.get("includeObject"),
                                 true,
                             ),
+                        ))
+                    } else if want_meta {
+                        let items: Vec<Value> = items.iter().map(partial_metadata).collect();
+                        Ok((
+                            200,
+                            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
                         ))
                     } else {
                         Ok((
@@ -343,6 +360,8 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
                                 true,
                             ),
                         ))
+                    } else if want_meta {
+                        Ok((200, partial_metadata(&o)))
                     } else {
                         Ok((200, o))
                     }
@@ -425,4 +444,10 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(e),
     }
+}
+
+/// An object as `meta.k8s.io/v1` `PartialObjectMetadata`: its metadata only (no spec, status or
+/// Secret data).
+pub(crate) fn partial_metadata(o: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
 }

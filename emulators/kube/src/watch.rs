@@ -19,12 +19,21 @@ use crate::state::State;
 use crate::store::{WatchMsg, WatchStart};
 use crate::table;
 
+/// How a watch renders each object: whole, as a table row (`kubectl get -w`), or as
+/// `PartialObjectMetadata` (metadata-only watches).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Object,
+    Table,
+    Metadata,
+}
+
 /// A watch stream: newline-delimited `{"type": ..., "object": ...}`.
 pub(crate) async fn watch(
     state: Arc<State>,
     ri: ReqInfo,
     params: Params,
-    want_table: bool,
+    shape: Shape,
 ) -> Response<Body> {
     let labels = match LabelSelector::parse(params.get("labelSelector").unwrap_or("")) {
         Ok(l) => l,
@@ -94,7 +103,10 @@ pub(crate) async fn watch(
                 let mut first = true;
                 let render = |kind: &str, obj: &Value, first: &mut bool| -> Option<Bytes> {
                     let mut o = st.output(&ri.rt, &ri.version, obj);
-                    if want_table {
+                    if shape == Shape::Metadata && kind != "BOOKMARK" {
+                        o = crate::http::partial_metadata(&o);
+                    }
+                    if shape == Shape::Table {
                         let rv = o["metadata"]["resourceVersion"].clone();
                         o = table::table_for(
                             &st,

@@ -969,3 +969,71 @@ async fn repeated_unchanged_applies_of_object_and_status_write_nothing() {
     );
     assert!(times[0].1 < times[1].1, "{times:?}");
 }
+
+/// Metadata-only reads (`as=PartialObjectMetadata[List]`), as kube-rs's metadata watcher and
+/// client-go's metadata informers send them: metadata, never the object's data.
+#[tokio::test]
+async fn metadata_only_lists_gets_and_watches_carry_no_data() {
+    let (_emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("meta", &[("key", "value-xyz")]))
+        .await
+        .unwrap();
+    // Through the real client: list and get as PartialObjectMeta.
+    let listed = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].metadata.name.as_deref(), Some("meta"));
+    let got = api.get_metadata("meta").await.unwrap();
+    assert_eq!(got.metadata.name.as_deref(), Some("meta"));
+    // The bodies themselves: PartialObjectMetadata, no data.
+    let list_accept = [(
+        "accept",
+        "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+    )];
+    let (status, body) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        &list_accept,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["kind"], "PartialObjectMetadataList");
+    assert_eq!(body["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(body["items"][0]["apiVersion"], "meta.k8s.io/v1");
+    assert!(!body.to_string().contains("value-xyz"), "{body}");
+    let one_accept = [(
+        "accept",
+        "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+    )];
+    let (status, body) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        &one_accept,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // One event parses as one JSON value; several stay a string of lines.
+    let text = match &body {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    assert!(!text.contains("value-xyz"), "{text}");
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "ADDED");
+    assert_eq!(first["object"]["kind"], "PartialObjectMetadata");
+    assert_eq!(first["object"]["metadata"]["name"], "meta");
+    // Through the real client's metadata watch.
+    let mut events = api
+        .watch_metadata(&WatchParams::default().timeout(1), "0")
+        .await
+        .unwrap()
+        .boxed();
+    match events.try_next().await.unwrap() {
+        Some(WatchEvent::Added(o)) => assert_eq!(o.metadata.name.as_deref(), Some("meta")),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+}

@@ -49,11 +49,13 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Controller;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -64,7 +66,8 @@ use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::controllers::events::publish;
 use crate::controllers::wiring::{
-    api_for, controller_for, drain, error_policy, object_key, record_reconcile,
+    Feed, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
+    strip_managed_fields,
 };
 use crate::graph::{GraphError, OptionalExt};
 use crate::labels::managed_selector;
@@ -99,45 +102,51 @@ pub async fn reconcile(obj: Arc<AppRegistration>, ctx: Arc<Context>) -> Result<A
 }
 
 /// Runs the AppRegistration controller in one namespace (or all, with `None`) until `shutdown`
-/// resolves and in-flight reconciles finish.
+/// resolves and in-flight reconciles finish. `trigger` and `changes` are two subscriptions to the
+/// one AppRegistration watch every controller shares (`runtime::run`): the first wakes an
+/// AppRegistration whose spec or metadata changed, the second wakes the ones that reference a
+/// changed one.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    trigger: Feed<AppRegistration>,
+    changes: Feed<AppRegistration>,
 ) {
     let client: Client = ctx.client.clone();
-    let apps: Api<AppRegistration> = api_for(&client, &namespace);
-    let secrets: Api<Secret> = api_for(&client, &namespace);
+    let secrets: Api<PartialObjectMeta<Secret>> = api_for(&client, &namespace);
+    let store = trigger.store.clone();
+    let consenting = trigger.store.clone();
+    ctx.register_app_store(namespace.clone(), trigger.store.clone());
     // Status writes must not wake the resource up again (a failure message with a fresh trace ID
     // would otherwise turn into a retry loop that ignores backoff).
-    let controller = controller_for(apps.clone());
-    let store = controller.store();
-    let consenting = controller.store();
-    ctx.register_app_store(namespace.clone(), controller.store());
-    let stream = controller
-        .owns(
-            secrets,
-            watcher::Config::default().labels(&managed_selector()),
+    let stream = Controller::for_shared_stream(spec_changes(trigger.events), trigger.store)
+        // The operator's Secrets wake their AppRegistration; only their metadata is watched (the
+        // owner reference is all the trigger reads), so no Secret value is held in memory.
+        .owns_stream(
+            watcher(
+                secrets,
+                watcher::Config::default().labels(&managed_selector()),
+            )
+            .default_backoff()
+            .modify(strip_managed_fields)
+            .touched_objects(),
         )
         // An AppRegistration whose status changed may be what another one waits for (appRef).
-        .watches(
-            apps,
-            watcher::Config::default(),
-            move |changed: AppRegistration| {
-                let namespace = changed.namespace();
-                let name = changed.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|candidate| {
-                        candidate.namespace() == namespace
-                            && referenced_names(&candidate.spec).contains(&name)
-                    })
-                    .map(|candidate| ObjectRef::from_obj(&*candidate))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_shared_stream(changes.events, move |changed: Arc<AppRegistration>| {
+            let namespace = changed.namespace();
+            let name = changed.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|candidate| {
+                    candidate.namespace() == namespace
+                        && referenced_names(&candidate.spec).contains(&name)
+                })
+                .map(|candidate| ObjectRef::from_obj(&*candidate))
+                .collect::<Vec<_>>()
+        })
         // The cluster administrator changed an EntraPolicy: what it decides (consent, adoption) is
         // decided again now, not at the next resync.
         .watches(

@@ -33,7 +33,7 @@ use crate::controllers::events::publish;
 use crate::controllers::registry_sink as registry;
 use crate::controllers::status_writer::apply_status;
 use crate::controllers::wiring::{
-    SharedWatch, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
+    Feed, SharedWatch, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
 };
 use crate::metrics::HandoverLabels;
 
@@ -322,27 +322,27 @@ async fn cleanup(
 }
 
 /// Runs the BankClient controller until `shutdown` resolves and in-flight reconciles finish.
+/// `apps` is a subscription to the AppRegistration watch every controller shares.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    apps: Feed<AppRegistration>,
 ) {
     let client = ctx.client.clone();
     let bank_clients: Api<BankClient> = api_for(&client, &namespace);
-    let apps: Api<AppRegistration> = api_for(&client, &namespace);
-    // One watch per kind, each feeding a store the reconcile reads and the triggers subscribe to.
+    // One watch of BankClients, feeding the store the reconcile reads and the triggers.
     let bank_client_watch = SharedWatch::<BankClient>::new();
-    let app_watch = SharedWatch::<AppRegistration>::new();
     let stores = Stores {
         bank_clients: bank_client_watch.store.clone(),
-        apps: app_watch.store.clone(),
+        apps: apps.store.clone(),
         registry: registry_writer(
             bank_client_watch.store.clone(),
-            app_watch.store.clone(),
+            apps.store.clone(),
             DEFAULT_WINDOW,
         ),
-        apps_ready: StoreReady::new(&app_watch.store),
+        apps_ready: StoreReady::new(&apps.store),
     };
     let store = stores.bank_clients.clone();
     let stream = Controller::for_shared_stream(
@@ -350,7 +350,7 @@ pub async fn run(
         stores.bank_clients.clone(),
     )
     // The child's status (appId, secret expiry, Ready) is what the parent mirrors.
-    .owns_shared_stream(app_watch.subscribe())
+    .owns_shared_stream(apps.events)
     // A BankClient that lost a bankId conflict waits for the holder to go: any change of a
     // BankClient wakes the others claiming the same bankId.
     .watches_shared_stream(
@@ -378,10 +378,8 @@ pub async fn run(
         ctx,
     );
     let bank_client_watch = bank_client_watch.run(bank_clients, watcher::Config::default());
-    let app_watch = app_watch.run(apps, watcher::Config::default());
     tokio::select! {
         _ = drain(stream) => {}
         _ = bank_client_watch => {}
-        _ = app_watch => {}
     }
 }

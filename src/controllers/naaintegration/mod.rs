@@ -17,7 +17,6 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
@@ -28,7 +27,7 @@ use crate::controllers::error::Error;
 use crate::controllers::events::publish;
 use crate::controllers::status_writer::apply_status;
 use crate::controllers::wiring::{
-    api_for, controller_for, drain, error_policy, object_key, record_reconcile,
+    Feed, api_for, controller_for, drain, error_policy, object_key, record_reconcile,
 };
 
 use self::execute::{apply_children, write_settings};
@@ -104,15 +103,14 @@ pub async fn run(
     namespace: Option<String>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    apps: Feed<AppRegistration>,
 ) {
     let client = ctx.client.clone();
     let integrations: Api<NaaIntegration> = api_for(&client, &namespace);
     let stream = controller_for(integrations)
-        // Both children's status (appIds, Ready) feeds the parent and its ConfigMap.
-        .owns(
-            api_for::<AppRegistration>(&client, &namespace),
-            watcher::Config::default(),
-        )
+        // Both children's status (appIds, Ready) feeds the parent and its ConfigMap (from the
+        // AppRegistration watch every controller shares).
+        .owns_shared_stream(apps.events)
         .with_config(controller::Config::default().concurrency(concurrency.max(1)))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx);

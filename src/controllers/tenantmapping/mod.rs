@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::controller::{self, Action};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -34,7 +34,7 @@ use crate::controllers::events::publish;
 use crate::controllers::registry_sink;
 use crate::controllers::status_writer::apply_status;
 use crate::controllers::wiring::{
-    api_for, controller_for, drain, error_policy, object_key, record_reconcile,
+    Feed, SharedWatch, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
 };
 use crate::graph::GraphError;
 
@@ -222,61 +222,66 @@ pub async fn run(
     namespace: Option<String>,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    apps: Feed<AppRegistration>,
 ) {
     let client = ctx.client.clone();
     let mappings: Api<TenantMapping> = api_for(&client, &namespace);
-    let controller = controller_for(mappings.clone());
-    let store = controller.store();
+    // One watch of TenantMappings: the trigger and the conflict wake-up subscribe to it.
+    let mapping_watch = SharedWatch::<TenantMapping>::new();
+    let store = mapping_watch.store.clone();
     let apps_store = store.clone();
     let reconcile_store = store.clone();
-    let stream = controller
-        // A listed or probe app that gets its appId or credential makes consent checkable.
-        .watches(
-            api_for::<AppRegistration>(&client, &namespace),
-            watcher::Config::default(),
-            move |changed: AppRegistration| {
-                let namespace = changed.namespace();
-                let name = changed.name_any();
-                apps_store
-                    .state()
-                    .into_iter()
-                    .filter(|m| m.namespace() == namespace && referenced_apps(m).contains(&name))
-                    .map(|m| ObjectRef::from_obj(&*m))
-                    .collect::<Vec<_>>()
-            },
-        )
-        // A mapping in conflict waits for the holder of its BankId or tenant to change or go.
-        .watches(
-            mappings,
-            watcher::Config::default(),
-            move |changed: TenantMapping| {
-                let namespace = changed.namespace();
-                let name = changed.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|m| {
-                        m.namespace() == namespace
-                            && m.name_any() != name
-                            && (m
-                                .spec
-                                .tenant_id
-                                .eq_ignore_ascii_case(&changed.spec.tenant_id)
-                                || m.spec
-                                    .bank_ids
-                                    .iter()
-                                    .any(|b| changed.spec.bank_ids.contains(b)))
-                    })
-                    .map(|m| ObjectRef::from_obj(&*m))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .with_config(controller::Config::default().concurrency(concurrency.max(1)))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            move |obj, ctx| reconcile(obj, ctx, reconcile_store.clone()),
-            error_policy,
-            ctx,
-        );
-    drain(stream).await;
+    let stream = Controller::for_shared_stream(
+        spec_changes(mapping_watch.subscribe()),
+        mapping_watch.store.clone(),
+    )
+    // A listed or probe app that gets its appId or credential makes consent checkable.
+    // (From the AppRegistration watch every controller shares.)
+    .watches_shared_stream(apps.events, move |changed: Arc<AppRegistration>| {
+        let namespace = changed.namespace();
+        let name = changed.name_any();
+        apps_store
+            .state()
+            .into_iter()
+            .filter(|m| m.namespace() == namespace && referenced_apps(m).contains(&name))
+            .map(|m| ObjectRef::from_obj(&*m))
+            .collect::<Vec<_>>()
+    })
+    // A mapping in conflict waits for the holder of its BankId or tenant to change or go.
+    .watches_shared_stream(
+        mapping_watch.subscribe(),
+        move |changed: Arc<TenantMapping>| {
+            let namespace = changed.namespace();
+            let name = changed.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|m| {
+                    m.namespace() == namespace
+                        && m.name_any() != name
+                        && (m
+                            .spec
+                            .tenant_id
+                            .eq_ignore_ascii_case(&changed.spec.tenant_id)
+                            || m.spec
+                                .bank_ids
+                                .iter()
+                                .any(|b| changed.spec.bank_ids.contains(b)))
+                })
+                .map(|m| ObjectRef::from_obj(&*m))
+                .collect::<Vec<_>>()
+        },
+    )
+    .with_config(controller::Config::default().concurrency(concurrency.max(1)))
+    .graceful_shutdown_on(shutdown)
+    .run(
+        move |obj, ctx| reconcile(obj, ctx, reconcile_store.clone()),
+        error_policy,
+        ctx,
+    );
+    let mapping_watch = mapping_watch.run(mappings, watcher::Config::default());
+    tokio::select! {
+        _ = drain(stream) => {}
+        _ = mapping_watch => {}
+    }
 }
