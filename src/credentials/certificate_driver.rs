@@ -15,10 +15,11 @@ use super::certificate::{
 };
 use super::driver::{
     Clock, CredentialEvent, DriverError, Events, Fence, MAX_CONFLICTS, MAX_STEPS, PortError,
-    StatusStore,
+    StatusStore, rotation_priority,
 };
 use crate::api::appregistration::{CertificateCredentialSpec, CertificateCredentialStatus};
 use crate::graph::SecretString;
+use crate::graph::with_priority;
 
 /// A certificate a Secret holds, with its material.
 #[derive(Clone)]
@@ -356,11 +357,13 @@ impl CertPass<'_> {
                     };
                     self.ports.fence.check()?;
                     let signer = self.signer(secret, now);
-                    let key = match self
-                        .ports
-                        .graph
-                        .add(&material.info, &display_name, signer)
-                        .await
+                    let priority =
+                        rotation_priority(entry.as_ref().and_then(|e| e.expires_at.as_deref()));
+                    let key = match with_priority(
+                        priority,
+                        self.ports.graph.add(&material.info, &display_name, signer),
+                    )
+                    .await
                     {
                         Ok(key) => key,
                         Err(e) => {

@@ -42,6 +42,7 @@ use super::rotation::{
 };
 use super::secret::ObservedSecret;
 use crate::api::appregistration::{PasswordCredentialSpec, PasswordCredentialStatus};
+use crate::graph::{Priority, with_priority};
 
 /// How many state-machine steps one pass may take (a whole rotation with crash recovery needs
 /// about six).
@@ -252,6 +253,17 @@ pub async fn drive_password(
     .await
 }
 
+/// Where a credential's `addPassword`/`addKey` queues when Graph's write budget is spent: replacing
+/// a credential that expires goes first, soonest expiry first (a first credential, with nothing to
+/// replace, queues with everything else).
+pub(crate) fn rotation_priority(current_expires_at: Option<&str>) -> Priority {
+    current_expires_at
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map_or(Priority::Normal, |t| Priority::DueRotation {
+            expires_at: t.as_second(),
+        })
+}
+
 /// Whether persisting `new` changes anything (a missing entry equals an empty one).
 fn changed(entry: Option<&PasswordCredentialStatus>, new: &PasswordCredentialStatus) -> bool {
     match entry {
@@ -420,16 +432,21 @@ impl Pass<'_> {
                 }
                 CredentialAction::AddPassword { display_name, end } => {
                     self.ports.fence.check()?;
-                    let credential = match self.ports.graph.add(&display_name, end).await {
-                        Ok(credential) => credential,
-                        Err(e) => {
-                            self.emit(CredentialEvent::AddFailed {
-                                secret_name: secret_name.clone(),
-                            })
-                            .await;
-                            return Err(self.port_error("addPassword", e));
-                        }
-                    };
+                    let priority =
+                        rotation_priority(entry.as_ref().and_then(|e| e.expires_at.as_deref()));
+                    let credential =
+                        match with_priority(priority, self.ports.graph.add(&display_name, end))
+                            .await
+                        {
+                            Ok(credential) => credential,
+                            Err(e) => {
+                                self.emit(CredentialEvent::AddFailed {
+                                    secret_name: secret_name.clone(),
+                                })
+                                .await;
+                                return Err(self.port_error("addPassword", e));
+                            }
+                        };
                     self.graph.retain(|c| c.key_id != credential.key_id);
                     self.graph.push(credential.observed());
                     *added = Some(credential);

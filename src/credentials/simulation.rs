@@ -62,6 +62,8 @@ struct World {
     declared: bool,
     counter: u32,
     add_calls: u32,
+    /// The Graph write-budget priority each `add` ran under.
+    add_priorities: Vec<crate::graph::Priority>,
     /// Whether the Secret has ever held a working value.
     secret_was_working: bool,
     /// Write calls made so far (every port write counts, conflicting ones too).
@@ -142,6 +144,7 @@ impl World {
             declared: true,
             counter: 0,
             add_calls: 0,
+            add_priorities: Vec::new(),
             secret_was_working: false,
             writes: 0,
             crashes: Vec::new(),
@@ -369,6 +372,7 @@ impl GraphPasswords for Sim {
         let fail_after = w.write_gate()?;
         let n = w.next();
         w.add_calls += 1;
+        w.add_priorities.push(crate::graph::current_priority());
         // Distinct three-character prefixes, so hints tell credentials apart.
         let value = format!("{n:03}~secret-value-{n}");
         let key_id = format!("key-{n}");
@@ -619,6 +623,33 @@ fn due_rotation_survives_a_fault_at_every_write() {
         world.now += SignedDuration::from_secs(3000);
         world
     });
+}
+
+#[test]
+fn a_due_rotation_queues_for_graph_writes_ahead_of_a_first_credential() {
+    use crate::graph::Priority;
+    let fresh = Shared::new(World::new(default_spec()).with_unmanaged());
+    fresh.settle("initial");
+    assert_eq!(fresh.lock().add_priorities, [Priority::Normal]);
+    let mut world = settled_world(default_spec());
+    let expires_at: Timestamp = world
+        .status()
+        .unwrap()
+        .expires_at
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    world.add_priorities.clear();
+    world.now += SignedDuration::from_secs(3000);
+    let due = Shared::new(world);
+    due.settle("due");
+    assert_eq!(
+        due.lock().add_priorities,
+        [Priority::DueRotation {
+            expires_at: expires_at.as_second()
+        }]
+    );
 }
 
 #[test]

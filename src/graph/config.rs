@@ -102,7 +102,7 @@ impl GraphConfig {
     /// | `GRAPH_ENDPOINT` | Graph base URL, default `https://graph.microsoft.com` |
     /// | `GRAPH_TOKEN_SCOPE` | token scope, default: see [`GraphConfig::scope`] |
     /// | `ENTRA_CA_FILE` | extra CA bundle (PEM) to trust |
-    /// | `GRAPH_WRITE_BUDGET` | writes per 150 s the client allows itself, default 2400 |
+    /// | `GRAPH_WRITE_BUDGET` | writes per 150 s the client allows itself, default 2850 |
     ///
     /// When several credentials are set, the Azure SDK's `EnvironmentCredential` order applies:
     /// secret, then certificate, then the federated token file.
@@ -237,7 +237,7 @@ mod tests {
             c.token_endpoint("t1").unwrap().as_str(),
             "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
         );
-        assert_eq!(c.rate_limits.writes_per_window, 2400);
+        assert_eq!(c.rate_limits.writes_per_window, 2850);
         let mut us = c.clone();
         us.graph_endpoint = Url::parse("https://graph.microsoft.us").unwrap();
         assert_eq!(us.scope(), "https://graph.microsoft.us/.default");

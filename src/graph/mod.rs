@@ -13,7 +13,7 @@
 //! - **Non-idempotent writes** (`add_password`) are retried only when Graph certainly did not act
 //!   (429, replication 404, connection refused); after a lost response or a 5xx the error is
 //!   returned, and the rotation state machine recovers by the nonce in `displayName`.
-//! - **Rate limiting**: [`TenantRateLimiter`] delays writes and reads to stay under 80% of Graph's
+//! - **Rate limiting**: [`TenantRateLimiter`] delays writes and reads to stay under 95% (writes) and 80% (reads) of Graph's
 //!   per-tenant budgets and paces writes when Graph reports `x-ms-throttle-limit-percentage` ≥ 0.8.
 //! - **Errors**: [`GraphError`] variants carry Graph's code, message and request-id; `reason()` and
 //!   `category()` give condition reasons and metric labels; `Forbidden` names the permission most
@@ -57,7 +57,9 @@ pub use error::{
 };
 pub use metrics::{GraphMetrics, GraphObserver, NoopObserver};
 pub use models::*;
-pub use ratelimit::{RateLimits, SlidingWindow, TenantRateLimiter};
+pub use ratelimit::{
+    Priority, RateLimits, SlidingWindow, TenantRateLimiter, current_priority, with_priority,
+};
 pub use retry::{RetryPolicy, parse_retry_after};
 pub use secret::SecretString;
 

@@ -2,14 +2,45 @@
 //! "Throttling") by waiting before a request, instead of discovering the limit through 429s that
 //! cost every other reconcile in the tenant the same penalty.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Budgets for one app in one tenant. Defaults stay at 80% of Graph's published limits, leaving
-/// room for other clients of the same identity (a second replica during rollout, an admin script).
+/// Who goes first when a budget is spent. Lower sorts first: a credential rotation that is due,
+/// soonest expiry first, then everything else (creates, updates, reads) in arrival order. With
+/// budget to spare, nothing waits and the order does not matter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// A rotation of a credential that expires at this instant (Unix seconds).
+    DueRotation {
+        expires_at: i64,
+    },
+    Normal,
+}
+
+tokio::task_local! {
+    static PRIORITY: Priority;
+}
+
+/// Runs `work` with its Graph requests queued at `priority` when the budget is spent (a task-local,
+/// so the Graph client's callers need not pass it through every layer).
+pub async fn with_priority<F: std::future::Future>(priority: Priority, work: F) -> F::Output {
+    PRIORITY.scope(priority, work).await
+}
+
+/// The priority of the calling task's requests (`Normal` outside [`with_priority`]).
+pub fn current_priority() -> Priority {
+    PRIORITY.try_with(|p| *p).unwrap_or(Priority::Normal)
+}
+
+/// Budgets for one app in one tenant. Writes default to 95% of Graph's published limit: the margin
+/// covers clock skew and requests in flight, and Graph's own `x-ms-throttle-limit-percentage`
+/// (see [`TenantRateLimiter::note_throttle_percentage`]) slows the operator down when another
+/// client of the same identity uses the budget too. (80% made the operator's steady rate 16
+/// writes/s, 1.25× the floor of a large apply; BENCHMARKS.md.) Reads stay at 80%.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RateLimits {
     /// Writes (POST/PATCH/DELETE) allowed in any `write_window`. Graph: 3,000 per 150 s.
@@ -27,7 +58,7 @@ pub struct RateLimits {
 impl Default for RateLimits {
     fn default() -> Self {
         Self {
-            writes_per_window: 2_400,
+            writes_per_window: 2_850,
             write_window: Duration::from_secs(150),
             read_units_per_window: 2_800,
             read_window: Duration::from_secs(10),
@@ -39,18 +70,41 @@ impl Default for RateLimits {
 
 /// Sliding-window log: admits a request when the units used in the last `window` plus its cost fit
 /// the capacity; otherwise sleeps until enough old entries leave the window. Exact (no burst of
-/// twice the budget at a window edge, as a fixed window or a full token bucket allows).
+/// twice the budget at a window edge, as a fixed window or a full token bucket allows). Requests
+/// that had to wait are admitted by [`Priority`], then in arrival order.
 #[derive(Debug)]
 pub struct SlidingWindow {
     capacity: u32,
     window: Duration,
     state: Mutex<WindowState>,
+    /// Wakes waiters held back by a queued request ahead of them once it was admitted or gave up.
+    admitted: Notify,
 }
 
 #[derive(Debug, Default)]
 struct WindowState {
     entries: VecDeque<(Instant, u32)>,
     used: u32,
+    /// Requests waiting for room, in the order they get it.
+    queue: BTreeSet<(Priority, u64)>,
+    next_ticket: u64,
+}
+
+/// A queued request's place; leaves the queue when dropped (admitted, or the caller gave up).
+struct Ticket<'a> {
+    window: &'a SlidingWindow,
+    key: Option<(Priority, u64)>,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut s = self.window.state.lock().unwrap_or_else(|e| e.into_inner());
+            s.queue.remove(&key);
+            drop(s);
+            self.window.admitted.notify_waiters();
+        }
+    }
 }
 
 impl SlidingWindow {
@@ -59,15 +113,30 @@ impl SlidingWindow {
             capacity: capacity.max(1),
             window,
             state: Mutex::new(WindowState::default()),
+            admitted: Notify::new(),
         }
     }
 
-    /// Waits until `cost` units fit, records them, and returns how long it waited.
+    /// Waits until `cost` units fit, records them, and returns how long it waited. Queued at the
+    /// calling task's [`current_priority`].
     pub async fn acquire(&self, cost: u32) -> Duration {
+        self.acquire_at(cost, current_priority()).await
+    }
+
+    /// [`SlidingWindow::acquire`] at an explicit priority.
+    pub async fn acquire_at(&self, cost: u32, priority: Priority) -> Duration {
         let cost = cost.clamp(1, self.capacity);
         let start = Instant::now();
-        let mut slept = false;
+        let mut ticket = Ticket {
+            window: self,
+            key: None,
+        };
+        let mut waited = false;
         loop {
+            let admitted = self.admitted.notified();
+            tokio::pin!(admitted);
+            // Registered before the state is read, so an admission in between is not missed.
+            admitted.as_mut().enable();
             let wait_until = {
                 let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
                 let now = Instant::now();
@@ -79,29 +148,55 @@ impl SlidingWindow {
                         break;
                     }
                 }
-                if s.used + cost <= self.capacity {
+                let fits = s.used + cost <= self.capacity;
+                // First in line: nobody queued, or this request is the queue's head.
+                let first = match (s.queue.first(), ticket.key) {
+                    (None, _) => true,
+                    (Some(head), Some(mine)) => *head == mine,
+                    (Some(head), None) => (priority, u64::MAX) < *head,
+                };
+                if fits && first {
                     s.entries.push_back((now, cost));
                     s.used += cost;
-                    return if slept {
+                    if let Some(key) = ticket.key.take() {
+                        s.queue.remove(&key);
+                        drop(s);
+                        self.admitted.notify_waiters();
+                    }
+                    return if waited {
                         now.duration_since(start)
                     } else {
                         Duration::ZERO
                     };
                 }
-                let need = s.used + cost - self.capacity;
-                let mut freed = 0;
-                let mut until = now;
-                for &(t, c) in &s.entries {
-                    freed += c;
-                    until = t + self.window;
-                    if freed >= need {
-                        break;
-                    }
+                if ticket.key.is_none() {
+                    let key = (priority, s.next_ticket);
+                    s.next_ticket += 1;
+                    s.queue.insert(key);
+                    ticket.key = Some(key);
                 }
-                until
+                if fits {
+                    // Room, but someone ahead: wait for it to be admitted.
+                    None
+                } else {
+                    let need = s.used + cost - self.capacity;
+                    let mut freed = 0;
+                    let mut until = now;
+                    for &(t, c) in &s.entries {
+                        freed += c;
+                        until = t + self.window;
+                        if freed >= need {
+                            break;
+                        }
+                    }
+                    Some(until)
+                }
             };
-            tokio::time::sleep_until(wait_until).await;
-            slept = true;
+            waited = true;
+            match wait_until {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => admitted.await,
+            }
         }
     }
 
@@ -297,5 +392,67 @@ mod tests {
         l.acquire_write().await;
         l.acquire_read(1).await;
         assert_eq!(l.acquire_read(1).await, Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn due_rotations_go_first_soonest_expiry_first_then_arrival_order() {
+        let w = Arc::new(SlidingWindow::new(2, Duration::from_secs(10)));
+        w.acquire(1).await;
+        w.acquire(1).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        let mut spawn = |name: &'static str, priority: Priority| {
+            let (w, order) = (w.clone(), order.clone());
+            tasks.push(tokio::spawn(with_priority(priority, async move {
+                w.acquire(1).await;
+                order
+                    .lock()
+                    .unwrap()
+                    .push((name, (Instant::now() - start).as_secs()));
+            })));
+        };
+        // Creates queue first; two rotations arrive later, the one expiring sooner last.
+        for name in ["create-1", "create-2", "create-3"] {
+            spawn(name, Priority::Normal);
+            tokio::task::yield_now().await;
+        }
+        spawn("rotation-later", Priority::DueRotation { expires_at: 200 });
+        tokio::task::yield_now().await;
+        spawn("rotation-sooner", Priority::DueRotation { expires_at: 100 });
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            *order.lock().unwrap(),
+            [
+                ("rotation-sooner", 10),
+                ("rotation-later", 10),
+                ("create-1", 20),
+                ("create-2", 20),
+                ("create-3", 30),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gives_up_does_not_hold_the_queue() {
+        let w = Arc::new(SlidingWindow::new(1, Duration::from_secs(10)));
+        w.acquire(1).await;
+        let ahead = {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.acquire_at(1, Priority::DueRotation { expires_at: 1 })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let behind = {
+            let w = w.clone();
+            tokio::spawn(async move { w.acquire(1).await })
+        };
+        tokio::task::yield_now().await;
+        ahead.abort();
+        assert_eq!(behind.await.unwrap(), Duration::from_secs(10));
     }
 }
