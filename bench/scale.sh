@@ -6,7 +6,13 @@
 # kube emulator's CPU.
 #
 #   cargo build --release --bins --workspace
-#   nice bash bench/scale.sh bankclients 1000      # or: appregistrations 1000
+#   nice bash bench/scale.sh bankclients 1000      # or: appregistrations 1000, rotation 1000
+#
+# `rotation` is a rotation wave: N AppRegistrations with a client secret (overlap 5 s) are created
+# and left to become Ready (not timed); then all N are marked due at once (the
+# `entra.bookme.io/rotate` annotation, one `kubectl annotate` of all of them) and the time runs
+# until every one has a new secret and its previous one removed: 2 writes each (addPassword,
+# removePassword).
 #
 # Environment: BIN (default target/release), THROTTLING (real), REPLICATION_DELAY_MS (2000),
 # OPERATOR_ARGS (extra flags for `entra-operator run`, none by default), TIMEOUT (seconds, 3600),
@@ -66,8 +72,8 @@ op0=$(ticks $op); kube0=$(ticks $kube); entra0=$(ticks $entra)
 
 case "$kind" in
   bankclients) resource=bankclients ;;
-  appregistrations) resource=appregistrations ;;
-  *) echo "kind: bankclients or appregistrations" >&2; exit 2 ;;
+  appregistrations|rotation) resource=appregistrations ;;
+  *) echo "kind: bankclients, appregistrations or rotation" >&2; exit 2 ;;
 esac
 python3 - "$kind" "$n" >"$work/load.yaml" <<'PY'
 import sys
@@ -82,6 +88,14 @@ spec:
   bankId: bench-{i}
   api: {{appRef: {{name: api-system-integration}}, role: System}}
   secret: {{name: bench-{i}-credentials}}""")
+    elif kind == "rotation":
+        print(f"""---
+apiVersion: entra.bookme.io/v1alpha1
+kind: AppRegistration
+metadata: {{name: bench-{i}, labels: {{bench: rotation}}}}
+spec:
+  displayName: Bench {i}
+  credentials: {{passwords: [{{secretName: bench-{i}-creds, overlap: 5s}}]}}""")
     else:
         print(f"""---
 apiVersion: entra.bookme.io/v1alpha1
@@ -91,15 +105,39 @@ spec:
   displayName: Bench {i}
   credentials: {{passwords: [{{secretName: bench-{i}-creds}}]}}""")
 PY
-start=$(date +%s.%N)
-kubectl create -f "$work/load.yaml" >/dev/null
-created=$(date +%s.%N)
+# How many bench resources are done: Ready, or (rotation) rotated for the wave with nothing left
+# in overlap.
+count_done() {
+  kubectl get "$resource" -o json | python3 -c "
+import json,sys
+wave=sys.argv[1]
+items=[i for i in json.load(sys.stdin)['items'] if i['metadata']['name'].startswith('bench-')]
+def ready(i): return any(c['type']=='Ready' and c['status']=='True' for c in (i.get('status') or {}).get('conditions',[]))
+def rotated(i):
+    creds=(i.get('status') or {}).get('credentials') or []
+    return bool(creds) and all(c.get('rotateToken')==wave and not c.get('previous') and not c.get('pending') for c in creds)
+print(sum(1 for i in items if (rotated(i) if wave else ready(i))))" "${1:-}"
+}
+if [ "$kind" = rotation ]; then
+  # Not timed: the N AppRegistrations and their first secret.
+  kubectl create -f "$work/load.yaml" >/dev/null
+  until [ "$(count_done)" -ge "$n" ]; do sleep 2; done
+  requests >"$work/requests0.json"
+  since=$(python3 -c "import json,sys; r=json.load(open('$work/requests0.json'))['requests']; print(max([x['seq'] for x in r], default=0))")
+  op0=$(ticks $op); kube0=$(ticks $kube); entra0=$(ticks $entra)
+  wave=wave-1
+  start=$(date +%s.%N)
+  kubectl annotate appregistrations -l bench=rotation "entra.bookme.io/rotate=$wave" --overwrite >/dev/null
+  created=$(date +%s.%N)
+else
+  wave=
+  start=$(date +%s.%N)
+  kubectl create -f "$work/load.yaml" >/dev/null
+  created=$(date +%s.%N)
+fi
 peak=0
 while :; do
-  ready=$(kubectl get "$resource" -o json | python3 -c "
-import json,sys
-items=[i for i in json.load(sys.stdin)['items'] if i['metadata']['name'].startswith('bench-')]
-print(sum(1 for i in items if any(c['type']=='Ready' and c['status']=='True' for c in (i.get('status') or {}).get('conditions',[]))))")
+  ready=$(count_done "$wave")
   r=$(rss_mib $op); [ "$r" -gt "$peak" ] && peak=$r
   now=$(date +%s.%N)
   elapsed=$(python3 -c "print(round($now-$start,1))")
@@ -141,10 +179,11 @@ throttled = sum(1 for r in after["requests"] if r.get("status") == 429)
 elapsed = end - start
 # Writes a new resource needs at least, at 3,000 writes per 150 s per app per tenant: a BankClient
 # 4 (application, service principal, app role assignment, addPassword); the bench's AppRegistration
-# 3 (it asks for no permission, so no assignment).
-floor = (4 if kind == "bankclients" else 3) * n / 20.0
+# 3 (it asks for no permission, so no assignment); a rotation 2 (addPassword, removePassword).
+floor = {"bankclients": 4, "appregistrations": 3, "rotation": 2}[kind] * n / 20.0
 print(f"kind={kind} n={n} ready={ready}")
-print(f"time to all Ready: {elapsed:.1f} s (kubectl create took {created-start:.1f} s)")
+what = "rotated" if kind == "rotation" else "Ready"
+print(f"time to all {what}: {elapsed:.1f} s (kubectl create/annotate took {created-start:.1f} s)")
 print(f"write-budget floor: {floor:.1f} s ({int(floor*20/n)} writes each); ratio {elapsed/floor:.2f}x")
 print(f"Graph per resource: writes {writes/n:.2f}, reads {reads/n:.2f}, token requests {tokens/n:.3f} (total {writes}/{reads}/{tokens})")
 print(f"429 responses: {throttled}")
