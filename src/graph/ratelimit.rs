@@ -230,9 +230,6 @@ struct Pacing {
     next_slot: Option<Instant>,
 }
 
-/// Graph's real write limit per app and tenant, used to derive the pacing interval.
-const GRAPH_WRITES_PER_150S: f64 = 3_000.0;
-
 impl TenantRateLimiter {
     pub fn new(limits: RateLimits) -> Self {
         Self {
@@ -261,13 +258,15 @@ impl TenantRateLimiter {
     }
 
     /// Records Graph's `x-ms-throttle-limit-percentage` (0.8–1.8 near the limit). At or above the
-    /// threshold, writes are spaced so that they arrive no faster than Graph's budget scaled down
-    /// by the reported usage, for `pressure_hold`.
+    /// threshold, writes are spaced so that they arrive no faster than the client's own write budget
+    /// (`writes_per_window` per `write_window`, which follows Graph's) scaled down by the reported
+    /// usage, for `pressure_hold`.
     pub fn note_throttle_percentage(&self, percentage: f64) {
         if !percentage.is_finite() || percentage < self.limits.pressure_threshold {
             return;
         }
-        let per_write = 150.0 / GRAPH_WRITES_PER_150S;
+        let per_write = self.limits.write_window.as_secs_f64()
+            / f64::from(self.limits.writes_per_window.max(1));
         let spacing = Duration::from_secs_f64(per_write * percentage.min(4.0) / 0.8);
         let mut p = self.pacing.lock().unwrap_or_else(|e| e.into_inner());
         p.until = Some(Instant::now() + self.limits.pressure_hold);
@@ -374,8 +373,14 @@ mod tests {
         for _ in 0..5 {
             l.acquire_write().await;
         }
-        // 5 writes at 62.5 ms spacing: the fifth starts 250 ms after the first.
-        assert_eq!(Instant::now() - start, Duration::from_millis(250));
+        // 5 writes at the budget's spacing (150 s / 2,850) stretched by 1.0 / 0.8: the fifth
+        // starts four spacings after the first.
+        let spacing = Duration::from_secs_f64(150.0 / 2850.0 * 1.0 / 0.8);
+        let elapsed = Instant::now() - start;
+        assert!(
+            elapsed.abs_diff(spacing * 4) < Duration::from_millis(1),
+            "{elapsed:?}"
+        );
         tokio::time::sleep(Duration::from_secs(20)).await;
         assert!(!l.under_pressure());
         assert_eq!(l.acquire_write().await, Duration::ZERO);
@@ -454,5 +459,26 @@ mod tests {
         tokio::task::yield_now().await;
         ahead.abort();
         assert_eq!(behind.await.unwrap(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pressure_pacing_follows_the_configured_budget() {
+        // A budget four times Graph's default (a tenant with scaled limits): pacing four times
+        // faster, not at the default budget's rate.
+        let l = TenantRateLimiter::new(RateLimits {
+            writes_per_window: 11_400,
+            ..RateLimits::default()
+        });
+        l.note_throttle_percentage(0.8);
+        let start = Instant::now();
+        for _ in 0..5 {
+            l.acquire_write().await;
+        }
+        let spacing = Duration::from_secs_f64(150.0 / 11_400.0);
+        let elapsed = Instant::now() - start;
+        assert!(
+            elapsed.abs_diff(spacing * 4) < Duration::from_millis(1),
+            "{elapsed:?}"
+        );
     }
 }
