@@ -775,7 +775,7 @@ pub(crate) fn grant_consent(st: &mut State, tid: &str, client_app_id: &str) -> S
         }
         let sp = Sp::new(app_id, now, visible_at);
         let id = sp.id.clone();
-        st.tenants.get_mut(tid)?.sps.insert(id.clone(), sp);
+        st.tenants.get_mut(tid)?.insert_sp(sp);
         Some(id)
     };
     let client_sp = ensure_sp(st, client_app_id).unwrap_or_default();

@@ -465,8 +465,8 @@ fn create_operator(
     let sp = Sp::new(&app_id, now, now);
     let sp_id = sp.id.clone();
     let tenant = st.tenants.get_mut(home).expect("home tenant");
-    tenant.apps.insert(object_id.clone(), app);
-    tenant.sps.insert(sp_id.clone(), sp);
+    tenant.insert_app(app);
+    tenant.insert_sp(sp);
     let graph_sp = tenant
         .sp_by_app_id(msgraph::GRAPH_APP_ID)
         .expect("graph sp")

@@ -86,9 +86,9 @@ impl State {
             assignments: BTreeMap::new(),
             tombstones: Vec::new(),
             users: BTreeMap::new(),
+            index: Index::default(),
         };
-        let graph_sp = Sp::builtin_graph(now);
-        tenant.sps.insert(graph_sp.id.clone(), graph_sp);
+        tenant.insert_sp(Sp::builtin_graph(now));
         self.tenants.insert(id.clone(), tenant);
         id
     }
@@ -304,19 +304,84 @@ pub(crate) struct Tenant {
     pub(crate) tombstones: Vec<(u64, String, &'static str)>,
     /// Users by object id (lowercase): created through the control API only.
     pub(crate) users: BTreeMap<String, User>,
+    /// Object ids by appId and uniqueName, so lookups by either do not scan the tenant (the
+    /// emulator must not be what a test with 10,000 applications measures). Filled by
+    /// [`Tenant::insert_app`] and [`Tenant::insert_sp`]; both keys are immutable in Graph, and a
+    /// lookup checks the object it finds, so an object removed since is skipped.
+    pub(crate) index: Index,
+}
+
+/// Lowercase appId / uniqueName → object ids (several: a deleted application keeps its name).
+#[derive(Default)]
+pub(crate) struct Index {
+    apps_by_app_id: HashMap<String, Vec<String>>,
+    apps_by_unique_name: HashMap<String, Vec<String>>,
+    sps_by_app_id: HashMap<String, Vec<String>>,
 }
 
 impl Tenant {
+    /// Adds (or replaces) an application, indexed by appId and uniqueName.
+    pub(crate) fn insert_app(&mut self, app: App) {
+        let id = app.id.clone();
+        self.index
+            .apps_by_app_id
+            .entry(app.app_id.to_ascii_lowercase())
+            .or_default()
+            .push(id.clone());
+        if let Some(u) = app.unique_name() {
+            self.index
+                .apps_by_unique_name
+                .entry(u.to_ascii_lowercase())
+                .or_default()
+                .push(id.clone());
+        }
+        self.apps.insert(id, app);
+    }
+
+    /// Adds (or replaces) a service principal, indexed by appId.
+    pub(crate) fn insert_sp(&mut self, sp: Sp) {
+        let id = sp.id.clone();
+        self.index
+            .sps_by_app_id
+            .entry(sp.app_id.to_ascii_lowercase())
+            .or_default()
+            .push(id.clone());
+        self.sps.insert(id, sp);
+    }
+
     pub(crate) fn sp_by_app_id(&self, app_id: &str) -> Option<&Sp> {
-        self.sps
-            .values()
+        self.index
+            .sps_by_app_id
+            .get(&app_id.to_ascii_lowercase())?
+            .iter()
+            .filter_map(|id| self.sps.get(id))
             .find(|s| s.app_id.eq_ignore_ascii_case(app_id))
     }
 
     pub(crate) fn app_by_app_id(&self, app_id: &str) -> Option<&App> {
-        self.apps
-            .values()
+        self.index
+            .apps_by_app_id
+            .get(&app_id.to_ascii_lowercase())?
+            .iter()
+            .filter_map(|id| self.apps.get(id))
             .find(|a| a.app_id.eq_ignore_ascii_case(app_id))
+    }
+
+    /// Applications whose uniqueName is `name` (case-insensitive), deleted ones included.
+    pub(crate) fn apps_by_unique_name<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a App> {
+        self.index
+            .apps_by_unique_name
+            .get(&name.to_ascii_lowercase())
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.apps.get(id))
+            .filter(move |a| {
+                a.unique_name()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
     }
 
     /// The user addressed as `/users/{id | userPrincipalName}`: by object id, else by UPN

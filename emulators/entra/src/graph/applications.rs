@@ -11,9 +11,7 @@ pub(super) fn find_app(st: &State, caller: &Caller, key: &Key) -> Result<String,
         Key::Id(id) => (t.apps.get(&id.to_ascii_lowercase()), *id),
         Key::AppId(a) => (t.app_by_app_id(a), *a),
         Key::UniqueName(u) => (
-            t.apps.values().find(|x| {
-                x.deleted_at.is_none() && x.unique_name().is_some_and(|n| n.eq_ignore_ascii_case(u))
-            }),
+            t.apps_by_unique_name(u).find(|x| x.deleted_at.is_none()),
             *u,
         ),
     };
@@ -35,12 +33,8 @@ pub(super) fn app_routes(
     if let (Key::UniqueName(u), "PATCH", "") = (&key, m, suffix) {
         let existing = {
             let t = tenant(st, caller);
-            t.apps
-                .values()
-                .find(|x| {
-                    x.deleted_at.is_none()
-                        && x.unique_name().is_some_and(|n| n.eq_ignore_ascii_case(u))
-                })
+            t.apps_by_unique_name(u)
+                .find(|x| x.deleted_at.is_none())
                 .map(|a| a.id.clone())
         };
         return match existing {
@@ -210,9 +204,9 @@ pub(super) fn create_app(
     let app_id = new_guid();
     let id = new_guid();
     if let Some(u) = props.get("uniqueName").and_then(Value::as_str) {
-        let taken = tenant(st, caller).apps.values().any(|a| {
-            a.deleted_at.is_none() && a.unique_name().is_some_and(|n| n.eq_ignore_ascii_case(u))
-        });
+        let taken = tenant(st, caller)
+            .apps_by_unique_name(u)
+            .any(|a| a.deleted_at.is_none());
         if taken {
             return Err(bad_request(
                 "Another object with the same value for property uniqueName already exists.",
@@ -244,7 +238,7 @@ pub(super) fn create_app(
     };
     let rendered = app.render();
     st.app_home.insert(app_id, (tid.clone(), id.clone()));
-    tenant_mut(st, caller).apps.insert(id, app);
+    tenant_mut(st, caller).insert_app(app);
     Ok(entity(201, "applications", rendered, req))
 }
 

@@ -80,11 +80,8 @@ pub(super) fn restore(st: &mut State, caller: &Caller, id: &str) -> GResult {
             return Err(not_found(&id));
         };
         app.unique_name().is_some_and(|u| {
-            t.apps.values().any(|o| {
-                o.id != id
-                    && o.deleted_at.is_none()
-                    && o.unique_name().is_some_and(|n| n.eq_ignore_ascii_case(u))
-            })
+            t.apps_by_unique_name(u)
+                .any(|o| o.id != id && o.deleted_at.is_none())
         })
     };
     if conflict_name {

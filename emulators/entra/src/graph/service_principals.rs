@@ -67,7 +67,7 @@ pub(super) fn create_sp(
     let mut sp = Sp::new(&app_id, now, visible_at);
     sp.props = body;
     let rendered = st.render_sp(tenant(st, caller), &sp);
-    tenant_mut(st, caller).sps.insert(sp.id.clone(), sp);
+    tenant_mut(st, caller).insert_sp(sp);
     Ok(entity(201, "servicePrincipals", rendered, req))
 }
 
