@@ -402,6 +402,9 @@ impl State {
             }
             return validation::validate_with_schema(schema, &obj, old).map_err(invalid);
         }
+        if let Some(error) = data_too_long(rt, &obj) {
+            return Err(invalid(vec![error]));
+        }
         if let Some(n) = obj["metadata"]["name"].as_str()
             && !validation::is_dns_subdomain(n)
             && rt.plural != "events"
@@ -927,6 +930,41 @@ fn crd_status(crd: &Value) -> Value {
             {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": ts}
         ],
         "storedVersions": stored,
+    })
+}
+
+/// What a ConfigMap or a Secret may hold: 1 MiB (`core.MaxSecretSize`).
+const MAX_DATA_SIZE: usize = 1024 * 1024;
+
+/// A ConfigMap whose keys and values (`data` and decoded `binaryData`), or a Secret whose keys and
+/// decoded values, add up to more than [`MAX_DATA_SIZE`] is invalid (`ValidateConfigMap` and
+/// `ValidateSecret` in `pkg/apis/core/validation/validation.go`: the ConfigMap's error is on the
+/// whole object, the Secret's on `data`).
+fn data_too_long(rt: &ResourceType, obj: &Value) -> Option<validation::FieldError> {
+    let decoded = |v: &Value| {
+        v.as_str()
+            .and_then(|s| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, s).ok()
+            })
+            .map_or(0, |b| b.len())
+    };
+    let sum = |field: &str, size: &dyn Fn(&Value) -> usize| {
+        obj[field].as_object().map_or(0, |m| {
+            m.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>()
+        })
+    };
+    let text = |v: &Value| v.as_str().map_or(0, str::len);
+    let (field, total) = match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "ConfigMap") => ("[]", sum("data", &text) + sum("binaryData", &decoded)),
+        ("", "Secret") => ("data", sum("data", &decoded)),
+        _ => return None,
+    };
+    (total > MAX_DATA_SIZE).then(|| {
+        validation::FieldError::new(
+            field,
+            "FieldValueTooLong",
+            format!("Too long: must have at most {MAX_DATA_SIZE} bytes"),
+        )
     })
 }
 

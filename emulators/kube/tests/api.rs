@@ -1037,3 +1037,77 @@ async fn metadata_only_lists_gets_and_watches_carry_no_data() {
         other => panic!("expected ADDED, got {other:?}"),
     }
 }
+
+/// A ConfigMap or Secret holds at most 1 MiB of data (keys and decoded values), as the API
+/// server's validation enforces; a registry that outgrows it is refused, not stored.
+#[tokio::test]
+async fn config_maps_and_secrets_over_one_mebibyte_are_invalid() {
+    let (_emu, client) = start().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let half = "x".repeat(512 * 1024);
+    // Exactly at the limit with the keys: fits.
+    let at_limit = "y".repeat(1024 * 1024 - 512 * 1024 - 2);
+    maps.create(
+        &PostParams::default(),
+        &cm("fits", &[("a", &half), ("b", &at_limit)]),
+    )
+    .await
+    .unwrap();
+    let (status, message) = code(
+        maps.create(
+            &PostParams::default(),
+            &cm("too-big", &[("a", &half), ("b", &half)]),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(status, 422);
+    assert_eq!(
+        message,
+        "ConfigMap \"too-big\" is invalid: []: Too long: must have at most 1048576 bytes"
+    );
+    // Growing one that exists past the limit is refused too, and the stored one is unchanged.
+    let (status, _) = code(
+        maps.patch(
+            "fits",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"c": "zz"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(status, 422);
+    assert!(
+        maps.get("fits")
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+            .get("c")
+            .is_none()
+    );
+    // A Secret counts decoded values.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, "default");
+    let secret = |name: &str, size: usize| {
+        serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(json!({
+            "metadata": {"name": name},
+            "stringData": {"k": "s".repeat(size)},
+        }))
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &secret("fits", 1024 * 1024 - 1))
+        .await
+        .unwrap();
+    let (status, message) = code(
+        secrets
+            .create(&PostParams::default(), &secret("too-big", 1024 * 1024))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 422);
+    assert_eq!(
+        message,
+        "Secret \"too-big\" is invalid: data: Too long: must have at most 1048576 bytes"
+    );
+}
