@@ -19,7 +19,9 @@
 # operator's GRAPH_WRITE_BUDGET and the floor are scaled with it, so a 10,000 run takes a fraction
 # of the time at the same ratio to its floor),
 # OPERATOR_ARGS (extra flags for `entra-operator run`, none by default), TIMEOUT (seconds, 3600),
-# REQUESTS_OUT (a file to keep the emulator's request log of the run in).
+# REQUESTS_OUT (a file to keep the emulator's request log of the run in), RESYNC=1 (afterwards,
+# restart the operator, so every resource is reconciled again with nothing changed, and count the
+# Graph requests that costs per resource until Graph sees none for 10 s).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kind=${1:-bankclients}
@@ -55,18 +57,21 @@ control=$(python3 -c "
 import json; i = json.load(open('$work/info.json'))
 print(i['controlApi'])")
 export KUBECONFIG="$work/kubeconfig"
-# shellcheck disable=SC2086
-AZURE_TENANT_ID=$(field "['operator']['tenantId']") \
-AZURE_CLIENT_ID=$(field "['operator']['clientId']") \
-AZURE_CLIENT_SECRET=$(field "['operator']['clientSecret']") \
-AZURE_AUTHORITY_HOST=$(field "['authorityHost']") \
-GRAPH_ENDPOINT=$(field "['graphEndpoint']") \
-GRAPH_TOKEN_SCOPE=https://graph.microsoft.com/.default \
-ENTRA_CA_FILE="$work/ca.pem" \
-  env "${operator_env[@]}" "$bin/entra-operator" run --leader-election false --admin-addr 127.0.0.1:0 --log-level warn ${OPERATOR_ARGS:-} \
-  >"$work/operator.log" 2>&1 &
-op=$!
-pids+=($op)
+start_operator() {
+  # shellcheck disable=SC2086
+  AZURE_TENANT_ID=$(field "['operator']['tenantId']") \
+  AZURE_CLIENT_ID=$(field "['operator']['clientId']") \
+  AZURE_CLIENT_SECRET=$(field "['operator']['clientSecret']") \
+  AZURE_AUTHORITY_HOST=$(field "['authorityHost']") \
+  GRAPH_ENDPOINT=$(field "['graphEndpoint']") \
+  GRAPH_TOKEN_SCOPE=https://graph.microsoft.com/.default \
+  ENTRA_CA_FILE="$work/ca.pem" \
+    env "${operator_env[@]}" "$bin/entra-operator" run --leader-election false --admin-addr 127.0.0.1:0 --log-level warn ${OPERATOR_ARGS:-} \
+    >>"$work/operator.log" 2>&1 &
+  op=$!
+  pids+=($op)
+}
+start_operator
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 rss_mib() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status"; }
@@ -205,3 +210,25 @@ for key, count in sorted(by_template.items(), key=lambda kv: -kv[1]):
 print(f"operator: RSS {rss} MiB at the end, peak {peak} MiB sampled; CPU {int(op_t)/hz:.1f} s ({int(op_t)/hz/elapsed*100:.0f}% of one core)")
 print(f"kube emulator CPU {int(kube_t)/hz:.1f} s ({int(kube_t)/hz/elapsed*100:.0f}%); entra emulator CPU {int(entra_t)/hz:.1f} s ({int(entra_t)/hz/elapsed*100:.0f}%)")
 PY
+
+if [ "${RESYNC:-0}" = 1 ] && [ "$ready" -ge "$n" ]; then
+  count_requests() { curl -sk "$control/requests" | python3 -c "
+import json,sys; c=json.load(sys.stdin)['counts']
+w=sum(v for k,v in c.items() if not k.startswith('GET') and not k.endswith('token') and not k.endswith('\$batch'))
+r=sum(v for k,v in c.items() if k.startswith('GET'))
+print(w, r)"; }
+  read -r w0 r0 < <(count_requests)
+  kill "$op"; wait "$op" 2>/dev/null || true
+  rstart=$(date +%s.%N)
+  start_operator
+  last=; quiet=0
+  while [ "$quiet" -lt 2 ]; do
+    sleep 5
+    now_counts=$(count_requests)
+    if [ "$now_counts" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; last=$now_counts; fi
+  done
+  read -r w1 r1 <<<"$last"
+  python3 -c "
+n=$n; w=$w1-$w0; r=$r1-$r0
+print(f'resync after a restart, nothing changed: {w} writes, {r} reads ({r/n:.2f} per resource), settled within {$(date +%s.%N)-$rstart-10:.0f} s')"
+fi

@@ -698,7 +698,10 @@ async fn secret_claims(
     if ours_written.is_empty() {
         return Ok(claims);
     }
-    let ours = (obj.creation_timestamp(), obj.name_any());
+    let ours = (
+        obj.meta().creation_timestamp.as_ref(),
+        obj.meta().name.as_deref(),
+    );
     let namespace = obj.namespace().unwrap_or_default();
     let others: Vec<std::sync::Arc<AppRegistration>> =
         match ctx.app_registrations_in(&namespace).await {
@@ -712,7 +715,12 @@ async fn secret_claims(
                 .collect(),
         };
     for other in others {
-        if other.uid() == obj.uid() || (other.creation_timestamp(), other.name_any()) >= ours {
+        // Compared by reference: this runs over every AppRegistration of the namespace.
+        let theirs = (
+            other.meta().creation_timestamp.as_ref(),
+            other.meta().name.as_deref(),
+        );
+        if theirs >= ours || other.uid() == obj.uid() {
             continue;
         }
         for name in written_secret_names(&other) {

@@ -75,7 +75,7 @@ use crate::metrics::CredentialLabels;
 
 use self::execute::{StatusWriter, sync_credentials, sync_graph};
 use self::observe::{observe_policy, observe_references};
-use self::references::referenced_names;
+use self::references::refers_to;
 
 /// Finalizer that lets the operator delete (or orphan) the application before the CR goes.
 pub const FINALIZER: &str = "entra.bookme.io/cleanup";
@@ -141,8 +141,7 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|candidate| {
-                    candidate.namespace() == namespace
-                        && referenced_names(&candidate.spec).contains(&name)
+                    candidate.namespace() == namespace && refers_to(&candidate.spec, &name)
                 })
                 .map(|candidate| ObjectRef::from_obj(&*candidate))
                 .collect::<Vec<_>>()

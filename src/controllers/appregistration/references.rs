@@ -50,6 +50,16 @@ impl ResolvedReferences {
 /// Names of every AppRegistration the spec refers to (pre-authorized and known clients, resource
 /// APIs).
 pub fn referenced_names(spec: &AppRegistrationSpec) -> BTreeSet<String> {
+    references(spec).map(|r| r.name.clone()).collect()
+}
+
+/// Whether the spec refers to the AppRegistration `name`, without allocating: asked of every
+/// AppRegistration in the namespace each time one changes.
+pub fn refers_to(spec: &AppRegistrationSpec, name: &str) -> bool {
+    references(spec).any(|r| r.name == name)
+}
+
+fn references(spec: &AppRegistrationSpec) -> impl Iterator<Item = &crate::api::LocalRef> {
     let pre_authorized = spec
         .api
         .iter()
@@ -64,11 +74,7 @@ pub fn referenced_names(spec: &AppRegistrationSpec) -> BTreeSet<String> {
         .required_resource_access
         .iter()
         .filter_map(|r| r.app_ref.as_ref());
-    pre_authorized
-        .chain(known_clients)
-        .chain(resources)
-        .map(|r| r.name.clone())
-        .collect()
+    pre_authorized.chain(known_clients).chain(resources)
 }
 
 /// Resolves every `appRef` of `spec` through `lookup`.

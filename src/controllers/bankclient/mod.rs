@@ -38,7 +38,7 @@ use crate::controllers::wiring::{
 use crate::metrics::HandoverLabels;
 
 use self::execute::registry_writer;
-use self::observe::{api_app_id, claims, owns_child};
+use self::observe::{api_app_id, claims_of_bank_id, owns_child};
 use self::plan::{child_name, render_child_app_registration, resolve_bank_registry};
 use crate::controllers::store_ready::StoreReady;
 
@@ -93,11 +93,11 @@ async fn apply(obj: Arc<BankClient>, ctx: &Arc<Context>, stores: &Stores) -> Res
 
     // Conflicts depend only on who claimed first, so they are known before any child exists: a
     // later claim gets no app at all (a credential the registry would never honour).
-    let holder = resolve_bank_registry(&claims(
+    let holder = resolve_bank_registry(&claims_of_bank_id(
         &stores.bank_clients,
         &stores.apps,
         &namespace,
-        None,
+        &obj.spec.bank_id,
     ))
     .conflicts
     .get(&name)
