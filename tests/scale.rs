@@ -257,3 +257,35 @@ async fn a_replicating_app_does_not_hold_the_only_worker() {
     let _ = tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
 }
+
+#[tokio::test]
+async fn registry_requests_compute_nothing_the_writer_computes_once_per_window() {
+    use entra_operator::controllers::coalesce::CoalescedConfigMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let h = Harness::start().await;
+    let computed = Arc::new(AtomicUsize::new(0));
+    let counter = computed.clone();
+    let registry =
+        CoalescedConfigMap::new("coalesce-test", Duration::from_millis(300), move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::collections::BTreeMap::from([("client".to_string(), "bank".to_string())])
+        });
+    // A burst of a thousand reconciles asking for the namespace's registry: none of them computes
+    // it (each would cost the whole namespace's registry).
+    for _ in 0..1000 {
+        registry.request(&h.ctx, NS);
+    }
+    assert_eq!(computed.load(Ordering::SeqCst), 0);
+    // The writer computes it once for the whole burst, and writes it once.
+    tokio::time::timeout(WAIT, async {
+        while registry.writes() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the registry is written");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(computed.load(Ordering::SeqCst), 1);
+    assert_eq!(registry.writes(), 1);
+}

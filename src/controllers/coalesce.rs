@@ -84,19 +84,13 @@ impl CoalescedConfigMap {
         self.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Ask for the namespace's registry to be written soon (returns at once) when it differs
-    /// from what was last written. Returns the request's number when one was made.
-    pub fn request(self: &Arc<Self>, ctx: &Arc<Context>, namespace: &str) -> Option<u64> {
-        let data = (self.compute)(namespace);
+    /// Ask for the namespace's registry to be written soon (returns at once). Nothing is computed
+    /// here: the writer computes the registry once per window, however many reconciles asked, and
+    /// skips the write when it is what was last written (computing it per request made every
+    /// BankClient reconcile cost the whole namespace's registry). Returns the request's number.
+    pub fn request(self: &Arc<Self>, ctx: &Arc<Context>, namespace: &str) -> u64 {
         let mut slots = self.slots.lock().expect("coalescer poisoned");
         let slot = slots.entry(namespace.to_string()).or_default();
-        let unchanged = slot
-            .written
-            .as_ref()
-            .is_some_and(|(written, at)| *written == data && at.elapsed() < ctx.settings.resync);
-        if unchanged && !slot.dirty {
-            return None;
-        }
         slot.dirty = true;
         slot.requested += 1;
         let number = slot.requested;
@@ -107,7 +101,7 @@ impl CoalescedConfigMap {
             let namespace = namespace.to_string();
             tokio::spawn(async move { this.writer(ctx, namespace).await });
         }
-        Some(number)
+        number
     }
 
     /// As `request`, then wait until what was last written holds `entry` (key, value): a
@@ -139,18 +133,11 @@ impl CoalescedConfigMap {
             if held {
                 return Ok(());
             }
-            let waited = match number {
-                Some(number) => {
-                    tokio::time::timeout_at(deadline, covered.wait_for(|c| *c >= number))
-                        .await
-                        .is_ok()
-                }
-                // The store has not caught up with the answer that named the entry yet.
-                None => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    tokio::time::Instant::now() < deadline
-                }
-            };
+            // Covered but not held: the store had not caught up with the answer that named the
+            // entry yet; the next request is computed from a newer store.
+            let waited = tokio::time::timeout_at(deadline, covered.wait_for(|c| *c >= number))
+                .await
+                .is_ok();
             if !waited {
                 return Err(Error::Invalid(format!(
                     "the {} ConfigMap of namespace {namespace} did not take {key} within {WAIT_FOR_WRITE:?}",
