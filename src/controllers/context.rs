@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
 
 use crate::api::AppRegistration;
 
@@ -104,7 +104,7 @@ impl Context {
     }
 
     /// Makes an AppRegistration controller's store (watching `namespace`, `None`: all) available
-    /// to [`Context::app_registrations_in`].
+    /// to [`Context::app_registrations_where`].
     pub fn register_app_store(&self, namespace: Option<String>, store: Store<AppRegistration>) {
         let ready = StoreReady::new(&store);
         self.app_stores.lock().unwrap().push(AppStore {
@@ -114,10 +114,16 @@ impl Context {
         });
     }
 
-    /// The AppRegistrations of `namespace` from a controller's store, once it holds its first full
-    /// list; `None` when no running controller watches that namespace (the caller lists instead).
-    /// May lag the API server by the watch's delay.
-    pub async fn app_registrations_in(&self, namespace: &str) -> Option<Vec<Arc<AppRegistration>>> {
+    /// The AppRegistrations of `namespace` for which `keep` holds, from a controller's store once
+    /// it holds its first full list; `None` when no running controller watches that namespace (the
+    /// caller lists instead). Filtered under the store's lock, so only matches are copied out (a
+    /// reconcile asks this of every AppRegistration in the namespace). May lag the API server by
+    /// the watch's delay.
+    pub async fn app_registrations_where(
+        &self,
+        namespace: &str,
+        keep: impl Fn(&AppRegistration) -> bool,
+    ) -> Option<Vec<Arc<AppRegistration>>> {
         let (store, ready) = {
             let stores = self.app_stores.lock().unwrap();
             let found = stores
@@ -129,13 +135,7 @@ impl Context {
         if !ready.wait().await {
             return None;
         }
-        Some(
-            store
-                .state()
-                .into_iter()
-                .filter(|a| a.namespace().as_deref() == Some(namespace))
-                .collect(),
-        )
+        Some(store.state_filter(|a| a.metadata.namespace.as_deref() == Some(namespace) && keep(a)))
     }
 
     /// Publish the bank registries to this database sink too (beside the ConfigMaps).

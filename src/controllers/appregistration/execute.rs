@@ -702,27 +702,32 @@ async fn secret_claims(
         obj.meta().creation_timestamp.as_ref(),
         obj.meta().name.as_deref(),
     );
+    // Older than this resource (by creation time, then name) and writing one of its Secrets.
+    let claims_first = |other: &AppRegistration| {
+        let theirs = (
+            other.meta().creation_timestamp.as_ref(),
+            other.meta().name.as_deref(),
+        );
+        theirs < ours
+            && other.uid() != obj.uid()
+            && written_secret_names(other)
+                .iter()
+                .any(|name| ours_written.contains(name))
+    };
     let namespace = obj.namespace().unwrap_or_default();
     let others: Vec<std::sync::Arc<AppRegistration>> =
-        match ctx.app_registrations_in(&namespace).await {
+        match ctx.app_registrations_where(&namespace, claims_first).await {
             Some(others) => others,
             None => api
                 .list(&Default::default())
                 .await?
                 .items
                 .into_iter()
+                .filter(|other| claims_first(other))
                 .map(std::sync::Arc::new)
                 .collect(),
         };
     for other in others {
-        // Compared by reference: this runs over every AppRegistration of the namespace.
-        let theirs = (
-            other.meta().creation_timestamp.as_ref(),
-            other.meta().name.as_deref(),
-        );
-        if theirs >= ours || other.uid() == obj.uid() {
-            continue;
-        }
         for name in written_secret_names(&other) {
             if ours_written.contains(&name) {
                 claims

@@ -75,7 +75,7 @@ use crate::metrics::CredentialLabels;
 
 use self::execute::{StatusWriter, sync_credentials, sync_graph};
 use self::observe::{observe_policy, observe_references};
-use self::references::refers_to;
+use self::references::Referrers;
 
 /// Finalizer that lets the operator delete (or orphan) the application before the CR goes.
 pub const FINALIZER: &str = "entra.bookme.io/cleanup";
@@ -116,7 +116,7 @@ pub async fn run(
 ) {
     let client: Client = ctx.client.clone();
     let secrets: Api<PartialObjectMeta<Secret>> = api_for(&client, &namespace);
-    let store = trigger.store.clone();
+    let referrers = std::sync::Mutex::new(Referrers::default());
     let consenting = trigger.store.clone();
     ctx.register_app_store(namespace.clone(), trigger.store.clone());
     // Status writes must not wake the resource up again (a failure message with a fresh trace ID
@@ -135,15 +135,19 @@ pub async fn run(
         )
         // An AppRegistration whose status changed may be what another one waits for (appRef).
         .watches_shared_stream(changes.events, move |changed: Arc<AppRegistration>| {
-            let namespace = changed.namespace();
+            let namespace = changed.namespace().unwrap_or_default();
             let name = changed.name_any();
-            store
-                .state()
+            referrers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .observe(
+                    &namespace,
+                    &name,
+                    &changed.spec,
+                    changed.metadata.deletion_timestamp.is_some(),
+                )
                 .into_iter()
-                .filter(|candidate| {
-                    candidate.namespace() == namespace && refers_to(&candidate.spec, &name)
-                })
-                .map(|candidate| ObjectRef::from_obj(&*candidate))
+                .map(|referrer| ObjectRef::new(&referrer).within(&namespace))
                 .collect::<Vec<_>>()
         })
         // The cluster administrator changed an EntraPolicy: what it decides (consent, adoption) is
