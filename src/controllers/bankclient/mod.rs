@@ -356,16 +356,14 @@ pub async fn run(
     .watches_shared_stream(
         bank_client_watch.subscribe(),
         move |changed: Arc<BankClient>| {
-            let namespace = changed.namespace();
-            let name = changed.name_any();
+            // Filtered under the store's lock: only the few claimants are copied out.
             store
-                .state()
-                .into_iter()
-                .filter(|c| {
-                    c.namespace() == namespace
-                        && c.name_any() != name
-                        && c.spec.bank_id == changed.spec.bank_id
+                .state_filter(|c| {
+                    c.spec.bank_id == changed.spec.bank_id
+                        && c.metadata.namespace == changed.metadata.namespace
+                        && c.metadata.name != changed.metadata.name
                 })
+                .into_iter()
                 .map(|c| ObjectRef::from_obj(&*c))
                 .collect::<Vec<_>>()
         },

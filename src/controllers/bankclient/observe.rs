@@ -18,13 +18,11 @@ pub fn live_bank_clients(
     namespace: &str,
     exclude: Option<&str>,
 ) -> Vec<Arc<BankClient>> {
-    bank_clients
-        .state()
-        .into_iter()
-        .filter(|bc| bc.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|bc| bc.metadata.deletion_timestamp.is_none())
-        .filter(|bc| Some(bc.name_any().as_str()) != exclude)
-        .collect()
+    bank_clients.state_filter(|bc| {
+        bc.metadata.namespace.as_deref() == Some(namespace)
+            && bc.metadata.deletion_timestamp.is_none()
+            && bc.metadata.name.as_deref() != exclude
+    })
 }
 
 /// The AppRegistration `name` of the namespace as the store holds it.
@@ -67,13 +65,15 @@ fn claims_where(
     exclude: Option<&str>,
     keep: impl Fn(&BankClient) -> bool,
 ) -> Vec<BankClaim> {
+    // Filtered under the store's lock: only matching BankClients are copied out.
     bank_clients
-        .state()
+        .state_filter(|bc| {
+            bc.metadata.namespace.as_deref() == Some(namespace)
+                && bc.metadata.deletion_timestamp.is_none()
+                && bc.metadata.name.as_deref() != exclude
+                && keep(bc)
+        })
         .into_iter()
-        .filter(|bc| bc.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|bc| bc.metadata.deletion_timestamp.is_none())
-        .filter(|bc| keep(bc))
-        .filter(|bc| Some(bc.name_any().as_str()) != exclude)
         .map(|bc| BankClaim {
             name: bc.name_any(),
             bank_id: bc.spec.bank_id.clone(),
