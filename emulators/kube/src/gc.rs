@@ -157,17 +157,30 @@ impl State {
     /// One garbage-collection pass: deletes dependents whose owners are all gone, cascades
     /// foreground deletions, and finishes terminating namespaces.
     pub fn gc_pass(&self) {
-        let (uids, objects): (HashSet<String>, Vec<(String, Arc<Value>)>) = {
+        // Only what this pass can act on is copied out of the store: dependents whose owners are
+        // all gone, and objects being deleted (foreground deletions, terminating namespaces).
+        // Copying every object and every uid twice a second was a third of the emulator's CPU
+        // with 30,000 objects.
+        let objects: Vec<(String, Arc<Value>)> = {
             let inner = self.store.inner.lock();
-            let uids = inner
+            let uids: HashSet<&str> = inner
                 .all_objects()
-                .filter_map(|(_, o)| o["metadata"]["uid"].as_str().map(String::from))
+                .filter_map(|(_, o)| o["metadata"]["uid"].as_str())
                 .collect();
-            let objs = inner
+            inner
                 .all_objects()
+                .filter(|(_, o)| {
+                    let meta = &o["metadata"];
+                    !meta["deletionTimestamp"].is_null()
+                        || meta["ownerReferences"].as_array().is_some_and(|refs| {
+                            !refs.is_empty()
+                                && refs
+                                    .iter()
+                                    .all(|r| !uids.contains(r["uid"].as_str().unwrap_or("")))
+                        })
+                })
                 .map(|(k, o)| (k.clone(), o.clone()))
-                .collect();
-            (uids, objs)
+                .collect()
         };
         let ri_for = |key: &str, o: &Value| -> Option<ReqInfo> {
             let rt = self.type_by_key(key)?;
@@ -184,9 +197,6 @@ impl State {
             // Dependents of deleted owners.
             if let Some(refs) = meta["ownerReferences"].as_array()
                 && !refs.is_empty()
-                && refs
-                    .iter()
-                    .all(|r| !uids.contains(r["uid"].as_str().unwrap_or("")))
                 && meta["deletionTimestamp"].is_null()
                 && let Some(ri) = ri_for(key, o)
             {
@@ -230,10 +240,13 @@ impl State {
             // Terminating namespaces.
             if key == "/namespaces" && !meta["deletionTimestamp"].is_null() {
                 let ns = meta["name"].as_str().unwrap_or("");
-                let content: Vec<(String, Arc<Value>)> = objects
-                    .iter()
+                let content: Vec<(String, Arc<Value>)> = self
+                    .store
+                    .inner
+                    .lock()
+                    .all_objects()
                     .filter(|(_, x)| x["metadata"]["namespace"].as_str() == Some(ns))
-                    .cloned()
+                    .map(|(k, x)| (k.clone(), x.clone()))
                     .collect();
                 let mut remaining = 0;
                 for (ck, c) in content {

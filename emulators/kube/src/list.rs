@@ -38,7 +38,7 @@ impl State {
             {
                 continue;
             }
-            if !labels.matches(o) || !fields.matches_fields(&with_ns_field(o)) {
+            if !labels.matches(o) || !matches_field_selector(&fields, o) {
                 continue;
             }
             if limit > 0 && out.len() >= limit {
@@ -56,6 +56,12 @@ impl State {
         }
         Ok((out, meta))
     }
+}
+
+/// Whether `o` matches a field selector; an empty selector matches without copying `o` (lists
+/// and watches of thousands of objects paid a copy of each).
+pub(crate) fn matches_field_selector(fields: &LabelSelector, o: &Value) -> bool {
+    fields.is_empty() || fields.matches_fields(&with_ns_field(o))
 }
 
 pub(crate) fn with_ns_field(o: &Value) -> Value {

@@ -11,7 +11,7 @@ use hyper::{Response, header};
 use serde_json::{Value, json};
 
 use crate::api_error::{ApiError, error_response};
-use crate::list::with_ns_field;
+use crate::list::matches_field_selector;
 use crate::request::{Params, ReqInfo};
 use crate::resources::status_error;
 use crate::selectors::{LabelSelector, parse_field_selector};
@@ -121,8 +121,7 @@ pub(crate) async fn watch(
                     let line = format!("{}\n", json!({"type": kind, "object": o}));
                     Some(Bytes::from(line))
                 };
-                let matches =
-                    |o: &Value| labels.matches(o) && fields.matches_fields(&with_ns_field(o));
+                let matches = |o: &Value| labels.matches(o) && matches_field_selector(&fields, o);
                 for e in replay {
                     if !matches(&e.object) {
                         continue;
