@@ -324,7 +324,7 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
                             ),
                         ))
                     } else if want_meta {
-                        let items: Vec<Value> = items.iter().map(partial_metadata).collect();
+                        let items: Vec<Value> = items.iter().map(table::partial_metadata).collect();
                         Ok((
                             200,
                             json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
@@ -361,7 +361,7 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
                             ),
                         ))
                     } else if want_meta {
-                        Ok((200, partial_metadata(&o)))
+                        Ok((200, table::partial_metadata(&o)))
                     } else {
                         Ok((200, o))
                     }
@@ -444,10 +444,4 @@ pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(e),
     }
-}
-
-/// An object as `meta.k8s.io/v1` `PartialObjectMetadata`: its metadata only (no spec, status or
-/// Secret data).
-pub(crate) fn partial_metadata(o: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
 }

@@ -104,7 +104,7 @@ pub(crate) async fn watch(
                 let render = |kind: &str, obj: &Value, first: &mut bool| -> Option<Bytes> {
                     let mut o = st.output(&ri.rt, &ri.version, obj);
                     if shape == Shape::Metadata && kind != "BOOKMARK" {
-                        o = crate::http::partial_metadata(&o);
+                        o = table::partial_metadata(&o);
                     }
                     if shape == Shape::Table {
                         let rv = o["metadata"]["resourceVersion"].clone();
