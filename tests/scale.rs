@@ -289,3 +289,43 @@ async fn registry_requests_compute_nothing_the_writer_computes_once_per_window()
     assert_eq!(computed.load(Ordering::SeqCst), 1);
     assert_eq!(registry.writes(), 1);
 }
+
+/// One AppRegistration watch feeds every controller: the AppRegistration controller's kube
+/// `Controller` waits for the store through `Store::wait_until_ready` (which wakes a single
+/// waiter), and BankClient reconciles and the Secret-claim check wait for the same store. Every
+/// one of them must wake (a BankClient controller once never reconciled).
+#[tokio::test]
+async fn every_waiter_on_the_shared_app_store_wakes() {
+    use entra_operator::controllers::wiring::SharedWatch;
+    let h = Harness::start().await;
+    let apps = SharedWatch::<AppRegistration>::new();
+    let feeds: Vec<_> = (0..4).map(|_| apps.feed()).collect();
+    let controller_wait = {
+        let store = feeds[0].store.clone();
+        tokio::spawn(async move { store.wait_until_ready().await.is_ok() })
+    };
+    let ours: Vec<_> = feeds
+        .iter()
+        .map(|f| {
+            let ready = f.ready.clone();
+            tokio::spawn(async move { ready.wait().await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let watch = tokio::spawn(apps.run(h.api::<AppRegistration>(NS), Default::default()));
+    assert!(
+        tokio::time::timeout(WAIT, controller_wait)
+            .await
+            .unwrap()
+            .unwrap()
+    );
+    for waiter in ours {
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .expect("a waiter on the shared store was never woken")
+                .unwrap()
+        );
+    }
+    watch.abort();
+}

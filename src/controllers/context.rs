@@ -105,8 +105,12 @@ impl Context {
 
     /// Makes an AppRegistration controller's store (watching `namespace`, `None`: all) available
     /// to [`Context::app_registrations_where`].
-    pub fn register_app_store(&self, namespace: Option<String>, store: Store<AppRegistration>) {
-        let ready = StoreReady::new(&store);
+    pub fn register_app_store(
+        &self,
+        namespace: Option<String>,
+        store: Store<AppRegistration>,
+        ready: StoreReady,
+    ) {
         self.app_stores.lock().unwrap().push(AppStore {
             namespace,
             store,

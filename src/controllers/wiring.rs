@@ -13,6 +13,7 @@ use tracing::{debug, warn};
 
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
+use crate::controllers::store_ready::{MarkReady, StoreReady};
 use crate::metrics::{KindLabels, ReconcileLabels};
 
 /// Hash of what a reconcile depends on in the object itself (not its status): status writes must
@@ -148,6 +149,9 @@ where
 {
     pub store: reflector::Store<K>,
     writer: reflector::store::Writer<K>,
+    /// Set by the watch once the store holds its first full list.
+    pub ready: StoreReady,
+    mark_ready: MarkReady,
 }
 
 impl<K> SharedWatch<K>
@@ -162,7 +166,13 @@ where
 {
     pub fn new() -> Self {
         let (store, writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
-        SharedWatch { store, writer }
+        let (mark_ready, ready) = StoreReady::pair();
+        SharedWatch {
+            store,
+            writer,
+            ready,
+            mark_ready,
+        }
     }
 
     /// Every object the store takes in (applied or listed again), after it took it in.
@@ -178,6 +188,7 @@ where
         Feed {
             store: self.store.clone(),
             events: self.subscribe(),
+            ready: self.ready.clone(),
         }
     }
 
@@ -188,14 +199,19 @@ where
         api: Api<K>,
         config: watcher::Config,
     ) -> impl std::future::Future<Output = ()> {
+        let mark_ready = self.mark_ready;
         watcher::watcher(api, config)
             .default_backoff()
             .modify(strip_managed_fields::<K>)
             .reflect_shared(self.writer)
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    warn!(error = %e, "watch failed; retrying with backoff");
+            .for_each(move |event| {
+                match event {
+                    // The reflector has applied it: the store holds the whole list.
+                    Ok(watcher::Event::InitDone) => mark_ready.mark(),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "watch failed; retrying with backoff"),
                 }
+                std::future::ready(())
             })
     }
 }
@@ -207,6 +223,9 @@ where
 {
     pub store: reflector::Store<K>,
     pub events: reflector::ReflectHandle<K>,
+    /// The store holds its first full list (never through `Store::wait_until_ready`, which wakes
+    /// only one of several waiters; see [`StoreReady`]).
+    pub ready: StoreReady,
 }
 
 impl<K> Default for SharedWatch<K>

@@ -317,6 +317,12 @@ pub fn table_for(
     t
 }
 
+/// An object as `meta.k8s.io/v1` `PartialObjectMetadata`: its metadata only (no spec, status or
+/// Secret data).
+pub(crate) fn partial_metadata(o: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,10 +348,4 @@ mod tests {
         assert_eq!(human_duration(-2), "<invalid>");
         assert_eq!(human_duration(-86400 * 90), "<invalid>");
     }
-}
-
-/// An object as `meta.k8s.io/v1` `PartialObjectMetadata`: its metadata only (no spec, status or
-/// Secret data).
-pub(crate) fn partial_metadata(o: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]})
 }

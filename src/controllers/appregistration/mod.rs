@@ -118,7 +118,11 @@ pub async fn run(
     let secrets: Api<PartialObjectMeta<Secret>> = api_for(&client, &namespace);
     let referrers = std::sync::Mutex::new(Referrers::default());
     let consenting = trigger.store.clone();
-    ctx.register_app_store(namespace.clone(), trigger.store.clone());
+    ctx.register_app_store(
+        namespace.clone(),
+        trigger.store.clone(),
+        trigger.ready.clone(),
+    );
     // Status writes must not wake the resource up again (a failure message with a fresh trace ID
     // would otherwise turn into a retry loop that ignores backoff).
     let stream = Controller::for_shared_stream(spec_changes(trigger.events), trigger.store)

@@ -342,7 +342,7 @@ pub async fn run(
             apps.store.clone(),
             DEFAULT_WINDOW,
         ),
-        apps_ready: StoreReady::new(&apps.store),
+        apps_ready: apps.ready.clone(),
     };
     let store = stores.bank_clients.clone();
     let stream = Controller::for_shared_stream(
