@@ -707,3 +707,142 @@ async fn known_client_applications_follow_the_spec() {
         "the removed entry is removed"
     );
 }
+
+/// Creates the AppRegistration `name` with a service principal and waits for Ready; returns the
+/// service principal's object ID. Creating costs the application's and the service principal's
+/// upsert and nothing else: no owner is added up front.
+async fn create_with_service_principal(h: &Harness, name: &str) -> String {
+    h.entra.clear_requests();
+    h.apply(app(name, json!({"displayName": name}))).await;
+    let status = wait_ready(h, name).await.status.unwrap();
+    settle(h, name).await;
+    assert_eq!(
+        graph_writes(h),
+        vec![
+            "PATCH /v1.0/applications(uniqueName='{uniqueName}')".to_string(),
+            "PATCH /v1.0/servicePrincipals(appId='{appId}')".to_string(),
+        ],
+        "two writes per new resource"
+    );
+    let sp = status.service_principal_id.expect("service principal");
+    let owners = h
+        .ctx
+        .graph
+        .list_service_principal_owners(&sp)
+        .await
+        .unwrap();
+    assert!(owners.is_empty(), "the creator is no owner: {owners:?}");
+    sp
+}
+
+/// Graph does not document that the creator of a service principal owns it; the emulator takes the
+/// stricter reading (no owner), so with `Application.ReadWrite.OwnedBy` a change to the service
+/// principal is refused until the operator adds itself as its owner, which needs
+/// `Directory.Read.All`.
+#[tokio::test]
+async fn changing_a_service_principal_under_owned_by_makes_the_operator_its_owner() {
+    let mut h = Harness::start().await;
+    let roles: Vec<&str> = support::LEAST_PRIVILEGE
+        .iter()
+        .chain(&["Directory.Read.All"])
+        .copied()
+        .collect();
+    h.entra.set_operator_graph_roles(&roles);
+    h.start_controllers();
+    let sp = create_with_service_principal(&h, "guarded").await;
+    let operator = h
+        .entra
+        .operator_credentials()
+        .service_principal_id
+        .to_lowercase();
+
+    h.entra.clear_requests();
+    let status = edit(
+        &h,
+        "guarded",
+        json!({"servicePrincipal": {"appRoleAssignmentRequired": true}}),
+    )
+    .await
+    .status
+    .unwrap();
+    settle(&h, "guarded").await;
+    assert_eq!(
+        graph_writes(&h),
+        vec![
+            "PATCH /v1.0/servicePrincipals/{id}".to_string(),
+            "POST /v1.0/servicePrincipals/{id}/owners/$ref".to_string(),
+            "PATCH /v1.0/servicePrincipals/{id}".to_string(),
+        ],
+        "refused, the operator becomes owner, the change goes through"
+    );
+    let owners: Vec<String> = h
+        .ctx
+        .graph
+        .list_service_principal_owners(&sp)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id.to_lowercase())
+        .collect();
+    assert_eq!(owners, [operator]);
+    let fetched = h
+        .ctx
+        .graph
+        .get_service_principal_by_app_id(status.app_id.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(fetched.app_role_assignment_required, Some(true));
+
+    // An owner now: the next change is one PATCH.
+    h.entra.clear_requests();
+    edit(
+        &h,
+        "guarded",
+        json!({"servicePrincipal": {"appRoleAssignmentRequired": true, "enabledForSignIn": false}}),
+    )
+    .await;
+    settle(&h, "guarded").await;
+    assert_eq!(
+        graph_writes(&h),
+        vec!["PATCH /v1.0/servicePrincipals/{id}".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn without_directory_read_all_a_service_principal_change_reports_graph_forbidden_naming_it() {
+    let mut h = Harness::start().await;
+    h.start_controllers();
+    let sp = create_with_service_principal(&h, "stuck").await;
+    h.api::<AppRegistration>(NS)
+        .patch(
+            "stuck",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"servicePrincipal": {"appRoleAssignmentRequired": true}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let (_, _, message) = h
+        .wait_for("GraphForbidden naming Directory.Read.All", WAIT, || async {
+            let obj = get(&h, "stuck").await;
+            let current =
+                obj.status.as_ref().and_then(|s| s.observed_generation) == obj.metadata.generation;
+            condition(&obj, "Ready")
+                .filter(|(s, r, _)| current && s == "False" && r == "GraphForbidden")
+        })
+        .await;
+    assert!(message.contains("Directory.Read.All"), "{message}");
+    assert!(
+        message.contains("PATCH /servicePrincipals/{id}")
+            && message.contains("Insufficient privileges to complete the operation."),
+        "the service principal's own 403, with Graph's message: {message}"
+    );
+    let owners = h
+        .ctx
+        .graph
+        .list_service_principal_owners(&sp)
+        .await
+        .unwrap();
+    assert!(owners.is_empty(), "{owners:?}");
+}

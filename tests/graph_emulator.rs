@@ -788,3 +788,83 @@ async fn a_federated_credential_description_can_be_cleared() {
         .unwrap();
     assert_eq!(listed[0].description.as_deref().unwrap_or(""), "");
 }
+
+/// An upsert that finds a service principal the operator does not own (under
+/// `Application.ReadWrite.OwnedBy` its creator is no owner: the emulator's stricter reading) makes
+/// the operator its owner and is sent once more; without `Directory.Read.All` the upsert's own 403
+/// stands, naming that permission.
+#[tokio::test]
+async fn an_upsert_that_finds_a_service_principal_it_does_not_own_makes_the_operator_its_owner() {
+    let emu = EntraEmulator::start(EmulatorConfig::default())
+        .await
+        .unwrap();
+    let operator = emu
+        .operator_credentials()
+        .service_principal_id
+        .to_lowercase();
+    emu.set_operator_graph_roles(&["Application.ReadWrite.OwnedBy"]);
+    let graph = secret_client(&emu);
+    let (_, sp, _) = app_with_sp(&graph, "sp-upsert").await;
+    let app_id = graph
+        .get_application_by_unique_name("sp-upsert")
+        .await
+        .unwrap()
+        .app_id
+        .unwrap();
+    assert!(
+        graph
+            .list_service_principal_owners(&sp)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        graph.own_service_principal_id().await.unwrap().as_deref(),
+        Some(operator.as_str()),
+        "the oid of the operator's token"
+    );
+
+    let body = json!({"appRoleAssignmentRequired": true});
+    match graph
+        .upsert_service_principal_by_app_id(&app_id, &body)
+        .await
+    {
+        Err(GraphError::Forbidden {
+            detail,
+            likely_missing_permission,
+        }) => {
+            assert_eq!(detail.operation, "PATCH /servicePrincipals(appId=…)");
+            assert!(
+                likely_missing_permission.is_some_and(|p| p.starts_with("Directory.Read.All")),
+                "{likely_missing_permission:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    emu.set_operator_graph_roles(&["Application.ReadWrite.OwnedBy", "Directory.Read.All"]);
+    let graph = secret_client(&emu);
+    emu.clear_requests();
+    let again = graph
+        .upsert_service_principal_by_app_id(&app_id, &body)
+        .await
+        .unwrap();
+    assert_eq!(again, Upserted::Updated);
+    assert_eq!(
+        emu.request_count("POST", "/v1.0/servicePrincipals/{id}/owners/$ref"),
+        1
+    );
+    let owners: Vec<String> = graph
+        .list_service_principal_owners(&sp)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id.to_lowercase())
+        .collect();
+    assert_eq!(owners, [operator]);
+    let fetched = graph
+        .get_service_principal_by_app_id(&app_id)
+        .await
+        .unwrap();
+    assert_eq!(fetched.app_role_assignment_required, Some(true));
+}

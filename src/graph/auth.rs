@@ -325,6 +325,8 @@ pub struct TokenClaims {
     pub azp: Option<String>,
     /// Client app id (v1 tokens).
     pub appid: Option<String>,
+    /// Object ID of the caller; in an app-only token, the client's service principal.
+    pub oid: Option<String>,
     /// Application permissions granted in that tenant; empty when none.
     #[serde(deserialize_with = "string_or_list")]
     pub roles: Vec<String>,

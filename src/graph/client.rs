@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use url::Url;
 
-use super::auth::{AzureIdentityTokenSource, TokenSource, build_http_client};
+use super::auth::{AzureIdentityTokenSource, TokenClaims, TokenSource, build_http_client};
 use super::config::{DEFAULT_AUTHORITY_HOST, GraphConfig};
 use super::error::{
     GraphError, Permission, describe_reqwest_error, is_no_backing_application, map_status,
@@ -327,6 +327,13 @@ impl GraphClient {
     /// Fetches a token now: a readiness check that the credential works.
     pub async fn check_authentication(&self) -> Result<(), GraphError> {
         self.inner.tokens.token().await.map(|_| ())
+    }
+
+    /// The claims of the token this client sends to Graph (decoded, not verified: it came from
+    /// the token endpoint). The token itself never leaves this function.
+    pub(crate) async fn token_claims(&self) -> Result<TokenClaims, GraphError> {
+        let token = self.inner.tokens.token().await?;
+        TokenClaims::decode_unverified(token.expose())
     }
 
     /// Marks keys (object id, appId, uniqueName) as just created, so 404s on them are retried as

@@ -251,6 +251,8 @@ pub enum Permission {
     CrossTenantInformationReadBasicAll,
     /// `GET /users/{userPrincipalName}` (owners named by user principal name; opt-in).
     UserReadAll,
+    /// With `Application.ReadWrite.OwnedBy`: adding an owner to a service principal.
+    DirectoryReadAll,
     /// Not a Graph permission (token endpoint, `$batch` envelope).
     None,
 }
@@ -268,6 +270,7 @@ impl Permission {
                 Some("CrossTenantInformation.ReadBasic.All")
             }
             Permission::UserReadAll => Some("User.Read.All"),
+            Permission::DirectoryReadAll => Some("Directory.Read.All"),
             Permission::None => None,
         }
     }
@@ -415,6 +418,7 @@ mod tests {
             ),
             (Permission::ApplicationReadAll, "Application.Read.All"),
             (Permission::UserReadAll, "User.Read.All"),
+            (Permission::DirectoryReadAll, "Directory.Read.All"),
         ] {
             let err = map(403, body, permission);
             let GraphError::Forbidden {

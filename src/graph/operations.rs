@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::auth::{TokenProbe, request_client_credentials};
 use super::client::{Call, GraphClient, Kind, encode, odata_str};
-use super::error::{GraphError, Permission};
+use super::error::{GraphError, OptionalExt, Permission};
 use super::models::{
     AppRoleAssignment, Application, DirectoryObject, FederatedIdentityCredential, KeyCredential,
     NewPasswordCredential, OAuth2PermissionGrant, PasswordCredentialRequest, ServicePrincipal,
@@ -18,10 +18,15 @@ use super::secret::SecretString;
 use Permission::{
     AppRoleAssignmentReadWriteAll as ROLE_ASSIGN, ApplicationReadAll as APP_READ,
     ApplicationReadWriteOwnedBy as APP_WRITE, CrossTenantInformationReadBasicAll as TENANT_READ,
-    DelegatedPermissionGrantReadWriteAll as GRANTS, UserReadAll as USER_READ,
+    DelegatedPermissionGrantReadWriteAll as GRANTS, DirectoryReadAll as DIRECTORY_READ,
+    UserReadAll as USER_READ,
 };
 
 const CREATE_IF_MISSING: &str = "create-if-missing";
+
+/// What a service principal write refused with 403 most likely lacks, once the operator could not
+/// make itself an owner of that service principal either.
+pub const SERVICE_PRINCIPAL_OWNER_HINT: &str = "Directory.Read.All (with Application.ReadWrite.OwnedBy it makes itself an owner of the service principal, which a change to it needs; or Application.ReadWrite.All)";
 
 fn app_keys(app: &Application) -> Vec<String> {
     [&app.id, &app.app_id, &app.unique_name]
@@ -459,6 +464,10 @@ impl GraphClient {
 
     /// `PATCH /servicePrincipals(appId='…')` with `Prefer: create-if-missing`. Retries Graph's
     /// "does not reference a valid application object" while the new app replicates.
+    ///
+    /// A 403 when the service principal exists already (the upsert changed it rather than created
+    /// it): the operator makes itself its owner and sends the upsert once more (see
+    /// [`Self::update_service_principal`]).
     pub async fn upsert_service_principal_by_app_id(
         &self,
         app_id: &str,
@@ -478,10 +487,31 @@ impl GraphClient {
         .keys([sp_app_key(app_id), app_id.to_string()])
         .retry_no_backing_app();
         self.await_replicated(&app_by_app_id_call(app_id)).await?;
-        self.upsert(&call, sp_keys).await
+        match self.upsert(&call, sp_keys).await {
+            Err(refused @ GraphError::Forbidden { .. }) => {
+                // Creating was refused (an application the operator does not own): nothing to own.
+                let existing = self
+                    .get_service_principal_by_app_id(app_id)
+                    .await
+                    .optional()?
+                    .and_then(|sp| sp.id);
+                let Some(id) = existing else {
+                    return Err(refused);
+                };
+                self.become_service_principal_owner(&id, refused).await?;
+                self.upsert(&call, sp_keys).await
+            }
+            other => other,
+        }
     }
 
     /// `PATCH /servicePrincipals/{id}` with only the fields to change.
+    ///
+    /// Whether Graph makes the creator of a service principal its owner is undocumented; with
+    /// `Application.ReadWrite.OwnedBy` only an owner may change it. So a 403 makes the operator add
+    /// its own service principal as an owner (`POST …/owners/$ref`, which needs `Directory.Read.All`
+    /// besides `OwnedBy`) and send the PATCH once more. Nothing is added before a write is refused:
+    /// creating a service principal costs no extra write.
     pub async fn update_service_principal(
         &self,
         id: &str,
@@ -496,7 +526,105 @@ impl GraphClient {
         )
         .json(patch)?
         .keys([id]);
-        self.send(&call).await
+        match self.send(&call).await {
+            Err(refused @ GraphError::Forbidden { .. }) => {
+                self.become_service_principal_owner(id, refused).await?;
+                self.send(&call).await
+            }
+            other => other,
+        }
+    }
+
+    /// After `refused` (a 403 on a write to service principal `id`): adds the operator's own
+    /// service principal as an owner of `id`. `Ok` when it is one now (also when it already was);
+    /// `refused` itself, naming [`SERVICE_PRINCIPAL_OWNER_HINT`], when Graph refuses that too or
+    /// the operator's object ID is unknown; any other error as it came.
+    async fn become_service_principal_owner(
+        &self,
+        id: &str,
+        refused: GraphError,
+    ) -> Result<(), GraphError> {
+        let GraphError::Forbidden { detail, .. } = refused else {
+            return Err(refused);
+        };
+        let refused = GraphError::Forbidden {
+            detail,
+            likely_missing_permission: Some(SERVICE_PRINCIPAL_OWNER_HINT),
+        };
+        let Some(me) = self.own_service_principal_id().await? else {
+            return Err(refused);
+        };
+        match self.add_service_principal_owner(id, &me).await {
+            Ok(()) => Ok(()),
+            Err(GraphError::Forbidden { .. }) => Err(refused),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The object ID of the operator's own service principal: the `oid` claim of its Graph token
+    /// (in an app-only token, the client's service principal), else read by the token's appId.
+    pub async fn own_service_principal_id(&self) -> Result<Option<String>, GraphError> {
+        let claims = self.token_claims().await?;
+        if let Some(oid) = claims.oid.as_deref().filter(|o| !o.is_empty()) {
+            return Ok(Some(oid.to_string()));
+        }
+        let Some(app_id) = claims.client_app_id() else {
+            return Ok(None);
+        };
+        let call = Call::get(
+            format!("/servicePrincipals(appId={})?$select=id", odata_str(app_id)),
+            "/servicePrincipals(appId=…)",
+            APP_READ,
+            1,
+        );
+        let sp: Option<ServicePrincipal> = self.fetch(&call).await.optional()?;
+        Ok(sp.and_then(|sp| sp.id))
+    }
+
+    /// `GET /servicePrincipals/{id}/owners`.
+    pub async fn list_service_principal_owners(
+        &self,
+        service_principal_id: &str,
+    ) -> Result<Vec<DirectoryObject>, GraphError> {
+        let call = Call::get(
+            format!("/servicePrincipals/{}/owners", encode(service_principal_id)),
+            "/servicePrincipals/{id}/owners",
+            APP_READ,
+            1,
+        )
+        .keys([service_principal_id]);
+        self.list(call).await
+    }
+
+    /// `POST /servicePrincipals/{id}/owners/$ref`. An owner that is already one is success.
+    /// [Add owner](https://learn.microsoft.com/graph/api/serviceprincipal-post-owners): with
+    /// `Application.ReadWrite.OwnedBy` it also needs `Directory.Read.All`.
+    pub async fn add_service_principal_owner(
+        &self,
+        service_principal_id: &str,
+        owner_object_id: &str,
+    ) -> Result<(), GraphError> {
+        let reference = format!(
+            "{}/v1.0/directoryObjects/{}",
+            self.inner.endpoint,
+            encode(owner_object_id)
+        );
+        let call = Call::new(
+            Method::POST,
+            format!(
+                "/servicePrincipals/{}/owners/$ref",
+                encode(service_principal_id)
+            ),
+            "/servicePrincipals/{id}/owners/$ref",
+            DIRECTORY_READ,
+            Kind::Write,
+        )
+        .json(&json!({ "@odata.id": reference }))?
+        .keys([service_principal_id]);
+        match self.send(&call).await {
+            Err(GraphError::Conflict(_)) => Ok(()),
+            other => other,
+        }
     }
 
     // ---- application permissions (app role assignments) -----------------------------------

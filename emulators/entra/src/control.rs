@@ -127,7 +127,15 @@ pub(crate) fn dump(st: &State) -> Value {
                     v
                 })
                 .collect();
-            let sps: Vec<Value> = t.sps.values().map(|s| st.render_sp(t, s)).collect();
+            let sps: Vec<Value> = t
+                .sps
+                .values()
+                .map(|s| {
+                    let mut v = st.render_sp(t, s);
+                    v["owners"] = json!(s.owners);
+                    v
+                })
+                .collect();
             let assignments: Vec<Value> = t
                 .assignments
                 .values()

@@ -615,6 +615,9 @@ pub(crate) struct Sp {
     pub(crate) props: Map<String, Value>,
     pub(crate) created: Timestamp,
     pub(crate) visible_at: Timestamp,
+    /// Object ids of its owners (lowercase). A new service principal has none: Graph does not
+    /// document that its creator becomes an owner, so the emulator takes the stricter reading.
+    pub(crate) owners: Vec<String>,
 }
 
 impl Sp {
@@ -629,6 +632,7 @@ impl Sp {
             props: Map::new(),
             created,
             visible_at,
+            owners: Vec::new(),
         }
     }
 
@@ -653,6 +657,7 @@ impl Sp {
             props,
             created: now,
             visible_at: now,
+            owners: Vec::new(),
         }
     }
 }

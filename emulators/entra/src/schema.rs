@@ -509,6 +509,31 @@ mod tests {
     }
 
     #[test]
+    fn owner_references_are_not_entities() {
+        // `owners/$ref` bodies are `@odata.id` references, and `GET …/owners` lists directory
+        // objects of several types: neither is checked as the addressed entity.
+        let reference = json!({"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/0a0e0000-0000-4000-8000-0000000000aa"});
+        for t in [
+            "/v1.0/applications/{id}/owners/$ref",
+            "/v1.0/servicePrincipals/{id}/owners/$ref",
+            "/v1.0/servicePrincipals(appId='{appId}')/owners/$ref",
+        ] {
+            assert!(check_request(t, &reference).is_empty(), "{t}");
+        }
+        let listed = json!({"@odata.context": "x", "value": [
+            {"@odata.type": "#microsoft.graph.user", "id": "a", "userPrincipalName": "a@b"}]});
+        assert!(check_response("/v1.0/servicePrincipals/{id}/owners", &listed).is_empty());
+        // The entity itself is still checked.
+        assert!(
+            !check_request(
+                "/v1.0/servicePrincipals/{id}",
+                &json!({"owners@x": 1, "nope": 1})
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
     fn action_bodies_are_checked_against_parameters() {
         let v = check_request(
             "/v1.0/applications/{id}/addPassword",

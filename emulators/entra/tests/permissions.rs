@@ -452,3 +452,312 @@ async fn users_are_read_by_id_or_principal_name_with_a_user_reading_permission()
         "{owners:?}"
     );
 }
+
+fn reference(id: &str) -> Value {
+    json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{id}")})
+}
+
+fn owner_ids(r: &HttpResponse) -> Vec<String> {
+    r.json()["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The stricter reading (FIDELITY.md): a service principal an `OwnedBy` caller creates, through
+/// `POST /servicePrincipals` or the `appId` upsert, has no owners, and every later write to it needs
+/// the caller among the service principal's own owners; owning its application is not enough.
+#[tokio::test]
+async fn owned_by_creates_service_principals_without_owners_and_only_their_owners_change_them() {
+    let env = Env::new().await;
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.OwnedBy"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let mut app_ids = Vec::new();
+    for name in ["upserted", "posted"] {
+        let r = call_as(
+            &env,
+            &token,
+            "POST",
+            "/v1.0/applications",
+            Some(json!({"displayName": name})),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.json());
+        app_ids.push(r.json()["appId"].as_str().unwrap().to_string());
+    }
+    // Creating is allowed for an application the caller owns, both ways.
+    let by_app_id = format!("/v1.0/servicePrincipals(appId='{}')", app_ids[0]);
+    let auth = format!("Bearer {token}");
+    let r = env
+        .client
+        .send(
+            "PATCH",
+            &format!("{}{by_app_id}", env.base),
+            &[("authorization", &auth), ("prefer", "create-if-missing")],
+            Some(&json!({"appRoleAssignmentRequired": false})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "upsert creates: {}", r.json());
+    let upserted = r.json()["id"].as_str().unwrap().to_string();
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        "/v1.0/servicePrincipals",
+        Some(json!({"appId": app_ids[1]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "POST creates: {}", r.json());
+    let posted = r.json()["id"].as_str().unwrap().to_string();
+
+    for sp in [&upserted, &posted] {
+        let r = call_as(
+            &env,
+            &token,
+            "GET",
+            &format!("/v1.0/servicePrincipals/{sp}/owners"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.json());
+        assert_eq!(
+            owner_ids(&r),
+            Vec::<String>::new(),
+            "the creator is no owner"
+        );
+        let patch = format!("/v1.0/servicePrincipals/{sp}");
+        for (method, path, body) in [
+            (
+                "PATCH",
+                patch.clone(),
+                Some(json!({"appRoleAssignmentRequired": true})),
+            ),
+            ("DELETE", patch.clone(), None),
+        ] {
+            let r = call_as(&env, &token, method, &path, body).await;
+            assert_eq!(r.status, 403, "{method} {path}: {}", r.json());
+            assert_eq!(error_code(&r), "Authorization_RequestDenied");
+            assert_eq!(
+                r.json()["error"]["message"],
+                "Insufficient privileges to complete the operation."
+            );
+        }
+    }
+    // The upsert that finds the service principal is a change, not a creation.
+    let r = env
+        .client
+        .send(
+            "PATCH",
+            &format!("{}{by_app_id}", env.base),
+            &[("authorization", &auth), ("prefer", "create-if-missing")],
+            Some(&json!({"appRoleAssignmentRequired": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "upsert of an existing one: {}", r.json());
+    assert_eq!(error_code(&r), "Authorization_RequestDenied");
+
+    // As an owner of the service principal (added with the full set), OwnedBy changes it.
+    let op_sp = env.emu.operator_credentials().service_principal_id;
+    let r = env
+        .call(
+            "POST",
+            &format!("/v1.0/servicePrincipals/{upserted}/owners/$ref"),
+            Some(reference(&op_sp)),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(
+        &env,
+        &token,
+        "PATCH",
+        &format!("/v1.0/servicePrincipals/{upserted}"),
+        Some(json!({"appRoleAssignmentRequired": true})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = env
+        .client
+        .send(
+            "PATCH",
+            &format!("{}{by_app_id}", env.base),
+            &[("authorization", &auth), ("prefer", "create-if-missing")],
+            Some(&json!({"accountEnabled": false})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(
+        &env,
+        &token,
+        "GET",
+        &format!("/v1.0/servicePrincipals/{upserted}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            &r.json()["appRoleAssignmentRequired"],
+            &r.json()["accountEnabled"]
+        ),
+        (&json!(true), &json!(false))
+    );
+
+    // Application.ReadWrite.All changes any service principal, owner or not.
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.All"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(
+        &env,
+        &token,
+        "PATCH",
+        &format!("/v1.0/servicePrincipals/{posted}"),
+        Some(json!({"appRoleAssignmentRequired": true})),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(
+        &env,
+        &token,
+        "DELETE",
+        &format!("/v1.0/servicePrincipals/{posted}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+}
+
+/// "Add owner" of a service principal (serviceprincipal-post-owners): `OwnedBy` with
+/// `Directory.Read.All` adds owners to a service principal whose application (or which) the caller
+/// owns; `OwnedBy` alone cannot; a duplicate is 400; removing is `OwnedBy` as an owner.
+#[tokio::test]
+async fn adding_a_service_principal_owner_needs_directory_read_all_and_ownership() {
+    const PERSON: &str = "0a0e0000-0000-4000-8000-0000000000aa";
+    let env = Env::new().await;
+    let op_sp = env.emu.operator_credentials().service_principal_id;
+    // A foreign application (the operator removed from its owners) with a service principal.
+    let foreign = env.create_app(json!({"displayName": "foreign"})).await;
+    let foreign_sp = env.create_sp(foreign["appId"].as_str().unwrap()).await;
+    let foreign_sp = foreign_sp["id"].as_str().unwrap().to_string();
+    let r = env
+        .call(
+            "DELETE",
+            &format!(
+                "/v1.0/applications/{}/owners/{op_sp}/$ref",
+                foreign["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.OwnedBy"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        "/v1.0/applications",
+        Some(json!({"displayName": "mine"})),
+    )
+    .await;
+    let app_id = r.json()["appId"].as_str().unwrap().to_string();
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        "/v1.0/servicePrincipals",
+        Some(json!({"appId": app_id})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let sp = r.json()["id"].as_str().unwrap().to_string();
+    let owners = format!("/v1.0/servicePrincipals/{sp}/owners/$ref");
+    let r = call_as(&env, &token, "POST", &owners, Some(reference(&op_sp))).await;
+    assert_eq!(r.status, 403, "without Directory.Read.All: {}", r.json());
+    assert_eq!(error_code(&r), "Authorization_RequestDenied");
+
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.OwnedBy", "Directory.Read.All"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        &format!("/v1.0/servicePrincipals/{foreign_sp}/owners/$ref"),
+        Some(reference(&op_sp)),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        403,
+        "neither the SP nor its app owned: {}",
+        r.json()
+    );
+    // Its application's owner makes itself an owner of the service principal.
+    let r = call_as(&env, &token, "POST", &owners, Some(reference(&op_sp))).await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(&env, &token, "POST", &owners, Some(reference(&op_sp))).await;
+    assert_eq!(r.status, 400, "already an owner: {}", r.json());
+    assert_eq!(error_code(&r), "Request_BadRequest");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "One or more added object references already exist for the following modified properties: 'owners'."
+    );
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        &owners,
+        Some(json!({"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/nope"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "not an object id: {}", r.json());
+    // The appId form; then both are listed.
+    let r = call_as(
+        &env,
+        &token,
+        "POST",
+        &format!("/v1.0/servicePrincipals(appId='{app_id}')/owners/$ref"),
+        Some(reference(PERSON)),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(
+        &env,
+        &token,
+        "GET",
+        &format!("/v1.0/servicePrincipals/{sp}/owners"),
+        None,
+    )
+    .await;
+    assert_eq!(owner_ids(&r), [op_sp.to_lowercase(), PERSON.to_string()]);
+    assert_eq!(
+        r.json()["value"][0]["@odata.type"],
+        "#microsoft.graph.servicePrincipal"
+    );
+
+    // Removing an owner is OwnedBy's, as an owner of the service principal.
+    env.emu
+        .set_operator_graph_roles(&["Application.ReadWrite.OwnedBy"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let person_ref = format!("/v1.0/servicePrincipals/{sp}/owners/{PERSON}/$ref");
+    let r = call_as(&env, &token, "DELETE", &person_ref, None).await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = call_as(&env, &token, "DELETE", &person_ref, None).await;
+    assert_eq!(r.status, 404, "no longer an owner: {}", r.json());
+    let r = call_as(
+        &env,
+        &token,
+        "DELETE",
+        &format!("/v1.0/servicePrincipals/{foreign_sp}/owners/{op_sp}/$ref"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "not an owner of that one: {}", r.json());
+}

@@ -57,23 +57,7 @@ pub(super) fn app_routes(
         ("POST", "/removeKey") => remove_key(st, caller, req, &id),
         ("GET", "/owners") => {
             let t = tenant(st, caller);
-            let items = t.apps[&id]
-                .owners
-                .iter()
-                .map(|o| {
-                    if let Some(sp) = t.sps.get(o) {
-                        let mut v = st.render_sp(t, sp);
-                        v["@odata.type"] = json!("#microsoft.graph.servicePrincipal");
-                        v
-                    } else if let Some(user) = t.users.get(o) {
-                        let mut v = user.render();
-                        v["@odata.type"] = json!("#microsoft.graph.user");
-                        v
-                    } else {
-                        json!({"@odata.type": "#microsoft.graph.user", "id": o})
-                    }
-                })
-                .collect();
+            let items = render_owners(st, t, &t.apps[&id].owners);
             collection(req, "", "directoryObjects", items)
         }
         ("POST", "/owners/$ref") => add_owner(st, caller, req, &id),

@@ -86,6 +86,21 @@ pub(super) fn authorize(
         // owner. Consent also to Application.ReadWrite.All", with Directory.Read.All
         // (https://learn.microsoft.com/graph/api/application-post-owners, Permissions).
         (has(READ_WRITE_ALL) && has(DIRECTORY_READ_ALL)) || has(DIRECTORY_READ_WRITE_ALL)
+    } else if req.method == "POST"
+        && t.starts_with("/v1.0/servicePrincipals")
+        && t.ends_with("/owners/$ref")
+    {
+        // Adding an owner to a service principal: least privileged "Application.ReadWrite.OwnedBy
+        // and Directory.Read.All"; higher "Directory.Read.All and Application.ReadWrite.All",
+        // "Directory.ReadWrite.All" (https://learn.microsoft.com/graph/api/serviceprincipal-post-owners,
+        // Permissions; unlike application-post-owners, no note that OwnedBy is insufficient). Our
+        // choice: with OwnedBy, the caller must own the service principal or its application (so an
+        // OwnedBy caller can make itself owner of the service principal it created).
+        (has(READ_WRITE_ALL) && has(DIRECTORY_READ_ALL))
+            || has(DIRECTORY_READ_WRITE_ALL)
+            || (has(OWNED_BY)
+                && has(DIRECTORY_READ_ALL)
+                && (owns_sp(st, caller, t, p) || sp_of_owned_app(st, caller, req, t, p)))
     } else if t.starts_with("/v1.0/applications") || t.starts_with("/v1.0/directory/deletedItems") {
         let creating = (req.method == "POST" && t == "/v1.0/applications")
             || (req.method == "PATCH"
@@ -111,11 +126,19 @@ pub(super) fn authorize(
     } else if t.starts_with("/v1.0/servicePrincipals") {
         if read {
             has(READ_ALL) || has(DIRECTORY_READ_ALL) || has(READ_WRITE_ALL) || has(OWNED_BY)
+        } else if has(READ_WRITE_ALL) {
+            true
+        } else if creating_sp(st, caller, req, t, p) {
+            // "Create servicePrincipal" lists OwnedBy as least privileged
+            // (https://learn.microsoft.com/graph/api/serviceprincipal-post-serviceprincipals); our
+            // choice: for an application the caller owns. The new service principal has no owners
+            // (that the creator becomes one is undocumented: the stricter reading).
+            has(OWNED_BY) && sp_of_owned_app(st, caller, req, t, p)
         } else {
-            // Our choice: with OwnedBy, service principals of applications the caller owns may be
-            // created and changed (whether Graph makes the caller an owner of an SP it creates is
-            // undocumented).
-            has(READ_WRITE_ALL) || (has(OWNED_BY) && sp_of_owned_app(st, caller, req, t, p))
+            // Every other write (PATCH, the upsert hitting an existing one, DELETE, owners): only
+            // an owner of the service principal itself ([ownedby]: "cannot update any apps that it
+            // is not an owner of"); owning its application is not enough.
+            has(OWNED_BY) && owns_sp(st, caller, t, p)
         }
     } else {
         true
@@ -123,6 +146,32 @@ pub(super) fn authorize(
     if ok { Ok(()) } else { Err(denied()) }
 }
 
+/// Whether the request creates a service principal: `POST /servicePrincipals`, or the upsert by
+/// appId when no visible service principal has that appId.
+fn creating_sp(st: &State, caller: &Caller, req: &Req, t: &str, p: &[String]) -> bool {
+    match (req.method.as_str(), t) {
+        ("POST", "/v1.0/servicePrincipals") => true,
+        ("PATCH", "/v1.0/servicePrincipals(appId='{appId}')") => {
+            find_sp(st, caller, &Key::AppId(&p[0])).is_err()
+        }
+        _ => false,
+    }
+}
+
+/// Whether the caller is among the owners of the service principal the request addresses.
+fn owns_sp(st: &State, caller: &Caller, t: &str, p: &[String]) -> bool {
+    split(t, p, "servicePrincipals")
+        .and_then(|(key, _, _)| find_sp(st, caller, &key).ok())
+        .and_then(|id| tenant(st, caller).sps.get(&id))
+        .is_some_and(|sp| {
+            sp.owners
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(&caller.sp_id))
+        })
+}
+
+/// Whether the caller owns the application of the service principal the request addresses (or,
+/// for `POST /servicePrincipals`, names in its body).
 fn sp_of_owned_app(st: &State, caller: &Caller, req: &Req, t: &str, p: &[String]) -> bool {
     let app_id = if t == "/v1.0/servicePrincipals" {
         req.json()

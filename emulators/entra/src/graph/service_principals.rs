@@ -104,6 +104,25 @@ pub(super) fn sp_routes(
             remove_sp(tenant_mut(st, caller), &id);
             Ok(Resp::empty(204))
         }
+        // "List owners" (https://learn.microsoft.com/graph/api/serviceprincipal-list-owners).
+        ("GET", "/owners") => {
+            let t = tenant(st, caller);
+            let items = render_owners(st, t, &t.sps[&id].owners);
+            collection(req, "", "directoryObjects", items)
+        }
+        ("POST", "/owners/$ref") => add_sp_owner(st, caller, req, &id),
+        // "Remove owner" (https://learn.microsoft.com/graph/api/serviceprincipal-delete-owners): 204;
+        // only the reference goes. Not an owner → 404, as for applications (our choice).
+        ("DELETE", "/owners/{id}/$ref") => {
+            let owner = rest[0].to_ascii_lowercase();
+            let sp = tenant_mut(st, caller).sps.get_mut(&id).expect("sp");
+            let before = sp.owners.len();
+            sp.owners.retain(|o| *o != owner);
+            if sp.owners.len() == before {
+                return Err(not_found(&owner));
+            }
+            Ok(Resp::empty(204))
+        }
         ("GET", "/appRoleAssignedTo") | ("GET", "/appRoleAssignments") => {
             let by_resource = suffix == "/appRoleAssignedTo";
             let t = tenant(st, caller);
