@@ -363,14 +363,8 @@ impl GraphClient {
         &self,
         application_id: &str,
     ) -> Result<Vec<DirectoryObject>, GraphError> {
-        let call = Call::get(
-            format!("/applications/{}/owners", encode(application_id)),
-            "/applications/{id}/owners",
-            APP_READ,
-            1,
-        )
-        .keys([application_id]);
-        self.list(call).await
+        self.list_owners("applications", "/applications/{id}/owners", application_id)
+            .await
     }
 
     /// `POST /applications/{id}/owners/$ref`. An owner that is already one is success.
@@ -379,6 +373,46 @@ impl GraphClient {
         application_id: &str,
         owner_object_id: &str,
     ) -> Result<(), GraphError> {
+        self.add_owner(
+            "applications",
+            "/applications/{id}/owners/$ref",
+            APP_WRITE,
+            application_id,
+            owner_object_id,
+            &[application_id, owner_object_id],
+        )
+        .await
+    }
+
+    /// `GET /{collection}/{id}/owners`: the owners of an application or a service principal.
+    async fn list_owners(
+        &self,
+        collection: &str,
+        template: &'static str,
+        id: &str,
+    ) -> Result<Vec<DirectoryObject>, GraphError> {
+        let call = Call::get(
+            format!("/{collection}/{}/owners", encode(id)),
+            template,
+            APP_READ,
+            1,
+        )
+        .keys([id]);
+        self.list(call).await
+    }
+
+    /// `POST /{collection}/{id}/owners/$ref` with `owner_object_id`, under `permission`; an owner
+    /// that is already one (Graph's 400 "already exist") is success. `keys`: the objects whose
+    /// replication the write waits for.
+    async fn add_owner(
+        &self,
+        collection: &str,
+        template: &'static str,
+        permission: Permission,
+        id: &str,
+        owner_object_id: &str,
+        keys: &[&str],
+    ) -> Result<(), GraphError> {
         let reference = format!(
             "{}/v1.0/directoryObjects/{}",
             self.inner.endpoint,
@@ -386,13 +420,13 @@ impl GraphClient {
         );
         let call = Call::new(
             Method::POST,
-            format!("/applications/{}/owners/$ref", encode(application_id)),
-            "/applications/{id}/owners/$ref",
-            APP_WRITE,
+            format!("/{collection}/{}/owners/$ref", encode(id)),
+            template,
+            permission,
             Kind::Write,
         )
         .json(&json!({ "@odata.id": reference }))?
-        .keys([application_id, owner_object_id]);
+        .keys(keys.iter().copied());
         match self.send(&call).await {
             Err(GraphError::Conflict(_)) => Ok(()),
             other => other,
@@ -571,14 +605,11 @@ impl GraphClient {
         let Some(app_id) = claims.client_app_id() else {
             return Ok(None);
         };
-        let call = Call::get(
-            format!("/servicePrincipals(appId={})?$select=id", odata_str(app_id)),
-            "/servicePrincipals(appId=…)",
-            APP_READ,
-            1,
-        );
-        let sp: Option<ServicePrincipal> = self.fetch(&call).await.optional()?;
-        Ok(sp.and_then(|sp| sp.id))
+        Ok(self
+            .get_service_principal_by_app_id(app_id)
+            .await
+            .optional()?
+            .and_then(|sp| sp.id))
     }
 
     /// `GET /servicePrincipals/{id}/owners`.
@@ -586,14 +617,12 @@ impl GraphClient {
         &self,
         service_principal_id: &str,
     ) -> Result<Vec<DirectoryObject>, GraphError> {
-        let call = Call::get(
-            format!("/servicePrincipals/{}/owners", encode(service_principal_id)),
+        self.list_owners(
+            "servicePrincipals",
             "/servicePrincipals/{id}/owners",
-            APP_READ,
-            1,
+            service_principal_id,
         )
-        .keys([service_principal_id]);
-        self.list(call).await
+        .await
     }
 
     /// `POST /servicePrincipals/{id}/owners/$ref`. An owner that is already one is success.
@@ -604,27 +633,15 @@ impl GraphClient {
         service_principal_id: &str,
         owner_object_id: &str,
     ) -> Result<(), GraphError> {
-        let reference = format!(
-            "{}/v1.0/directoryObjects/{}",
-            self.inner.endpoint,
-            encode(owner_object_id)
-        );
-        let call = Call::new(
-            Method::POST,
-            format!(
-                "/servicePrincipals/{}/owners/$ref",
-                encode(service_principal_id)
-            ),
+        self.add_owner(
+            "servicePrincipals",
             "/servicePrincipals/{id}/owners/$ref",
             DIRECTORY_READ,
-            Kind::Write,
+            service_principal_id,
+            owner_object_id,
+            &[service_principal_id],
         )
-        .json(&json!({ "@odata.id": reference }))?
-        .keys([service_principal_id]);
-        match self.send(&call).await {
-            Err(GraphError::Conflict(_)) => Ok(()),
-            other => other,
-        }
+        .await
     }
 
     // ---- application permissions (app role assignments) -----------------------------------
