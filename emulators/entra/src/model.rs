@@ -319,34 +319,29 @@ pub(crate) struct Index {
     sps_by_app_id: HashMap<String, Vec<String>>,
 }
 
+impl Index {
+    fn add(map: &mut HashMap<String, Vec<String>>, key: &str, id: &str) {
+        map.entry(key.to_ascii_lowercase())
+            .or_default()
+            .push(id.to_string());
+    }
+}
+
 impl Tenant {
     /// Adds (or replaces) an application, indexed by appId and uniqueName.
     pub(crate) fn insert_app(&mut self, app: App) {
-        let id = app.id.clone();
-        self.index
-            .apps_by_app_id
-            .entry(app.app_id.to_ascii_lowercase())
-            .or_default()
-            .push(id.clone());
+        let index = &mut self.index;
+        Index::add(&mut index.apps_by_app_id, &app.app_id, &app.id);
         if let Some(u) = app.unique_name() {
-            self.index
-                .apps_by_unique_name
-                .entry(u.to_ascii_lowercase())
-                .or_default()
-                .push(id.clone());
+            Index::add(&mut index.apps_by_unique_name, u, &app.id);
         }
-        self.apps.insert(id, app);
+        self.apps.insert(app.id.clone(), app);
     }
 
     /// Adds (or replaces) a service principal, indexed by appId.
     pub(crate) fn insert_sp(&mut self, sp: Sp) {
-        let id = sp.id.clone();
-        self.index
-            .sps_by_app_id
-            .entry(sp.app_id.to_ascii_lowercase())
-            .or_default()
-            .push(id.clone());
-        self.sps.insert(id, sp);
+        Index::add(&mut self.index.sps_by_app_id, &sp.app_id, &sp.id);
+        self.sps.insert(sp.id.clone(), sp);
     }
 
     pub(crate) fn sp_by_app_id(&self, app_id: &str) -> Option<&Sp> {

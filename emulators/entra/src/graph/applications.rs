@@ -69,11 +69,7 @@ pub(super) fn app_routes(
             let owner = rest[0].to_ascii_lowercase();
             let seq = st.next_seq();
             let app = tenant_mut(st, caller).apps.get_mut(&id).expect("app");
-            let before = app.owners.len();
-            app.owners.retain(|o| *o != owner);
-            if app.owners.len() == before {
-                return Err(not_found(&owner));
-            }
+            remove_owner(&mut app.owners, &owner)?;
             app.changed_seq = seq;
             Ok(Resp::empty(204))
         }

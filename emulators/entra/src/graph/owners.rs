@@ -34,6 +34,18 @@ fn push_owner(owners: &mut Vec<String>, oid: String) -> Result<(), GErr> {
     Ok(())
 }
 
+/// Removes `owner` from `owners` (only the reference goes, the directory object stays); one that
+/// is not there → 404 Request_ResourceNotFound (our choice: Graph's answer for an absent link is
+/// not documented).
+pub(super) fn remove_owner(owners: &mut Vec<String>, owner: &str) -> Result<(), GErr> {
+    let before = owners.len();
+    owners.retain(|o| o != owner);
+    if owners.len() == before {
+        return Err(not_found(owner));
+    }
+    Ok(())
+}
+
 /// `POST /applications/{id}/owners/$ref`.
 pub(super) fn add_owner(st: &mut State, caller: &Caller, req: &Req, id: &str) -> GResult {
     let oid = owner_reference(req)?;

@@ -116,11 +116,7 @@ pub(super) fn sp_routes(
         ("DELETE", "/owners/{id}/$ref") => {
             let owner = rest[0].to_ascii_lowercase();
             let sp = tenant_mut(st, caller).sps.get_mut(&id).expect("sp");
-            let before = sp.owners.len();
-            sp.owners.retain(|o| *o != owner);
-            if sp.owners.len() == before {
-                return Err(not_found(&owner));
-            }
+            remove_owner(&mut sp.owners, &owner)?;
             Ok(Resp::empty(204))
         }
         ("GET", "/appRoleAssignedTo") | ("GET", "/appRoleAssignments") => {
