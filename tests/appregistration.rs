@@ -324,12 +324,7 @@ async fn an_owner_removed_from_the_spec_leaves_entra_and_one_the_operator_did_no
     let mut h = Harness::start().await;
     // Adding owners needs Application.ReadWrite.All and Directory.Read.All on top of the least
     // privileges (README, "Required Graph permissions").
-    let roles: Vec<&str> = support::LEAST_PRIVILEGE
-        .iter()
-        .chain(support::OWNER_PERMISSIONS)
-        .copied()
-        .collect();
-    h.entra.set_operator_graph_roles(&roles);
+    h.grant_least_privilege_and(support::OWNER_PERMISSIONS);
     h.start_controllers();
     let operator = h
         .entra
@@ -380,13 +375,7 @@ async fn owners_named_by_user_principal_name_are_added_and_removed_and_an_unknow
     const A: &str = "0a0e0000-0000-4000-8000-00000000000a";
     let mut h = Harness::start().await;
     // Owners by name need User.Read.All on top of what adding owners needs.
-    let roles: Vec<&str> = support::LEAST_PRIVILEGE
-        .iter()
-        .chain(support::OWNER_PERMISSIONS)
-        .chain(&["User.Read.All"])
-        .copied()
-        .collect();
-    h.entra.set_operator_graph_roles(&roles);
+    h.grant_least_privilege_and(&[support::OWNER_PERMISSIONS, &["User.Read.All"]].concat());
     let alice = h
         .entra
         .add_user(entra_emulator::UserSpec::new(
@@ -487,12 +476,7 @@ async fn owners_named_by_user_principal_name_are_added_and_removed_and_an_unknow
 #[tokio::test]
 async fn owners_by_name_without_user_read_all_report_graph_forbidden_naming_it() {
     let mut h = Harness::start().await;
-    let roles: Vec<&str> = support::LEAST_PRIVILEGE
-        .iter()
-        .chain(&["Application.ReadWrite.All"])
-        .copied()
-        .collect();
-    h.entra.set_operator_graph_roles(&roles);
+    h.grant_least_privilege_and(&["Application.ReadWrite.All"]);
     h.entra
         .add_user(entra_emulator::UserSpec::new(
             "alice@contoso.onmicrosoft.com",
@@ -742,12 +726,7 @@ async fn create_with_service_principal(h: &Harness, name: &str) -> String {
 #[tokio::test]
 async fn changing_a_service_principal_under_owned_by_makes_the_operator_its_owner() {
     let mut h = Harness::start().await;
-    let roles: Vec<&str> = support::LEAST_PRIVILEGE
-        .iter()
-        .chain(&["Directory.Read.All"])
-        .copied()
-        .collect();
-    h.entra.set_operator_graph_roles(&roles);
+    h.grant_least_privilege_and(&["Directory.Read.All"]);
     h.start_controllers();
     let sp = create_with_service_principal(&h, "guarded").await;
     let operator = h

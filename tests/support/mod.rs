@@ -401,6 +401,14 @@ pub fn emulator_app(h: &Harness, app_id: &str) -> Option<Value> {
 }
 
 impl Harness {
+    /// The operator's identity holds the README's least-privilege permissions and `extra`.
+    pub fn grant_least_privilege_and(&self, extra: &[&str]) {
+        let roles: Vec<&str> = LEAST_PRIVILEGE.iter().chain(extra).copied().collect();
+        self.entra.set_operator_graph_roles(&roles);
+    }
+}
+
+impl Harness {
     /// Start all four controllers (AppRegistration, BankClient, TenantMapping, NaaIntegration; all
     /// namespaces) under one shutdown, as `run` does. `stop_controllers`/`kill_controllers` stop them.
     pub fn start_all_controllers(&mut self) {
