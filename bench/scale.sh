@@ -16,9 +16,10 @@
 #
 # Environment: BIN (default target/release), THROTTLING (real), REPLICATION_DELAY_MS (2000),
 # LIMIT_FACTOR (with THROTTLING=scaled: every Graph budget times this, windows unchanged; the
-# operator's GRAPH_WRITE_BUDGET and the floor are scaled with it, so a 10,000 run takes a fraction
+# operator's GRAPH_WRITE_BUDGET, GRAPH_READ_BUDGET and the floor are scaled with it, so a 10,000 run takes a fraction
 # of the time at the same ratio to its floor),
-# OPERATOR_ARGS (extra flags for `entra-operator run`, none by default), TIMEOUT (seconds, 3600),
+# OPERATOR_ARGS (extra flags for `entra-operator run`, none by default), OPERATOR_WRAPPER (a command
+# the operator runs under, e.g. `heaptrack -o /tmp/op` for a heap profile), TIMEOUT (seconds, 3600),
 # REQUESTS_OUT (a file to keep the emulator's request log of the run in), RESYNC=1 (afterwards,
 # restart the operator, so every resource is reconciled again with nothing changed, and count the
 # Graph requests that costs per resource until Graph sees none for 10 s).
@@ -33,7 +34,8 @@ throttle_args=()
 operator_env=()
 if [ "$throttling" = scaled ]; then
   throttle_args=(--throttle-limit-factor "$factor" --throttle-window-factor 1)
-  operator_env=(GRAPH_WRITE_BUDGET=$(python3 -c "print(int(2850*$factor))"))
+  operator_env=(GRAPH_WRITE_BUDGET=$(python3 -c "print(int(2850*$factor))")
+    GRAPH_READ_BUDGET=$(python3 -c "print(int(2800*$factor))"))
 fi
 delay=${REPLICATION_DELAY_MS:-2000}
 timeout=${TIMEOUT:-3600}
@@ -57,6 +59,7 @@ control=$(python3 -c "
 import json; i = json.load(open('$work/info.json'))
 print(i['controlApi'])")
 export KUBECONFIG="$work/kubeconfig"
+admin_port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 start_operator() {
   # shellcheck disable=SC2086
   AZURE_TENANT_ID=$(field "['operator']['tenantId']") \
@@ -66,7 +69,7 @@ start_operator() {
   GRAPH_ENDPOINT=$(field "['graphEndpoint']") \
   GRAPH_TOKEN_SCOPE=https://graph.microsoft.com/.default \
   ENTRA_CA_FILE="$work/ca.pem" \
-    env "${operator_env[@]}" "$bin/entra-operator" run --leader-election false --admin-addr 127.0.0.1:0 --log-level warn ${OPERATOR_ARGS:-} \
+    env "${operator_env[@]}" ${OPERATOR_WRAPPER:-} "$bin/entra-operator" run --leader-election false --admin-addr 127.0.0.1:$admin_port --log-level warn ${OPERATOR_ARGS:-} \
     >>"$work/operator.log" 2>&1 &
   op=$!
   pids+=($op)
@@ -164,13 +167,15 @@ while :; do
 done
 end=$(date +%s.%N)
 op1=$(ticks $op); kube1=$(ticks $kube); entra1=$(ticks $entra)
+# Time requests spent waiting for the operator's own Graph budget (client-side pacing).
+budget_wait=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^entra_operator_graph_budget_wait_seconds_total/ {print $2}')
 requests "$since" >"$work/requests.json"
 [ -n "${REQUESTS_OUT:-}" ] && cp "$work/requests.json" "$REQUESTS_OUT"
 python3 - "$work/requests0.json" "$work/requests.json" "$n" "$start" "$created" "$end" "$ready" \
   "$(( op1 - op0 ))" "$(( kube1 - kube0 ))" "$(( entra1 - entra0 ))" "$hz" "$peak" "$(rss_mib $op)" "$kind" \
-  "$throttling" "$factor" <<'PY'
+  "$throttling" "$factor" "${budget_wait:-0}" <<'PY'
 import json, sys
-path0, path, n, start, created, end, ready, op_t, kube_t, entra_t, hz, peak, rss, kind, throttling, factor = sys.argv[1:]
+path0, path, n, start, created, end, ready, op_t, kube_t, entra_t, hz, peak, rss, kind, throttling, factor, budget_wait = sys.argv[1:]
 n, ready = int(n), int(ready)
 start, created, end = float(start), float(created), float(end)
 hz = float(hz)
@@ -204,7 +209,7 @@ what = "rotated" if kind == "rotation" else "Ready"
 print(f"time to all {what}: {elapsed:.1f} s (kubectl create/annotate took {created-start:.1f} s)")
 print(f"write-budget floor: {floor:.1f} s ({int(round(floor*20*factor/n))} writes each at {20*factor:g}/s); ratio {elapsed/floor:.2f}x")
 print(f"Graph per resource: writes {writes/n:.2f}, reads {reads/n:.2f}, token requests {tokens/n:.3f} (total {writes}/{reads}/{tokens})")
-print(f"429 responses: {throttled}")
+print(f"429 responses: {throttled}; requests waited {float(budget_wait or 0):.0f} s in all for the operator's own budget")
 for key, count in sorted(by_template.items(), key=lambda kv: -kv[1]):
     print(f"  {count/n:6.2f} per resource  {key}")
 print(f"operator: RSS {rss} MiB at the end, peak {peak} MiB sampled; CPU {int(op_t)/hz:.1f} s ({int(op_t)/hz/elapsed*100:.0f}% of one core)")

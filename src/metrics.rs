@@ -84,6 +84,8 @@ pub struct Metrics {
     pub graph_requests: Family<GraphRequestLabels, Counter>,
     /// Graph requests answered 429.
     pub graph_throttled: Counter,
+    /// Seconds Graph requests waited for the operator's own budget (client-side pacing).
+    pub graph_budget_wait: Counter<f64, AtomicU64>,
     /// 1 when the last reconcile of a resource left it Ready.
     pub resource_ready: Family<CredentialLabels, Gauge>,
     /// 1 when an app is consented in a customer tenant, else 0.
@@ -156,6 +158,12 @@ impl Metrics {
             "Microsoft Graph requests answered 429 Too Many Requests",
             graph_throttled.clone(),
         );
+        let graph_budget_wait = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "graph_budget_wait_seconds",
+            "Seconds Microsoft Graph requests waited for the operator's own write and read budget (GRAPH_WRITE_BUDGET, GRAPH_READ_BUDGET), summed over requests",
+            graph_budget_wait.clone(),
+        );
         let resource_ready = Family::<CredentialLabels, Gauge>::default();
         registry.register(
             "resource_ready",
@@ -194,6 +202,7 @@ impl Metrics {
             reconcile_duration,
             graph_requests,
             graph_throttled,
+            graph_budget_wait,
             resource_ready,
         }
     }

@@ -329,3 +329,91 @@ async fn every_waiter_on_the_shared_app_store_wakes() {
     }
     watch.abort();
 }
+
+/// Events: a repeat (same object, reason and note) is the first event's series, a new note is a
+/// new event, and what is remembered for series is bounded however many resources publish (the
+/// kube-rs `Recorder` kept every event of the last 6 minutes, whole: tens of MiB in a burst of
+/// 10,000 resources).
+#[tokio::test]
+async fn repeated_events_become_a_series_and_their_memory_is_bounded() {
+    use entra_operator::controllers::events::EventPublisher;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::Resource;
+    use kube::runtime::events::{EventType, Reporter};
+    let h = Harness::start().await;
+    let reporter = Reporter {
+        controller: "entra-operator".into(),
+        instance: Some("test".into()),
+    };
+    let events = EventPublisher::with_capacity(h.client.clone(), reporter, 4);
+    let configmaps = h.api::<ConfigMap>(NS);
+    let mut objects = Vec::new();
+    for i in 0..10 {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": format!("events-{i}"), "namespace": NS}
+        }))
+        .unwrap();
+        objects.push(
+            configmaps
+                .create(&Default::default(), &cm)
+                .await
+                .unwrap()
+                .object_ref(&()),
+        );
+    }
+    let first = &objects[0];
+    for _ in 0..3 {
+        events
+            .publish(first, EventType::Normal, "Synced", "Applied to Entra: app")
+            .await
+            .unwrap();
+    }
+    events
+        .publish(first, EventType::Normal, "Synced", "Applied to Entra: sp")
+        .await
+        .unwrap();
+    let about = |name: &str| {
+        let name = name.to_string();
+        move |e: &Event| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(&name)
+    };
+    let list = h.api::<Event>(NS).list(&Default::default()).await.unwrap();
+    let mut first_events: Vec<_> = list.items.iter().filter(|e| about("events-0")(e)).collect();
+    first_events.sort_by_key(|e| e.note.clone());
+    assert_eq!(first_events.len(), 2, "{first_events:#?}");
+    assert_eq!(
+        first_events[0].note.as_deref(),
+        Some("Applied to Entra: app")
+    );
+    assert_eq!(first_events[0].series.as_ref().map(|s| s.count), Some(3));
+    assert!(first_events[1].series.is_none());
+
+    for object in &objects[1..] {
+        events
+            .publish(object, EventType::Warning, "GraphThrottled", "429")
+            .await
+            .unwrap();
+    }
+    assert_eq!(events.remembered(), 4);
+    let list = h.api::<Event>(NS).list(&Default::default()).await.unwrap();
+    for i in 1..10 {
+        assert_eq!(
+            list.items
+                .iter()
+                .filter(|e| about(&format!("events-{i}"))(e))
+                .count(),
+            1,
+            "every event is published, remembered or not"
+        );
+    }
+    // Forgotten: a repeat of the oldest is a new event, not a series.
+    events
+        .publish(&objects[1], EventType::Warning, "GraphThrottled", "429")
+        .await
+        .unwrap();
+    let list = h.api::<Event>(NS).list(&Default::default()).await.unwrap();
+    assert_eq!(
+        list.items.iter().filter(|e| about("events-1")(e)).count(),
+        2
+    );
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
 
 use crate::api::AppRegistration;
@@ -68,7 +68,7 @@ pub struct Context {
     pub graph: GraphClient,
     pub settings: ControllerSettings,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: super::events::EventPublisher,
     /// The registry database sink, when `--registry-database-url` is set.
     pub registry: Option<Arc<crate::registry::RegistrySink>>,
     /// Checked before credential writes: closed when this replica cannot prove it leads.
@@ -90,7 +90,7 @@ impl Context {
         reporter: Reporter,
     ) -> Self {
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            events: super::events::EventPublisher::new(client.clone(), reporter),
             client,
             graph,
             settings,

@@ -103,6 +103,7 @@ impl GraphConfig {
     /// | `GRAPH_TOKEN_SCOPE` | token scope, default: see [`GraphConfig::scope`] |
     /// | `ENTRA_CA_FILE` | extra CA bundle (PEM) to trust |
     /// | `GRAPH_WRITE_BUDGET` | writes per 150 s the client allows itself, default 2850 |
+    /// | `GRAPH_READ_BUDGET` | read resource units per 10 s the client allows itself, default 2800 |
     ///
     /// When several credentials are set, the Azure SDK's `EnvironmentCredential` order applies:
     /// secret, then certificate, then the federated token file.
@@ -150,6 +151,14 @@ impl GraphConfig {
                 v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     GraphError::Config(format!(
                         "GRAPH_WRITE_BUDGET must be a positive integer, got {v:?}"
+                    ))
+                })?;
+        }
+        if let Some(v) = get("GRAPH_READ_BUDGET") {
+            config.rate_limits.read_units_per_window =
+                v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    GraphError::Config(format!(
+                        "GRAPH_READ_BUDGET must be a positive integer, got {v:?}"
                     ))
                 })?;
         }
@@ -254,6 +263,7 @@ mod tests {
             ("GRAPH_ENDPOINT", "https://127.0.0.1:8443/graph"),
             ("ENTRA_CA_FILE", "/tmp/ca.pem"),
             ("GRAPH_WRITE_BUDGET", "100"),
+            ("GRAPH_READ_BUDGET", "700"),
         ]))
         .unwrap();
         assert_eq!(c.credential.kind(), "client-secret");
@@ -264,6 +274,7 @@ mod tests {
         );
         assert_eq!(c.extra_ca_pem, Some(PathBuf::from("/tmp/ca.pem")));
         assert_eq!(c.rate_limits.writes_per_window, 100);
+        assert_eq!(c.rate_limits.read_units_per_window, 700);
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cr3t"), "{debug}");
     }
@@ -278,6 +289,14 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(e.to_string().contains("no credential"));
+        let e = GraphConfig::from_lookup(lookup(&[
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_CLIENT_SECRET", "s"),
+            ("GRAPH_READ_BUDGET", "0"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("GRAPH_READ_BUDGET"), "{e}");
         assert!(token_endpoint(&Url::parse("https://x").unwrap(), "a/b").is_err());
     }
 }

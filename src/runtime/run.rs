@@ -88,6 +88,10 @@ impl GraphObserver for Metrics {
     fn throttled(&self, _method: &'static str) {
         self.graph_throttled.inc();
     }
+
+    fn rate_limited(&self, waited: Duration) {
+        self.graph_budget_wait.inc_by(waited.as_secs_f64());
+    }
 }
 
 /// The Graph configuration: Azure SDK environment variables for the identity, flags (and their
