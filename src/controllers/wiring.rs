@@ -52,7 +52,7 @@ where
     let (reader, writer) = reflector::store();
     let trigger = watcher::watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(strip_managed_fields::<K>)
+        .modify(prune_for_store::<K>)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_or_metadata_changed::<K>, PredicateConfig::default());
@@ -82,11 +82,22 @@ where
 
 /// Drops what no reconcile reads before an object is kept in memory: `managedFields` is often the
 /// largest part of an object the operator applies (one entry per field manager, each listing
-/// every field it owns), and stores hold every watched object. kube-rs's own advice for
-/// controller memory (https://kube.rs/controllers/optimization/, "Pruning Fields").
-pub fn strip_managed_fields<K: Resource>(obj: &mut K) {
-    obj.meta_mut().managed_fields = None;
+/// every field it owns), and `kubectl apply` (client-side, also Argo CD's default) keeps a whole
+/// copy of the applied object in the `kubectl.kubernetes.io/last-applied-configuration`
+/// annotation. Stores hold every watched object. kube-rs's own advice for controller memory
+/// (https://kube.rs/controllers/optimization/, "Pruning Fields").
+pub fn prune_for_store<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
 }
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// `namespace/name`, the key of failure counts and log lines.
 pub fn object_key<K: ResourceExt>(obj: &K) -> String {
@@ -202,7 +213,7 @@ where
         let mark_ready = self.mark_ready;
         watcher::watcher(api, config)
             .default_backoff()
-            .modify(strip_managed_fields::<K>)
+            .modify(prune_for_store::<K>)
             .reflect_shared(self.writer)
             .for_each(move |event| {
                 match event {
@@ -262,4 +273,45 @@ where
         }
         futures::future::ready(changed)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::BankClient;
+
+    #[test]
+    fn stored_objects_lose_managed_fields_and_the_last_applied_copy_only() {
+        let mut bc: BankClient = serde_json::from_value(serde_json::json!({
+            "apiVersion": "entra.bookme.io/v1alpha1", "kind": "BankClient",
+            "metadata": {
+                "name": "nordbank", "namespace": "banks",
+                "annotations": {
+                    LAST_APPLIED: "{\"spec\":{\"bankId\":\"nordbank\"}}",
+                    "entra.bookme.io/handover-confirmed": "k-new",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {"bankId": "nordbank", "api": {"appRef": {"name": "api"}, "role": "System"},
+                     "secret": {"name": "nordbank-credentials"}},
+        }))
+        .unwrap();
+        prune_for_store(&mut bc);
+        assert!(bc.metadata.managed_fields.is_none());
+        assert_eq!(
+            bc.metadata.annotations,
+            Some(std::collections::BTreeMap::from([(
+                "entra.bookme.io/handover-confirmed".to_string(),
+                "k-new".to_string()
+            )]))
+        );
+        let mut only_last_applied: BankClient = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "b", "annotations": {LAST_APPLIED: "{}"}},
+            "spec": {"bankId": "b", "api": {"appRef": {"name": "api"}, "role": "System"},
+                     "secret": {"name": "b"}},
+        }))
+        .unwrap();
+        prune_for_store(&mut only_last_applied);
+        assert_eq!(only_last_applied.metadata.annotations, None);
+    }
 }

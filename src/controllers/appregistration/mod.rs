@@ -66,8 +66,7 @@ use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::controllers::events::publish;
 use crate::controllers::wiring::{
-    Feed, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
-    strip_managed_fields,
+    Feed, api_for, drain, error_policy, object_key, prune_for_store, record_reconcile, spec_changes,
 };
 use crate::graph::{GraphError, OptionalExt};
 use crate::labels::managed_selector;
@@ -134,7 +133,7 @@ pub async fn run(
                 watcher::Config::default().labels(&managed_selector()),
             )
             .default_backoff()
-            .modify(strip_managed_fields)
+            .modify(prune_for_store)
             .touched_objects(),
         )
         // An AppRegistration whose status changed may be what another one waits for (appRef).
