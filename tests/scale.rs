@@ -336,7 +336,7 @@ async fn every_waiter_on_the_shared_app_store_wakes() {
 /// 10,000 resources).
 #[tokio::test]
 async fn repeated_events_become_a_series_and_their_memory_is_bounded() {
-    use entra_operator::controllers::events::EventPublisher;
+    use entra_operator::controllers::event_publisher::EventPublisher;
     use k8s_openapi::api::core::v1::ConfigMap;
     use k8s_openapi::api::events::v1::Event;
     use kube::Resource;

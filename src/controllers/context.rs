@@ -68,7 +68,7 @@ pub struct Context {
     pub graph: GraphClient,
     pub settings: ControllerSettings,
     pub metrics: Arc<Metrics>,
-    pub events: super::events::EventPublisher,
+    pub events: super::event_publisher::EventPublisher,
     /// The registry database sink, when `--registry-database-url` is set.
     pub registry: Option<Arc<crate::registry::RegistrySink>>,
     /// Checked before credential writes: closed when this replica cannot prove it leads.
@@ -90,7 +90,7 @@ impl Context {
         reporter: Reporter,
     ) -> Self {
         Context {
-            events: super::events::EventPublisher::new(client.clone(), reporter),
+            events: super::event_publisher::EventPublisher::new(client.clone(), reporter),
             client,
             graph,
             settings,

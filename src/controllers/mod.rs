@@ -11,6 +11,7 @@ pub mod conditions;
 pub mod context;
 pub mod desired_condition;
 pub mod error;
+pub mod event_publisher;
 pub mod events;
 pub mod kstatus;
 pub mod naaintegration;
