@@ -114,7 +114,7 @@ combination, and on a mode without the IDs it needs, so a broken install never r
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "patch"]
-{{- /* The event publisher (controllers::events) writes events.k8s.io/v1 Events: create, then patch a series. */}}
+{{- /* The event publisher (controllers::event_publisher) writes events.k8s.io/v1 Events: create, then patch a series. */}}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
