@@ -147,20 +147,10 @@ impl GraphConfig {
         config.token_scope = get("GRAPH_TOKEN_SCOPE");
         config.extra_ca_pem = get("ENTRA_CA_FILE").map(PathBuf::from);
         if let Some(v) = get("GRAPH_WRITE_BUDGET") {
-            config.rate_limits.writes_per_window =
-                v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    GraphError::Config(format!(
-                        "GRAPH_WRITE_BUDGET must be a positive integer, got {v:?}"
-                    ))
-                })?;
+            config.rate_limits.writes_per_window = positive("GRAPH_WRITE_BUDGET", &v)?;
         }
         if let Some(v) = get("GRAPH_READ_BUDGET") {
-            config.rate_limits.read_units_per_window =
-                v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    GraphError::Config(format!(
-                        "GRAPH_READ_BUDGET must be a positive integer, got {v:?}"
-                    ))
-                })?;
+            config.rate_limits.read_units_per_window = positive("GRAPH_READ_BUDGET", &v)?;
         }
         Ok(config)
     }
@@ -204,6 +194,13 @@ pub(crate) fn token_endpoint(authority: &Url, tenant: &str) -> Result<Url, Graph
     let base = authority.as_str().trim_end_matches('/');
     Url::parse(&format!("{base}/{tenant}/oauth2/v2.0/token"))
         .map_err(|e| GraphError::Config(format!("invalid token endpoint: {e}")))
+}
+
+/// A budget variable: a positive integer, or a configuration error naming it.
+fn positive(name: &str, value: &str) -> Result<u32, GraphError> {
+    value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+        GraphError::Config(format!("{name} must be a positive integer, got {value:?}"))
+    })
 }
 
 fn parse_url(name: &str, value: &str) -> Result<Url, GraphError> {
