@@ -1,9 +1,10 @@
 //! What one Ready BankClient costs in the operator's stores: its BankClient and its child
-//! AppRegistration as the watches keep them (after `prune_for_store`), counted by a counting
+//! AppRegistration as the watches keep them (pruned by `prune_for_store`, then cloned into the
+//! store as kube-runtime's reflector does), counted by a counting
 //! global allocator. `requested` is what the program asked for; `glibc` rounds every allocation
 //! up to glibc malloc's chunk (16-byte multiples with an 8-byte header, 32 bytes at least), which
-//! is closer to what RSS sees. The fixture is a BankClient and its child from a
-//! `bench/scale.sh bankclients 10000` run.
+//! is closer to what RSS sees. The fixture is a Ready BankClient and its child from a
+//! `bench/scale.sh bankclients 3000` run (`managedFields` left out).
 //!
 //! `cargo bench --bench store_memory`. Numbers go to BENCHMARKS.md ("Scale").
 
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use entra_operator::api::{AppRegistration, BankClient};
 use entra_operator::controllers::wiring::prune_for_store;
+use kube::runtime::reflector::{Lookup, ObjectRef};
 
 struct Counting;
 
@@ -48,20 +50,24 @@ const COPIES: usize = 10_000;
 /// Live (requested, glibc chunks, allocations) per object of `COPIES` stored copies of `doc`.
 fn per_object<K>(doc: &serde_json::Value) -> (usize, usize, usize)
 where
-    K: serde::de::DeserializeOwned + kube::Resource,
+    K: serde::de::DeserializeOwned + kube::Resource<DynamicType = ()> + Clone,
 {
     let text = serde_json::to_string(doc).unwrap();
-    let mut stored: Vec<Arc<K>> = Vec::with_capacity(COPIES);
+    let mut stored: Vec<(ObjectRef<K>, Arc<K>)> = Vec::with_capacity(COPIES);
     let before = (
         REQUESTED.load(Relaxed),
         CHUNKS.load(Relaxed),
         ALLOCATIONS.load(Relaxed),
     );
     for _ in 0..COPIES {
-        // As a watch does: decoded from the API server's JSON, pruned, kept behind an Arc.
+        // As a watch does: decoded from the API server's JSON and pruned; the reflector keeps a
+        // clone behind an Arc (kube-runtime's `Writer::apply_watcher_event`) and drops the
+        // decoded object once the event has passed, so lists are kept at their exact length.
         let mut obj: K = serde_json::from_str(&text).unwrap();
         prune_for_store(&mut obj);
-        stored.push(Arc::new(obj));
+        // Keyed by its reference (name, namespace, uid, resourceVersion), as the store is.
+        stored.push((obj.to_object_ref(()), Arc::new(obj.clone())));
+        drop(obj);
     }
     let after = (
         REQUESTED.load(Relaxed),
@@ -69,7 +75,7 @@ where
         ALLOCATIONS.load(Relaxed),
     );
     // The Vec's own slots are not part of an object's cost.
-    let slots = COPIES * std::mem::size_of::<Arc<K>>();
+    let slots = COPIES * std::mem::size_of::<(ObjectRef<K>, Arc<K>)>();
     let result = (
         (after.0 - before.0) / COPIES,
         (after.1 - before.1 - chunk(slots)) / COPIES,

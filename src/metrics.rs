@@ -5,20 +5,30 @@
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Labels of a managed credential.
+use crate::api::Text;
+
+impl EncodeLabelValue for Text {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+/// Labels of a managed credential. Namespace, name and secret are shared texts ([`Text::label`]):
+/// the four series of a credential (and every series of a namespace) hold one copy of each, not
+/// one per series, at 10,000 credentials.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CredentialLabels {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub secret: String,
+    pub kind: &'static str,
+    pub namespace: Text,
+    pub name: Text,
+    pub secret: Text,
     /// `password` (client secret), `certificate`, or empty for a resource's own series.
     pub credential: &'static str,
 }
@@ -284,16 +294,16 @@ impl Metrics {
     /// Forget every series of a deleted resource: its readiness and each of its credentials'.
     pub fn forget_resource<'a>(
         &self,
-        kind: &str,
+        kind: &'static str,
         namespace: &str,
         name: &str,
         secrets: impl IntoIterator<Item = &'a str>,
     ) {
         let labels = |secret: &str, credential| CredentialLabels {
-            kind: kind.to_string(),
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            secret: secret.to_string(),
+            kind,
+            namespace: Text::label(namespace),
+            name: Text::label(name),
+            secret: Text::label(secret),
             credential,
         };
         self.resource_ready.remove(&labels("", ""));
@@ -313,7 +323,7 @@ mod tests {
     fn renders_credential_expiry_with_labels() {
         let m = Metrics::new();
         let labels = CredentialLabels {
-            kind: "AppRegistration".into(),
+            kind: "AppRegistration",
             namespace: "default".into(),
             name: "management-api".into(),
             secret: "management-api-credentials".into(),
@@ -338,7 +348,7 @@ mod tests {
     fn a_deleted_resource_leaves_no_series() {
         let m = Metrics::new();
         let labels = |secret: &str| CredentialLabels {
-            kind: "AppRegistration".into(),
+            kind: "AppRegistration",
             namespace: "team-a".into(),
             name: "api".into(),
             secret: secret.into(),

@@ -24,11 +24,13 @@ async fn get(h: &Harness, name: &str) -> AppRegistration {
 }
 
 fn condition(obj: &AppRegistration, type_: &str) -> Option<(String, String, String)> {
-    obj.status
-        .as_ref()?
-        .conditions
-        .get(type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    obj.status.as_ref()?.conditions.get(type_).map(|c| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    })
 }
 
 async fn wait_ready(h: &Harness, name: &str) -> AppRegistration {

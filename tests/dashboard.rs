@@ -166,7 +166,7 @@ fn the_query_parser_finds_metric_names_only() {
 async fn served_names() -> BTreeSet<String> {
     let metrics = Arc::new(Metrics::new());
     let cred = CredentialLabels {
-        kind: "AppRegistration".into(),
+        kind: "AppRegistration",
         namespace: "ns".into(),
         name: "app".into(),
         secret: "s".into(),

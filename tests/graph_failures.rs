@@ -20,10 +20,13 @@ fn app(name: &str, spec: Value) -> Value {
 
 async fn ready_condition(h: &Harness, name: &str) -> Option<(String, String, String)> {
     let obj: AppRegistration = h.api(NS).get(name).await.ok()?;
-    obj.status?
-        .conditions
-        .get("Ready")
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    obj.status?.conditions.get("Ready").map(|c| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    })
 }
 
 async fn wait_ready(h: &Harness, name: &str) {

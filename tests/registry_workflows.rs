@@ -67,7 +67,7 @@ fn condition(
 ) -> Option<(String, String)> {
     conditions?
         .get(type_)
-        .map(|c| (c.status.clone(), c.reason.clone()))
+        .map(|c| (c.status.to_string(), c.reason.to_string()))
 }
 
 async fn bank_client(h: &Harness, name: &str) -> Option<BankClient> {

@@ -46,7 +46,13 @@ async fn get(h: &Harness, ns: &str, name: &str) -> Option<AppRegistration> {
 fn ready(obj: &AppRegistration) -> Option<(String, String, String)> {
     let current = obj.status.as_ref()?.observed_generation == obj.metadata.generation;
     let c = obj.status.as_ref()?.conditions.get("Ready")?;
-    current.then(|| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    current.then(|| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    })
 }
 
 async fn wait_ready(h: &Harness, ns: &str, name: &str) -> AppRegistration {

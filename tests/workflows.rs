@@ -52,9 +52,13 @@ fn condition(
     conditions: Option<&entra_operator::api::Conditions>,
     type_: &str,
 ) -> Option<(String, String, String)> {
-    conditions?
-        .get(type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    conditions?.get(type_).map(|c| {
+        (
+            c.status.to_string(),
+            c.reason.to_string(),
+            c.message.to_string(),
+        )
+    })
 }
 
 fn bank_ready(bc: &BankClient) -> Option<(String, String, String)> {

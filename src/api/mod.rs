@@ -16,8 +16,9 @@ pub mod naaintegration;
 pub mod policy;
 #[allow(clippy::duplicated_attributes)]
 pub mod tenantmapping;
+pub mod text;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,7 @@ pub use duration::{Duration, DurationError, Overlap};
 pub use naaintegration::{NaaIntegration, NaaIntegrationSpec, NaaIntegrationStatus};
 pub use policy::{EntraPolicy, EntraPolicySpec};
 pub use tenantmapping::{TenantMapping, TenantMappingSpec, TenantMappingStatus};
+pub use text::Text;
 
 /// The API group of the five kinds.
 pub const GROUP: &str = "entra.bookme.io";
@@ -74,6 +76,37 @@ pub struct LocalRef {
     /// Name of the referenced resource, in the same namespace as this one.
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
     pub name: String,
+}
+
+/// One condition of a resource: Kubernetes' `metav1.Condition` (the same fields, JSON and
+/// schema), with its texts kept once for all stored objects that repeat them ([`Text`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition's type, e.g. `Ready`.
+    #[serde(rename = "type")]
+    pub type_: Text,
+    /// `True`, `False` or `Unknown`.
+    pub status: Text,
+    /// CamelCase reason for the last transition.
+    pub reason: Text,
+    /// Human-readable detail of the last transition.
+    pub message: Text,
+    /// The `.metadata.generation` the condition was set for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When the status last changed.
+    pub last_transition_time: Time,
+}
+
+impl JsonSchema for Condition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition::json_schema(generator)
+    }
 }
 
 /// The conditions of a resource, kept as a list keyed by `type` so server-side apply merges them.

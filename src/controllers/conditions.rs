@@ -1,11 +1,11 @@
 //! Building status conditions: the same condition written twice keeps its `lastTransitionTime`, so a
 //! resync that changes nothing produces an identical status (and the status write is skipped).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use super::desired_condition::DesiredCondition;
 use super::kstatus::kstatus_conditions;
-use crate::api::{Conditions, condition};
+use crate::api::{Condition, Conditions, condition};
 
 /// Merge desired conditions into the previous ones. A condition whose status did not change keeps
 /// its transition time; conditions of other types are kept as they were. When `desired` has a
@@ -43,10 +43,10 @@ pub fn merge_conditions(
             .map(|p| p.last_transition_time.clone())
             .unwrap_or(Time(now));
         out.push(Condition {
-            type_: d.type_.to_string(),
-            status: status.to_string(),
-            reason: d.reason.clone(),
-            message: d.message.clone(),
+            type_: d.type_.into(),
+            status: status.into(),
+            reason: d.reason.as_str().into(),
+            message: d.message.as_str().into(),
             observed_generation,
             last_transition_time,
         });

@@ -256,23 +256,39 @@ where
 
 /// The objects of `stream` whose spec or metadata changed since last seen (as `controller_for`'s
 /// trigger does for an unshared watch): a status write does not wake the resource again.
+///
+/// What was last seen of each object is two numbers, a hash of its identity and a hash of its
+/// spec and metadata, not its reference: the map holds every watched object (its reference would
+/// be four strings each). Two objects whose identities hash alike share an entry, so one may be
+/// woken once more than needed; a wake is never lost unless a 64-bit hash of one object's new spec
+/// equals the other's.
 pub fn spec_changes<K, S>(stream: S) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
     S: futures::Stream<Item = Arc<K>> + Send + 'static,
 {
-    let mut seen: std::collections::HashMap<ObjectRef<K>, u64> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     stream.filter(move |obj| {
-        let key = ObjectRef::from_obj(obj.as_ref());
+        let key = identity_hash(obj.meta());
         let hash = spec_or_metadata_changed(obj.as_ref()).unwrap_or_default();
         let changed = seen.insert(key, hash) != Some(hash);
         if obj.meta().deletion_timestamp.is_some() && seen.len() > 1024 {
             // Forget objects on their way out so the map does not grow with churn; a later
             // event of the same object counts as a change, which is harmless.
-            seen.remove(&ObjectRef::from_obj(obj.as_ref()));
+            seen.remove(&key);
         }
         futures::future::ready(changed)
     })
+}
+
+/// A hash of which object this is: namespace, name and UID.
+fn identity_hash(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.namespace.hash(&mut hasher);
+    meta.name.hash(&mut hasher);
+    meta.uid.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
@@ -313,5 +329,44 @@ mod tests {
         .unwrap();
         prune_for_store(&mut only_last_applied);
         assert_eq!(only_last_applied.metadata.annotations, None);
+    }
+
+    #[tokio::test]
+    async fn spec_changes_passes_spec_and_metadata_changes_only_and_tracks_each_object() {
+        let bank_client = |name: &str, generation: i64, reason: &str| -> Arc<BankClient> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": name, "namespace": "banks", "uid": format!("uid-{name}"),
+                                 "generation": generation},
+                    "spec": {"bankId": name, "api": {"appRef": {"name": "api"}, "role": "System"},
+                             "secret": {"name": name}},
+                    "status": {"conditions": [{"type": "Ready", "status": "False", "reason": reason,
+                        "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+                }))
+                .unwrap(),
+            )
+        };
+        let events = vec![
+            bank_client("a", 1, "Creating"),
+            bank_client("b", 1, "Creating"),
+            // Status writes only: not passed.
+            bank_client("a", 1, "Ready"),
+            bank_client("b", 1, "Ready"),
+            // A new generation of one: passed, the other still seen as it was.
+            bank_client("b", 2, "Ready"),
+            bank_client("a", 1, "Ready"),
+        ];
+        let passed: Vec<(String, Option<i64>)> = spec_changes(futures::stream::iter(events))
+            .map(|bc| (bc.name_any(), bc.metadata.generation))
+            .collect()
+            .await;
+        assert_eq!(
+            passed,
+            vec![
+                ("a".to_string(), Some(1)),
+                ("b".to_string(), Some(1)),
+                ("b".to_string(), Some(2)),
+            ]
+        );
     }
 }

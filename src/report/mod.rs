@@ -156,7 +156,7 @@ fn parse_time(s: &str) -> Option<Timestamp> {
 
 fn ready_failure(conditions: &crate::api::Conditions) -> Option<(String, String)> {
     let ready = conditions.get(condition::READY)?;
-    (ready.status == "False").then(|| (ready.reason.clone(), ready.message.clone()))
+    (ready.status == "False").then(|| (ready.reason.to_string(), ready.message.to_string()))
 }
 
 /// The state of one client secret from its AppRegistration's status.

@@ -11,7 +11,7 @@ use crate::api::appregistration::{
     AppRegistrationStatus, PasswordCredentialSpec, PasswordCredentialStatus,
 };
 use crate::api::appregistration::{CertificateCredentialSpec, CertificateSource};
-use crate::api::{AppRegistration, HANDOVER_CONFIRMED_ANNOTATION, ROTATE_ANNOTATION};
+use crate::api::{AppRegistration, HANDOVER_CONFIRMED_ANNOTATION, ROTATE_ANNOTATION, Text};
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::controllers::events::publish;
@@ -311,10 +311,10 @@ struct ControllerEvents<'a> {
 impl ControllerEvents<'_> {
     fn labels(&self, secret_name: &str) -> CredentialLabels {
         CredentialLabels {
-            kind: KIND.to_string(),
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-            secret: secret_name.to_string(),
+            kind: KIND,
+            namespace: Text::label(&self.namespace),
+            name: Text::label(&self.name),
+            secret: Text::label(secret_name),
             credential: "password",
         }
     }

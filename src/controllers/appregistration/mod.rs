@@ -60,7 +60,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
 use crate::api::appregistration::AppRegistrationStatus;
-use crate::api::{AppRegistration, condition};
+use crate::api::{AppRegistration, Text, condition};
 use crate::controllers::conditions::merge_conditions;
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
@@ -202,10 +202,10 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
             ctx.metrics
                 .resource_ready
                 .get_or_create(&CredentialLabels {
-                    kind: KIND.to_string(),
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                    secret: String::new(),
+                    kind: KIND,
+                    namespace: Text::label(&namespace),
+                    name: Text::label(&name),
+                    secret: Text::label(""),
                     credential: "",
                 })
                 .set(i64::from(ready));
