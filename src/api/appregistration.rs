@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::{Duration, Overlap, cel_seconds};
-use super::{Conditions, GUID_PATTERN, LocalRef, OBJECT_NAME_PATTERN};
+use super::{Conditions, GUID_PATTERN, LocalRef, OBJECT_NAME_PATTERN, Text};
 
 /// The placeholder in identifier URIs that the operator replaces with the app's own appId.
 pub const APP_ID_PLACEHOLDER: &str = "{appId}";
@@ -805,7 +805,7 @@ pub struct AppRegistrationStatus {
     pub service_principal_id: Option<String>,
     /// Tenant the application lives in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<Text>,
     /// Identifier URIs with `{appId}` resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub identifier_uris: Vec<String>,
@@ -849,15 +849,15 @@ pub struct AppRegistrationStatus {
 #[serde(rename_all = "camelCase")]
 pub struct GrantedPermission {
     /// The resource API's application (client) ID.
-    pub resource_app_id: String,
+    pub resource_app_id: Text,
     /// The object ID of the resource API's service principal in this tenant.
-    pub resource_service_principal_id: String,
+    pub resource_service_principal_id: Text,
     /// `Application` (an app role) or `Delegated` (a scope).
     pub kind: GrantedPermissionKind,
     /// The app role's or scope's ID.
-    pub id: String,
+    pub id: Text,
     /// The app role's or scope's value, e.g. `User.Read`.
-    pub value: String,
+    pub value: Text,
 }
 
 /// Whether a granted permission is an app role or a delegated scope.

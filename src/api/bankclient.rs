@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::{Duration, Overlap, cel_seconds};
-use super::{Conditions, LocalRef, OBJECT_NAME_PATTERN};
+use super::{Conditions, LocalRef, OBJECT_NAME_PATTERN, Text};
 
 /// The shape of a BankId: lowercase letters, digits and '-', as used in resource names and registries.
 pub const BANK_ID_PATTERN: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
@@ -180,7 +180,7 @@ pub struct BankClientStatus {
     /// A secret handover in progress: after a rotation the previous secret stays valid for a
     /// while, and the bank switches to the new one. Absent when no previous secret is left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handover: Option<HandoverStatus>,
+    pub handover: Option<Box<HandoverStatus>>,
     /// The value of the `entra.bookme.io/handover-confirmed` annotation when it names another
     /// key ID than the current secret's (a stale confirmation, ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,10 +232,10 @@ pub struct HandoverStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RoleAssignmentStatus {
     /// The role value, e.g. `System`.
-    pub role: String,
+    pub role: Text,
     /// The API's application ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_app_id: Option<String>,
+    pub api_app_id: Option<Text>,
     /// Whether the assignment exists in Entra (admin consent granted).
     pub granted: bool,
 }

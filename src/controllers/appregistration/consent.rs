@@ -183,11 +183,11 @@ pub fn plan_consent(
                 .resource_service_principals
                 .get(&p.resource_app_id)?;
             Some(GrantedPermission {
-                resource_app_id: p.resource_app_id.clone(),
-                resource_service_principal_id: resource.id.clone(),
+                resource_app_id: p.resource_app_id.as_str().into(),
+                resource_service_principal_id: resource.id.as_str().into(),
                 kind: p.kind.into(),
-                id: p.id.clone(),
-                value: p.value.clone(),
+                id: p.id.as_str().into(),
+                value: p.value.as_str().into(),
             })
         }));
     }

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::api::AppRegistrationSpec;
 use crate::api::appregistration::AppRegistrationStatus;
+use crate::api::{AppRegistrationSpec, Text};
 
 /// Where the status of another AppRegistration in the same namespace is looked up.
 pub trait ReferenceLookup {
@@ -73,13 +73,16 @@ fn references(spec: &AppRegistrationSpec) -> impl Iterator<Item = &crate::api::L
 
 /// Who refers to whom among the AppRegistrations seen so far, kept from the watch, so that a
 /// change of one wakes the ones that refer to it without a scan of the namespace per change (at
-/// 10,000 AppRegistrations that scan was most of the operator's CPU).
+/// 10,000 AppRegistrations that scan was most of the operator's CPU). It holds an entry per
+/// AppRegistration that refers to another, so names are shared texts ([`Text::interned`]: the
+/// namespace and a much-referenced API's name are kept once) and each referrer's targets are a
+/// sorted slice, not a tree.
 #[derive(Debug, Default)]
 pub struct Referrers {
-    /// (namespace, referrer) → the names it refers to.
-    targets: HashMap<(String, String), BTreeSet<String>>,
+    /// (namespace, referrer) → the names it refers to, sorted.
+    targets: HashMap<(Text, Text), Box<[Text]>>,
     /// (namespace, target) → the names that refer to it.
-    referrers: HashMap<(String, String), BTreeSet<String>>,
+    referrers: HashMap<(Text, Text), BTreeSet<Text>>,
 }
 
 impl Referrers {
@@ -92,15 +95,20 @@ impl Referrers {
         spec: &AppRegistrationSpec,
         deleting: bool,
     ) -> Vec<String> {
-        let key = (namespace.to_string(), name.to_string());
-        let now = if deleting {
+        let namespace = Text::interned(namespace);
+        let key = (namespace.clone(), Text::interned(name));
+        let now: BTreeSet<Text> = if deleting {
             BTreeSet::new()
         } else {
-            referenced_names(spec)
+            references(spec).map(|r| Text::interned(&r.name)).collect()
         };
-        let before = self.targets.remove(&key).unwrap_or_default();
+        let before: BTreeSet<Text> = self
+            .targets
+            .remove(&key)
+            .map(|targets| targets.into_vec().into_iter().collect())
+            .unwrap_or_default();
         for gone in before.difference(&now) {
-            let target = (namespace.to_string(), gone.clone());
+            let target = (namespace.clone(), gone.clone());
             if let Some(set) = self.referrers.get_mut(&target) {
                 set.remove(name);
                 if set.is_empty() {
@@ -110,16 +118,16 @@ impl Referrers {
         }
         for added in now.difference(&before) {
             self.referrers
-                .entry((namespace.to_string(), added.clone()))
+                .entry((namespace.clone(), added.clone()))
                 .or_default()
-                .insert(name.to_string());
+                .insert(key.1.clone());
         }
         if !now.is_empty() {
-            self.targets.insert(key.clone(), now);
+            self.targets.insert(key.clone(), now.into_iter().collect());
         }
         self.referrers
             .get(&key)
-            .map(|set| set.iter().cloned().collect())
+            .map(|set| set.iter().map(|n| n.to_string()).collect())
             .unwrap_or_default()
     }
 }

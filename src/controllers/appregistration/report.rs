@@ -21,7 +21,7 @@ pub fn record_planned(
     status.object_id = planned.object_id.clone();
     status.unique_name = planned.unique_name.clone();
     status.service_principal_id = planned.service_principal_id.clone();
-    status.tenant_id = Some(tenant_id.to_string());
+    status.tenant_id = Some(tenant_id.into());
     status.identifier_uris = planned.identifier_uris.clone();
     status.scope_ids = planned.scope_ids.clone();
     status.role_ids = planned.role_ids.clone();

@@ -328,14 +328,16 @@ mod tests {
         };
         let none = BankClientStatus::default();
         let awaiting = BankClientStatus {
-            handover: handover_status(&credential(&[("k-0", "2030-02-01T00:00:00Z")], None), None),
+            handover: handover_status(&credential(&[("k-0", "2030-02-01T00:00:00Z")], None), None)
+                .map(Box::new),
             ..Default::default()
         };
         let confirmed = BankClientStatus {
             handover: handover_status(
                 &credential(&[("k-0", "2030-01-02T00:05:00Z")], Some("k-new")),
                 None,
-            ),
+            )
+            .map(Box::new),
             ..Default::default()
         };
         assert_eq!(reasons(&none, &awaiting), ["HandoverStarted"]);

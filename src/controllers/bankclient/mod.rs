@@ -154,8 +154,9 @@ async fn apply(obj: Arc<BankClient>, ctx: &Arc<Context>, stores: &Stores) -> Res
                 .iter()
                 .find(|c| c.secret_name == obj.spec.secret.name)
         });
-    status.handover =
-        credential.and_then(|c| handover::handover_status(c, previous.handover.as_ref()));
+    status.handover = credential
+        .and_then(|c| handover::handover_status(c, previous.handover.as_deref()))
+        .map(Box::new);
     status.ignored_confirmation = handover::ignored_confirmation(
         obj.annotations()
             .get(HANDOVER_CONFIRMED_ANNOTATION)

@@ -6,7 +6,7 @@ use kube::runtime::events::EventType;
 
 use crate::api::appregistration::ConsentState;
 use crate::api::bankclient::RoleAssignmentStatus;
-use crate::api::{AppRegistration, BankClient, BankClientStatus, Conditions, condition};
+use crate::api::{AppRegistration, BankClient, BankClientStatus, Conditions, Text, condition};
 use crate::controllers::children::children_readiness;
 use crate::controllers::conditions::DesiredCondition;
 
@@ -41,8 +41,8 @@ pub fn status(
                 status.next_rotation_at = cred.renew_at.clone();
             }
             status.role_assignment = Some(RoleAssignmentStatus {
-                role: obj.spec.api.role.clone(),
-                api_app_id,
+                role: obj.spec.api.role.as_str().into(),
+                api_app_id: api_app_id.map(Text::from),
                 granted: child_status
                     .consent
                     .as_ref()
