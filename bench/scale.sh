@@ -5,7 +5,8 @@
 # budget floor, Graph writes/reads/token requests per resource, 429s, operator RSS and CPU, and the
 # kube emulator's CPU.
 #
-#   cargo build --release --bins --workspace
+#   cargo build --release --bins --workspace       # the emulators
+#   cargo build --profile image --no-default-features --bin entra-operator   # the operator as shipped
 #   nice bash bench/scale.sh bankclients 1000      # or: appregistrations 1000, rotation 1000
 #
 # `rotation` is a rotation wave: N AppRegistrations with a client secret (overlap 5 s) are created
@@ -14,7 +15,9 @@
 # until every one has a new secret and its previous one removed: 2 writes each (addPassword,
 # removePassword).
 #
-# Environment: BIN (default target/release), THROTTLING (real), REPLICATION_DELAY_MS (2000),
+# Environment: BIN (the emulators' directory, default target/release), OPERATOR_BIN (default
+# target/image/entra-operator: the binary the Dockerfile ships, without the sandbox's emulators
+# linked in, whose resident size is part of the RSS measured), THROTTLING (real), REPLICATION_DELAY_MS (2000),
 # LIMIT_FACTOR (with THROTTLING=scaled: every Graph budget times this, windows unchanged; the
 # operator's GRAPH_WRITE_BUDGET, GRAPH_READ_BUDGET and the floor are scaled with it, so a 10,000 run takes a fraction
 # of the time at the same ratio to its floor),
@@ -28,6 +31,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 kind=${1:-bankclients}
 n=${2:-1000}
 bin=${BIN:-$root/target/release}
+operator_bin=${OPERATOR_BIN:-$root/target/image/entra-operator}
+if [ ! -x "$operator_bin" ]; then
+  echo "no operator binary at $operator_bin: cargo build --profile image --no-default-features --bin entra-operator" >&2
+  exit 2
+fi
 throttling=${THROTTLING:-real}
 factor=${LIMIT_FACTOR:-1}
 throttle_args=()
@@ -69,7 +77,7 @@ start_operator() {
   GRAPH_ENDPOINT=$(field "['graphEndpoint']") \
   GRAPH_TOKEN_SCOPE=https://graph.microsoft.com/.default \
   ENTRA_CA_FILE="$work/ca.pem" \
-    env "${operator_env[@]}" ${OPERATOR_WRAPPER:-} "$bin/entra-operator" run --leader-election false --admin-addr 127.0.0.1:$admin_port --log-level warn ${OPERATOR_ARGS:-} \
+    env "${operator_env[@]}" ${OPERATOR_WRAPPER:-} "$operator_bin" run --leader-election false --admin-addr 127.0.0.1:$admin_port --log-level warn ${OPERATOR_ARGS:-} \
     >>"$work/operator.log" 2>&1 &
   op=$!
   pids+=($op)
@@ -78,6 +86,8 @@ start_operator
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 rss_mib() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status"; }
+# Resident memory by kind: anonymous (the heap, stacks) and file-backed (the binary's pages).
+rss_parts() { awk '/RssAnon|RssFile/ {printf "%s %d MiB ", $1, $2/1024}' "/proc/$1/status"; }
 requests() { curl -sk "$control/requests${1:+?since=$1}"; }
 
 # Examples first (the API app the BankClients reference), as a new user would.
@@ -166,6 +176,7 @@ while :; do
   sleep $(( n > 2000 ? n / 1000 : 2 ))
 done
 end=$(date +%s.%N)
+parts=$(rss_parts $op)
 op1=$(ticks $op); kube1=$(ticks $kube); entra1=$(ticks $entra)
 # Time requests spent waiting for the operator's own Graph budget (client-side pacing).
 budget_wait=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^entra_operator_graph_budget_wait_seconds_total/ {print $2}')
@@ -173,9 +184,9 @@ requests "$since" >"$work/requests.json"
 [ -n "${REQUESTS_OUT:-}" ] && cp "$work/requests.json" "$REQUESTS_OUT"
 python3 - "$work/requests0.json" "$work/requests.json" "$n" "$start" "$created" "$end" "$ready" \
   "$(( op1 - op0 ))" "$(( kube1 - kube0 ))" "$(( entra1 - entra0 ))" "$hz" "$peak" "$(rss_mib $op)" "$kind" \
-  "$throttling" "$factor" "${budget_wait:-0}" <<'PY'
+  "$throttling" "$factor" "${budget_wait:-0}" "$parts" <<'PY'
 import json, sys
-path0, path, n, start, created, end, ready, op_t, kube_t, entra_t, hz, peak, rss, kind, throttling, factor, budget_wait = sys.argv[1:]
+path0, path, n, start, created, end, ready, op_t, kube_t, entra_t, hz, peak, rss, kind, throttling, factor, budget_wait, parts = sys.argv[1:]
 n, ready = int(n), int(ready)
 start, created, end = float(start), float(created), float(end)
 hz = float(hz)
@@ -212,7 +223,7 @@ print(f"Graph per resource: writes {writes/n:.2f}, reads {reads/n:.2f}, token re
 print(f"429 responses: {throttled}; requests waited {float(budget_wait or 0):.0f} s in all for the operator's own budget")
 for key, count in sorted(by_template.items(), key=lambda kv: -kv[1]):
     print(f"  {count/n:6.2f} per resource  {key}")
-print(f"operator: RSS {rss} MiB at the end, peak {peak} MiB sampled; CPU {int(op_t)/hz:.1f} s ({int(op_t)/hz/elapsed*100:.0f}% of one core)")
+print(f"operator: RSS {rss} MiB at the end ({parts.strip()}), peak {peak} MiB sampled; CPU {int(op_t)/hz:.1f} s ({int(op_t)/hz/elapsed*100:.0f}% of one core)")
 print(f"kube emulator CPU {int(kube_t)/hz:.1f} s ({int(kube_t)/hz/elapsed*100:.0f}%); entra emulator CPU {int(entra_t)/hz:.1f} s ({int(entra_t)/hz/elapsed*100:.0f}%)")
 PY
 
