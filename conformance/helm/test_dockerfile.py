@@ -67,7 +67,14 @@ def test_two_stages_build_then_distroless_nonroot():
 def test_build_is_locked_and_builds_only_the_operator_binary():
     runs = " ".join(rest for op, rest in stages()[0] if op == "RUN")
     assert "cargo fetch --locked" in runs
-    assert re.search(r"cargo build --release --locked .*--bin entra-operator", runs)
+    build = re.search(r"cargo build --profile (\S+) --locked .*--bin entra-operator", runs)
+    assert build, runs
+    # The profile is an optimised one (the release profile or one that inherits it), and the
+    # binary is copied out of that profile's directory.
+    profile = build.group(1)
+    profiles = tomllib.loads((ROOT / "Cargo.toml").read_text()).get("profile", {})
+    assert profile == "release" or profiles[profile]["inherits"] == "release"
+    assert f"target/{profile}/entra-operator /out/entra-operator" in runs
 
 
 def test_manifests_are_copied_before_sources_for_layer_caching():
