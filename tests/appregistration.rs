@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use entra_operator::api::AppRegistration;
+use entra_operator::controllers::later::Later;
 use entra_operator::graph::TokenProbe;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -134,6 +135,39 @@ async fn create_becomes_ready_with_ids_and_a_working_secret_and_resync_writes_no
         h.entra.requests().iter().any(|r| r.method == "GET"),
         "the resync did observe Graph"
     );
+}
+
+/// A resync at or past `Later`'s threshold is not kube-runtime's requeue: the reconcile hands it to
+/// the operator's own queue, whose stream brings the resource back when it is due.
+#[tokio::test]
+async fn a_far_resync_comes_back_from_the_operators_own_queue_and_writes_nothing() {
+    let mut h = Harness::start().await;
+    {
+        let ctx = std::sync::Arc::get_mut(&mut h.ctx).expect("no controller holds the context");
+        ctx.settings.resync = Duration::from_secs(3);
+        ctx.later = std::sync::Arc::new(Later::new(Duration::from_secs(2)));
+    }
+    h.start_controllers();
+    h.apply(app("reports", reports_api())).await;
+    settle(&h, "reports").await;
+    assert_eq!(
+        h.ctx.later.len(),
+        1,
+        "the settled resource waits in the queue"
+    );
+    h.entra.clear_requests();
+    // No watch event, no poke: only the queue can bring it back.
+    h.wait_for("a resync that observes Graph", WAIT, || async {
+        h.entra
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.template.starts_with("/v1.0/applications"))
+            .then_some(())
+    })
+    .await;
+    settle(&h, "reports").await;
+    assert_eq!(graph_writes(&h), Vec::<String>::new());
+    assert_eq!(h.ctx.later.len(), 1, "and it is back in the queue");
 }
 
 #[tokio::test]

@@ -315,7 +315,7 @@ async fn a_certificate_from_a_cert_manager_style_secret_is_followed_through_rene
 
     let consumer = |cert: &certgen::GeneratedCertificate| {
         BTreeMap::from([
-            ("AZURE_CLIENT_ID".to_string(), app_id.clone()),
+            ("AZURE_CLIENT_ID".to_string(), app_id.to_string()),
             (
                 "AZURE_TENANT_ID".to_string(),
                 h.ctx.settings.tenant_id.clone(),

@@ -159,7 +159,7 @@ async fn the_platform_example_fills_the_registry_tables_and_they_heal() {
                     bank_client(&h, name).await?.status?.client_id
                 })
                 .await;
-            ids.push(id);
+            ids.push(id.to_string());
         }
         ids
     };

@@ -244,7 +244,10 @@ async fn report_lists_every_credential_and_every_tenants_consent() {
     assert_eq!(fjord["tenantId"], FJORD);
     assert_eq!(fjord["tenantName"], "Fjord Savings");
     let url = fjord["adminConsentUrl"].as_str().expect("consent URL");
-    assert!(url.contains(FJORD) && url.contains(&app_ids[0]), "{url}");
+    assert!(
+        url.contains(FJORD) && url.contains(app_ids[0].as_str()),
+        "{url}"
+    );
     assert!(report["consent"][1].get("adminConsentUrl").is_none());
 
     // The table says the same to a person.

@@ -88,7 +88,13 @@ fn entra_passwords(h: &Harness, app_id: &str) -> Vec<(String, String)> {
 }
 
 async fn app_id(h: &Harness, name: &str) -> String {
-    get(h, name).await.status.unwrap().app_id.unwrap()
+    get(h, name)
+        .await
+        .status
+        .unwrap()
+        .app_id
+        .unwrap()
+        .to_string()
 }
 
 async fn annotate(h: &Harness, name: &str, value: &str) {

@@ -101,6 +101,7 @@ async fn api_app_id(h: &Harness) -> String {
         .await
         .and_then(|a| a.status?.app_id)
         .expect("API app id")
+        .to_string()
 }
 
 #[tokio::test]
@@ -146,7 +147,7 @@ async fn bank_client_becomes_ready_and_its_secret_alone_gets_a_system_token() {
     let registry = config_map(&h, "bank-clients").await;
     assert_eq!(
         registry,
-        BTreeMap::from([(client_id.clone(), "nordbank".to_string())])
+        BTreeMap::from([(client_id.to_string(), "nordbank".to_string())])
     );
 
     // The emulator's app: single-tenant, named for the bank.
@@ -255,7 +256,7 @@ async fn deleting_a_bank_client_removes_app_secret_and_registry_entry() {
     );
     let registry = config_map(&h, "bank-clients").await;
     assert_eq!(registry.len(), 1);
-    assert!(!registry.contains_key(&nord_client));
+    assert!(!registry.contains_key(nord_client.as_str()));
     assert_eq!(registry.values().next().unwrap(), "fjordsparebank");
 }
 
@@ -294,7 +295,7 @@ async fn a_second_claim_of_a_bank_id_is_a_conflict_until_the_first_goes() {
     );
     assert_eq!(
         config_map(&h, "bank-clients").await,
-        BTreeMap::from([(first_client.clone(), "nordbank".to_string())]),
+        BTreeMap::from([(first_client.to_string(), "nordbank".to_string())]),
         "the registry keeps the first"
     );
 
@@ -307,7 +308,7 @@ async fn a_second_claim_of_a_bank_id_is_a_conflict_until_the_first_goes() {
     let second_client = second.status.unwrap().client_id.unwrap();
     h.wait_for("registry handed over", WAIT, || async {
         (config_map(&h, "bank-clients").await
-            == BTreeMap::from([(second_client.clone(), "nordbank".to_string())]))
+            == BTreeMap::from([(second_client.to_string(), "nordbank".to_string())]))
         .then_some(())
     })
     .await;
@@ -786,7 +787,7 @@ async fn the_platform_example_converges_to_all_ready() {
                         .and_then(|a| a.status?.app_id)
                 })
                 .await;
-            ids.push(id);
+            ids.push(id.to_string());
         }
         ids
     };

@@ -635,7 +635,7 @@ pub struct PasswordCredentialSpec {
     /// AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST, tokenEndpoint,
     /// keyId and expiresAt. The operator owns this Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
-    pub secret_name: String,
+    pub secret_name: Text,
     /// How long each secret is valid, e.g. `730d` (default, Entra's 2-year maximum) or `90d`.
     #[serde(default = "default_lifetime")]
     pub lifetime: Duration,
@@ -689,7 +689,7 @@ pub struct CertificateCredentialSpec {
     /// AZURE_CLIENT_CERTIFICATE_PATH), AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_AUTHORITY_HOST,
     /// thumbprint and expiresAt. Secret: the existing Secret to read.
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
-    pub secret_name: String,
+    pub secret_name: Text,
     /// `Generated` (default) or `Secret`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub source: CertificateSource,
@@ -790,7 +790,7 @@ pub struct AppRegistrationStatus {
     pub observed_generation: Option<i64>,
     /// Application (client) ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_id: Option<String>,
+    pub app_id: Option<Text>,
     /// Object ID of the application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_id: Option<String>,
@@ -905,7 +905,7 @@ pub enum ConsentState {
 #[serde(rename_all = "camelCase")]
 pub struct PasswordCredentialStatus {
     /// The Secret holding the current value.
-    pub secret_name: String,
+    pub secret_name: Text,
     /// Key ID of the current credential in Entra.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -914,10 +914,10 @@ pub struct PasswordCredentialStatus {
     pub hint: Option<String>,
     /// When the current credential expires (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<String>,
+    pub expires_at: Option<Text>,
     /// When the operator will rotate it (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub renew_at: Option<String>,
+    pub renew_at: Option<Text>,
     /// Credentials replaced by rotations, each still valid until its own `revokeAt`. Several can be
     /// in overlap at once (a second rotation inside the overlap keeps the first one's window).
     /// Statuses written before this was a list hold a single object here; it is read as a list of
@@ -949,7 +949,7 @@ pub struct PasswordCredentialStatus {
 #[serde(rename_all = "camelCase")]
 pub struct CertificateCredentialStatus {
     /// The Secret holding the current certificate and key.
-    pub secret_name: String,
+    pub secret_name: Text,
     /// SHA-1 thumbprint (hex) of the current certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbprint: Option<String>,

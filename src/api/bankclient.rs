@@ -88,11 +88,11 @@ pub struct BankApiSpec {
     /// The application permission (app role value) the bank gets. Default `System`.
     #[serde(default = "default_role")]
     #[schemars(length(min = 1, max = 120), regex(pattern = "^[^\\s.][^\\s]*$"))]
-    pub role: String,
+    pub role: Text,
 }
 
-fn default_role() -> String {
-    "System".to_string()
+fn default_role() -> Text {
+    Text::interned("System")
 }
 
 fn bank_lifetime_rule() -> kube::core::Rule {
@@ -124,7 +124,7 @@ pub struct BankSecretSpec {
     /// Name of the Kubernetes Secret (in this namespace) that receives the credential, in the keys
     /// the Azure SDKs read (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID, ...).
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
-    pub name: String,
+    pub name: Text,
     /// How long each secret is valid. Default `730d` (2 years, Entra's maximum).
     #[serde(default = "default_lifetime")]
     pub lifetime: Duration,
@@ -161,19 +161,19 @@ pub struct BankClientStatus {
     pub observed_generation: Option<i64>,
     /// The bank's application (client) ID — the `azp` claim of its tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
+    pub client_id: Option<Text>,
     /// The child AppRegistration that holds the app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_registration_name: Option<String>,
     /// The Secret holding the credential.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_name: Option<String>,
+    pub secret_name: Option<Text>,
     /// When the current secret expires (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_expires_at: Option<String>,
+    pub secret_expires_at: Option<Text>,
     /// When the next rotation is due (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_rotation_at: Option<String>,
+    pub next_rotation_at: Option<Text>,
     /// The app role granted on the API, and whether the assignment exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_assignment: Option<RoleAssignmentStatus>,

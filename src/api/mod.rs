@@ -75,7 +75,7 @@ pub mod condition {
 pub struct LocalRef {
     /// Name of the referenced resource, in the same namespace as this one.
     #[schemars(length(min = 1, max = 253), regex(pattern = OBJECT_NAME_PATTERN))]
-    pub name: String,
+    pub name: Text,
 }
 
 /// One condition of a resource: Kubernetes' `metav1.Condition` (the same fields, JSON and

@@ -73,6 +73,8 @@ pub struct Context {
     pub registry: Option<Arc<crate::registry::RegistrySink>>,
     /// Checked before credential writes: closed when this replica cannot prove it leads.
     pub fence: crate::fence::Fence,
+    /// Far requeues (resyncs, renewals days away), kept compactly (`later.rs`).
+    pub later: Arc<super::later::Later>,
     failures: Mutex<HashMap<String, u32>>,
     /// Service principals of Microsoft's APIs by appId, with when they were read.
     resource_sps: Mutex<HashMap<String, (Instant, ObservedServicePrincipal)>>,
@@ -97,6 +99,7 @@ impl Context {
             metrics,
             registry: None,
             fence: crate::fence::Fence::unfenced(),
+            later: Arc::default(),
             failures: Mutex::new(HashMap::new()),
             resource_sps: Mutex::new(HashMap::new()),
             app_stores: Mutex::new(Vec::new()),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod event_publisher;
 pub mod events;
 pub mod kstatus;
+pub mod later;
 pub mod naaintegration;
 pub mod registry_sink;
 pub mod status_writer;

@@ -50,7 +50,7 @@ pub fn bank_client_rows(
             name: bc.name_any(),
             bank_id: bc.spec.bank_id.clone(),
             created: created(bc.as_ref()),
-            client_id: status_of(bc).and_then(|s| s.app_id),
+            client_id: status_of(bc).and_then(|s| s.app_id.map(|id| id.to_string())),
         })
         .collect();
     let registry = resolve_bank_registry(&claims);
@@ -60,7 +60,7 @@ pub fn bank_client_rows(
         .filter_map(|bc| {
             let status = status_of(bc)?;
             Some(BankClientRow {
-                client_id: status.app_id.clone()?,
+                client_id: status.app_id.as_deref()?.to_string(),
                 bank_id: bc.spec.bank_id.clone(),
                 name: bc.name_any(),
                 namespace: namespace.to_string(),

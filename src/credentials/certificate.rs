@@ -281,7 +281,7 @@ pub fn plan_certificate(
         .status
         .cloned()
         .unwrap_or_else(|| CertificateCredentialStatus {
-            secret_name: secret_name.to_string(),
+            secret_name: secret_name.into(),
             ..Default::default()
         });
     let plan = |action, status, reason| {
@@ -556,7 +556,7 @@ pub fn plan_retired_certificate(
         .status
         .cloned()
         .unwrap_or_else(|| CertificateCredentialStatus {
-            secret_name: secret_name.to_string(),
+            secret_name: secret_name.into(),
             ..Default::default()
         });
     let plan = |action, status| {

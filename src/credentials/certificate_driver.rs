@@ -166,7 +166,7 @@ pub async fn drive_certificate(
                 conflicts += 1;
                 if conflicts > MAX_CONFLICTS {
                     return Err(DriverError::Conflicts {
-                        secret_name: target.spec.secret_name.clone(),
+                        secret_name: target.spec.secret_name.to_string(),
                         conflicts,
                     });
                 }
@@ -178,7 +178,7 @@ pub async fn drive_certificate(
 fn port_error(target: CertificateTarget<'_>, step: &'static str, source: PortError) -> DriverError {
     DriverError::Port {
         step,
-        secret_name: target.spec.secret_name.clone(),
+        secret_name: target.spec.secret_name.to_string(),
         source,
     }
 }
@@ -288,7 +288,7 @@ impl CertPass<'_> {
                 let current = entry
                     .clone()
                     .unwrap_or_else(|| CertificateCredentialStatus {
-                        secret_name: name.clone(),
+                        secret_name: name.clone().into(),
                         ..Default::default()
                     });
                 if !self.persist(&current).await? {

@@ -16,6 +16,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::secret::{ObservedSecret, hint_of};
+use crate::api::Text;
 use crate::api::appregistration::{
     HandoverConfirmation, PasswordCredentialSpec, PasswordCredentialStatus, PendingRotation,
     PreviousCredential,
@@ -450,8 +451,8 @@ impl<'a> Planner<'a> {
         let status = match input.status {
             Some(status) if &status.secret_name != secret_name => {
                 return Err(CredentialError::SecretNameMismatch {
-                    spec: secret_name.clone(),
-                    status: status.secret_name.clone(),
+                    spec: secret_name.to_string(),
+                    status: status.secret_name.to_string(),
                 });
             }
             Some(status) => status.clone(),
@@ -834,8 +835,8 @@ impl<'a> Planner<'a> {
             secret_name: spec.secret_name.clone(),
             key_id: Some(new.key_id.clone()),
             hint: new.hint.clone(),
-            expires_at: Some(format_timestamp(new.end)),
-            renew_at: Some(format_timestamp(renew_at)),
+            expires_at: Some(format_timestamp(new.end).into()),
+            renew_at: Some(format_timestamp(renew_at).into()),
             previous,
             pending: None,
             rotate_token: self.status.rotate_token.clone(),
@@ -1099,17 +1100,17 @@ impl<'a> Planner<'a> {
         };
         let mut status = self.status.clone();
         let renew_at = self.add(current.end, -self.input.spec.renew_before.as_signed())?;
-        let same_time = |field: &Option<String>, t: Timestamp| {
+        let same_time = |field: &Option<Text>, t: Timestamp| {
             field
                 .as_deref()
                 .and_then(|s| s.parse::<Timestamp>().ok())
                 .is_some_and(|parsed| parsed == t)
         };
         if !same_time(&status.expires_at, current.end) {
-            status.expires_at = Some(format_timestamp(current.end));
+            status.expires_at = Some(format_timestamp(current.end).into());
         }
         if !same_time(&status.renew_at, renew_at) {
-            status.renew_at = Some(format_timestamp(renew_at));
+            status.renew_at = Some(format_timestamp(renew_at).into());
         }
         if current.hint.is_some() && status.hint != current.hint {
             status.hint = current.hint.clone();
@@ -1189,7 +1190,7 @@ mod tests {
             secret_name: SECRET.into(),
             key_id: Some(c.key_id.clone()),
             hint: c.hint.clone(),
-            expires_at: Some(c.end.to_string()),
+            expires_at: Some(c.end.to_string().into()),
             renew_at: Some(renew_at.into()),
             created_at: Some("2030-01-01T00:00:00Z".into()),
             ..Default::default()

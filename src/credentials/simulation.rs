@@ -81,7 +81,7 @@ struct World {
 
 fn spec(lifetime: u64, renew_before: u64, overlap: Overlap) -> PasswordCredentialSpec {
     PasswordCredentialSpec {
-        secret_name: SECRET_NAME.to_string(),
+        secret_name: SECRET_NAME.into(),
         lifetime: Duration::from_secs(lifetime),
         renew_before: Duration::from_secs(renew_before),
         overlap,
@@ -1171,8 +1171,8 @@ fn legacy_credentials_are_used_and_rotated_away_but_legacy_orphans_stay() {
         secret_name: SECRET_NAME.into(),
         key_id: Some("legacy-current".into()),
         hint: Some("lll".into()),
-        expires_at: Some(end.to_string()),
-        renew_at: Some(renew_at.to_string()),
+        expires_at: Some(end.to_string().into()),
+        renew_at: Some(renew_at.to_string().into()),
         created_at: Some(world.now.to_string()),
         ..Default::default()
     }));

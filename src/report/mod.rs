@@ -277,10 +277,10 @@ fn credential_rows(inv: &Inventory, now: Timestamp) -> Vec<CredentialRow> {
                 },
             };
             rows.push(row(
-                Some(declared.secret_name.clone()),
+                Some(declared.secret_name.to_string()),
                 CredentialType::ClientSecret,
-                found.and_then(|c| c.expires_at.clone()),
-                found.and_then(|c| c.renew_at.clone()),
+                found.and_then(|c| c.expires_at.as_deref().map(str::to_string)),
+                found.and_then(|c| c.renew_at.as_deref().map(str::to_string)),
                 state,
             ));
         }
@@ -321,10 +321,10 @@ fn credential_rows(inv: &Inventory, now: Timestamp) -> Vec<CredentialRow> {
             namespace,
             resource: bank.name_any(),
             app_registration: status.app_registration_name.clone().unwrap_or_default(),
-            secret: Some(bank.spec.secret.name.clone()),
+            secret: Some(bank.spec.secret.name.to_string()),
             type_: CredentialType::ClientSecret,
-            expires_at: status.secret_expires_at.clone(),
-            next_rotation_at: status.next_rotation_at.clone(),
+            expires_at: status.secret_expires_at.as_deref().map(str::to_string),
+            next_rotation_at: status.next_rotation_at.as_deref().map(str::to_string),
             state,
         });
     }
@@ -360,7 +360,7 @@ fn consent_rows(inv: &Inventory) -> Vec<ConsentRow> {
             .spec
             .consent
             .iter()
-            .flat_map(|c| c.apps.iter().map(|a| a.app_ref.name.clone()))
+            .flat_map(|c| c.apps.iter().map(|a| a.app_ref.name.to_string()))
             .collect();
         let base = ConsentRow {
             namespace: mapping.namespace().unwrap_or_default(),

@@ -504,7 +504,7 @@ fn published_permissions(
         // `None`: reported once by the plan from `references.waiting`.
         let app = references.app(&r.name).ok_or(None)?;
         return Ok((
-            r.name.clone(),
+            r.name.to_string(),
             app.app_id.clone(),
             PublishedPermissions {
                 scopes: app.scope_ids.clone(),

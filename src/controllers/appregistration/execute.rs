@@ -505,7 +505,7 @@ pub(super) async fn sync_credentials(
     let mut undeclared: Vec<String> = status
         .credentials
         .iter()
-        .map(|c| c.secret_name.clone())
+        .map(|c| c.secret_name.to_string())
         .filter(|n| !declared.contains(&n.as_str()))
         .collect();
     for n in undeclared_secret_names(&owner_uid, &declared, &graph_passwords) {
@@ -580,7 +580,7 @@ pub(super) async fn sync_credentials(
     let mut retired_certificates: Vec<String> = status
         .certificates
         .iter()
-        .map(|c| c.secret_name.clone())
+        .map(|c| c.secret_name.to_string())
         .filter(|n| !declared_certificates.contains(&n.as_str()))
         .collect();
     for n in crate::credentials::undeclared_certificate_names(
@@ -920,7 +920,7 @@ pub(super) async fn hand_over_credentials(
                 })),
             )
             .await?;
-        kept.push(secret_name.clone());
+        kept.push(secret_name.to_string());
     }
     Ok((kept, revoked))
 }

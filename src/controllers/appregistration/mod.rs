@@ -117,6 +117,7 @@ pub async fn run(
     let secrets: Api<PartialObjectMeta<Secret>> = api_for(&client, &namespace);
     let referrers = std::sync::Mutex::new(Referrers::default());
     let consenting = trigger.store.clone();
+    let later_store = trigger.store.clone();
     ctx.register_app_store(
         namespace.clone(),
         trigger.store.clone(),
@@ -167,6 +168,8 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        // Far requeues (resync, renewals) come back from the operator's own queue.
+        .reconcile_on(ctx.later.clone().due(KIND, later_store))
         .with_config(controller::Config::default().concurrency(concurrency.max(1)))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx);
@@ -222,7 +225,9 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
             if blocking.is_some() {
                 // Waiting on something else (a reference, a permission name): the watch on other
                 // AppRegistrations brings us back; a slow poll covers the rest.
-                return Ok(Action::requeue(Duration::from_secs(30)));
+                return Ok(ctx
+                    .later
+                    .requeue(KIND, obj.as_ref(), Duration::from_secs(30)));
             }
             let mut wait = ctx.settings.resync;
             if let Some(at) = stages.requeue_at {
@@ -231,7 +236,7 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
                 wait = wait.min(until.max(Duration::from_millis(200)));
             }
             info!(appregistration = %key, ready, requeue_in = ?wait, "reconciled");
-            Ok(Action::requeue(wait))
+            Ok(ctx.later.requeue(KIND, obj.as_ref(), wait))
         }
         Err(error) => {
             let desired = report::failure_conditions(error.reason(), &error.to_string());

@@ -50,7 +50,7 @@ impl ResolvedReferences {
 /// Names of every AppRegistration the spec refers to (pre-authorized and known clients, resource
 /// APIs).
 pub fn referenced_names(spec: &AppRegistrationSpec) -> BTreeSet<String> {
-    references(spec).map(|r| r.name.clone()).collect()
+    references(spec).map(|r| r.name.to_string()).collect()
 }
 
 fn references(spec: &AppRegistrationSpec) -> impl Iterator<Item = &crate::api::LocalRef> {
@@ -140,7 +140,11 @@ pub fn resolve_references(
     let mut out = ResolvedReferences::default();
     for name in referenced_names(spec) {
         let resolved = lookup.app_registration_status(&name).and_then(|status| {
-            let app_id = status.app_id.clone().filter(|id| !id.is_empty())?;
+            let app_id = status
+                .app_id
+                .as_deref()
+                .map(str::to_string)
+                .filter(|id| !id.is_empty())?;
             Some(ResolvedApp {
                 app_id,
                 scope_ids: status.scope_ids.clone(),

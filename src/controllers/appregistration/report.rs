@@ -4,9 +4,9 @@
 
 use jiff::Timestamp;
 
-use crate::api::AppRegistrationSpec;
 use crate::api::appregistration::{AppRegistrationStatus, ConsentState, PasswordCredentialStatus};
 use crate::api::condition;
+use crate::api::{AppRegistrationSpec, Text};
 use crate::controllers::conditions::DesiredCondition;
 
 use super::plan::{Plan, PlannedStatus};
@@ -17,7 +17,7 @@ pub fn record_planned(
     planned: &PlannedStatus,
     tenant_id: &str,
 ) {
-    status.app_id = planned.app_id.clone();
+    status.app_id = planned.app_id.as_deref().map(Text::interned);
     status.object_id = planned.object_id.clone();
     status.unique_name = planned.unique_name.clone();
     status.service_principal_id = planned.service_principal_id.clone();

@@ -185,8 +185,8 @@ pub fn payload(
             let facts = [
                 ("BankClient", format!("{namespace}/{name}")),
                 ("Bank", bank_id.clone()),
-                ("Client ID", client_id),
-                ("Secret", obj.spec.secret.name.clone()),
+                ("Client ID", client_id.to_string()),
+                ("Secret", obj.spec.secret.name.to_string()),
                 ("New key ID", handover.new_key_id.clone()),
                 ("Issued", handover.since.clone().unwrap_or_default()),
                 (

@@ -197,7 +197,9 @@ async fn apply(obj: Arc<BankClient>, ctx: &Arc<Context>, stores: &Stores) -> Res
         }
     }
     ctx.record_success(&key);
-    Ok(Action::requeue(
+    Ok(ctx.later.requeue(
+        KIND,
+        obj.as_ref(),
         notify_retry.map_or(ctx.settings.resync, |retry| retry.min(ctx.settings.resync)),
     ))
 }
@@ -346,6 +348,7 @@ pub async fn run(
         apps_ready: apps.ready.clone(),
     };
     let store = stores.bank_clients.clone();
+    let later_store = stores.bank_clients.clone();
     let stream = Controller::for_shared_stream(
         spec_changes(bank_client_watch.subscribe()),
         stores.bank_clients.clone(),
@@ -369,6 +372,8 @@ pub async fn run(
                 .collect::<Vec<_>>()
         },
     )
+    // Far requeues (resync) come back from the operator's own queue.
+    .reconcile_on(ctx.later.clone().due(KIND, later_store))
     .with_config(controller::Config::default().concurrency(concurrency.max(1)))
     .graceful_shutdown_on(shutdown)
     .run(

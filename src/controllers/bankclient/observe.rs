@@ -84,14 +84,15 @@ fn claims_where(
                 .map(|t| t.0.to_string())
                 .unwrap_or_default(),
             client_id: stored_app(apps, namespace, &child_name(&bc))
-                .and_then(|a| a.status.as_ref()?.app_id.clone()),
+                .and_then(|a| a.status.as_ref()?.app_id.as_deref().map(str::to_string)),
         })
         .collect()
 }
 
 /// The appId of the API whose role the BankClient asks for, once its AppRegistration reports one.
 pub fn api_app_id(apps: &Store<AppRegistration>, namespace: &str, name: &str) -> Option<String> {
-    stored_app(apps, namespace, name).and_then(|a| a.status.as_ref()?.app_id.clone())
+    stored_app(apps, namespace, name)
+        .and_then(|a| a.status.as_ref()?.app_id.as_deref().map(str::to_string))
 }
 
 /// Whether the child AppRegistration exists and is this BankClient's (not a same-named stranger).

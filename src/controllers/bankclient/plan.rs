@@ -64,7 +64,7 @@ pub fn render_child_app_registration(bank_client: &BankClient) -> AppRegistratio
                 app_id: None,
                 app_ref: Some(spec.api.app_ref.clone()),
                 delegated: Vec::new(),
-                application: vec![spec.api.role.clone()],
+                application: vec![spec.api.role.to_string()],
             }],
             grant_admin_consent: true,
             service_principal: ServicePrincipalSpec {

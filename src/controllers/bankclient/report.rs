@@ -108,7 +108,7 @@ mod tests {
         .unwrap();
         let condition = DesiredCondition::new(condition::READY, ready, "Ready", "m");
         app.status = Some(AppRegistrationStatus {
-            app_id: app_id.map(String::from),
+            app_id: app_id.map(Text::from),
             observed_generation: Some(1),
             conditions: merge_conditions(
                 &Default::default(),

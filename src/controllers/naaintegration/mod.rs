@@ -94,7 +94,7 @@ async fn apply(obj: Arc<NaaIntegration>, ctx: &Context) -> Result<Action, Error>
         .await;
     }
     ctx.record_success(&key);
-    Ok(Action::requeue(ctx.settings.resync))
+    Ok(ctx.later.requeue(KIND, obj.as_ref(), ctx.settings.resync))
 }
 
 /// Runs the NaaIntegration controller until `shutdown` resolves and in-flight reconciles finish.
@@ -107,7 +107,11 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let integrations: Api<NaaIntegration> = api_for(&client, &namespace);
-    let stream = controller_for(integrations)
+    let controller = controller_for(integrations);
+    let store = controller.store();
+    let stream = controller
+        // Far requeues (resync) come back from the operator's own queue.
+        .reconcile_on(ctx.later.clone().due(KIND, store))
         // Both children's status (appIds, Ready) feeds the parent and its ConfigMap (from the
         // AppRegistration watch every controller shares).
         .owns_shared_stream(apps.events)

@@ -12,7 +12,11 @@ pub struct Children {
 impl Children {
     /// The web API's and the add-in app's appIds, once each child reports one.
     pub fn app_ids(&self) -> (Option<String>, Option<String>) {
-        let id = |a: &AppRegistration| a.status.as_ref().and_then(|s| s.app_id.clone());
+        let id = |a: &AppRegistration| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.app_id.as_deref().map(str::to_string))
+        };
         (id(&self.web_api), id(&self.app))
     }
 }

@@ -110,7 +110,7 @@ pub fn render_web_api(naa: &NaaIntegration) -> AppRegistration {
         pre_authorized_applications: if naa.spec.pre_authorize {
             vec![PreAuthorizedApplication {
                 app_ref: Some(LocalRef {
-                    name: app_name(naa),
+                    name: app_name(naa).into(),
                 }),
                 app_id: None,
                 scopes: vec![scope.clone()],
@@ -145,7 +145,7 @@ pub fn render_app(naa: &NaaIntegration) -> AppRegistration {
         well_known_api: None,
         app_id: None,
         app_ref: Some(LocalRef {
-            name: web_api_name(naa),
+            name: web_api_name(naa).into(),
         }),
         delegated: vec![naa.spec.scope.clone()],
         application: Vec::new(),

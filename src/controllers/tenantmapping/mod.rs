@@ -87,7 +87,7 @@ async fn apply(
         .spec
         .consent
         .iter()
-        .flat_map(|c| c.apps.iter().map(|a| a.app_ref.name.clone()))
+        .flat_map(|c| c.apps.iter().map(|a| a.app_ref.name.to_string()))
         .collect();
     let listed_ids = listed_app_ids(&apps, &listed).await?;
     let interval = obj
@@ -191,7 +191,7 @@ async fn apply(
     } else {
         interval.min(ctx.settings.resync)
     };
-    Ok(Action::requeue(wait))
+    Ok(ctx.later.requeue(KIND, obj.as_ref(), wait))
 }
 
 /// The mapping is going: rewrite the registry without it (which may hand its BankIds to a later
@@ -272,6 +272,8 @@ pub async fn run(
                 .collect::<Vec<_>>()
         },
     )
+    // Far requeues (resync, consent checks) come back from the operator's own queue.
+    .reconcile_on(ctx.later.clone().due(KIND, reconcile_store.clone()))
     .with_config(controller::Config::default().concurrency(concurrency.max(1)))
     .graceful_shutdown_on(shutdown)
     .run(

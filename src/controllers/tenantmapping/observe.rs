@@ -51,7 +51,7 @@ pub async fn listed_app_ids(
         let app_id = apps
             .get_opt(app)
             .await?
-            .and_then(|a| a.status.and_then(|s| s.app_id));
+            .and_then(|a| a.status.and_then(|s| s.app_id).map(|id| id.to_string()));
         listed_ids.push((app.clone(), app_id));
     }
     Ok(listed_ids)
@@ -85,7 +85,7 @@ async fn probe_credential(
         .and_then(|d| d.get(KEY_CLIENT_SECRET).cloned())
         .and_then(|v| String::from_utf8(v.0).ok());
     match value {
-        Some(v) => Ok(Ok((app_id, SecretString::new(v)))),
+        Some(v) => Ok(Ok((app_id.to_string(), SecretString::new(v)))),
         None => Ok(Err(format!(
             "Secret {secret_name} of {name} has no {KEY_CLIENT_SECRET}"
         ))),

@@ -229,8 +229,8 @@ pub fn referenced_apps(mapping: &TenantMapping) -> Vec<String> {
         .flat_map(|c| {
             c.apps
                 .iter()
-                .map(|a| a.app_ref.name.clone())
-                .chain(c.probe.iter().map(|p| p.app_ref.name.clone()))
+                .map(|a| a.app_ref.name.to_string())
+                .chain(c.probe.iter().map(|p| p.app_ref.name.to_string()))
         })
         .collect();
     names.sort();
