@@ -131,9 +131,25 @@ async fn create_becomes_ready_with_ids_and_a_working_secret_and_resync_writes_no
     poke(&h, "reports", "1").await;
     settle(&h, "reports").await;
     assert_eq!(graph_writes(&h), Vec::<String>::new());
+    let reads: Vec<String> = h
+        .entra
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.template.starts_with("/v1.0"))
+        .map(|r| r.template)
+        .collect();
+    assert!(!reads.is_empty(), "the resync did observe Graph");
+    // Only what the plan can act on is read: this app declares delegated permissions only and no
+    // federated credential, so neither its app role assignments nor its federated credentials.
     assert!(
-        h.entra.requests().iter().any(|r| r.method == "GET"),
-        "the resync did observe Graph"
+        reads.iter().any(|t| t.contains("oauth2PermissionGrants")),
+        "{reads:?}"
+    );
+    assert!(
+        !reads
+            .iter()
+            .any(|t| t.contains("appRoleAssignments") || t.contains("federatedIdentityCredentials")),
+        "{reads:?}"
     );
 }
 

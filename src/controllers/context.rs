@@ -9,7 +9,7 @@ use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
 
-use crate::api::AppRegistration;
+use crate::api::{AppRegistration, EntraPolicy};
 
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
@@ -81,6 +81,9 @@ pub struct Context {
     /// The AppRegistration controllers' stores (one per watched namespace, or one for all), so a
     /// reconcile reads its neighbours from memory instead of listing the API server.
     app_stores: Mutex<Vec<AppStore>>,
+    /// The EntraPolicy store of an AppRegistration controller's policy watch (cluster-scoped, so
+    /// any one will do), so a reconcile decides from memory instead of listing the policies.
+    policy_store: Mutex<Option<(Store<EntraPolicy>, StoreReady)>>,
 }
 
 impl Context {
@@ -103,6 +106,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             resource_sps: Mutex::new(HashMap::new()),
             app_stores: Mutex::new(Vec::new()),
+            policy_store: Mutex::new(None),
         }
     }
 
@@ -143,6 +147,32 @@ impl Context {
             return None;
         }
         Some(store.state_filter(|a| a.metadata.namespace.as_deref() == Some(namespace) && keep(a)))
+    }
+
+    /// Makes an AppRegistration controller's EntraPolicy store available to
+    /// [`Context::entra_policies`] (the first one registered is kept).
+    pub fn register_policy_store(&self, store: Store<EntraPolicy>, ready: StoreReady) {
+        let mut slot = self.policy_store.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some((store, ready));
+        }
+    }
+
+    /// Every EntraPolicy, from the policy watch's store once it holds its first full list; `None`
+    /// when no controller watches them (the caller lists instead). Never from a store that has not
+    /// listed yet: an empty store would read as "no policy" and allow what a policy forbids. May
+    /// lag the API server by the watch's delay; the watch wakes the affected resources when it
+    /// catches up.
+    pub async fn entra_policies(&self) -> Option<Vec<Arc<EntraPolicy>>> {
+        let (store, ready) = self
+            .policy_store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        if !ready.wait().await {
+            return None;
+        }
+        Some(store.state())
     }
 
     /// Publish the bank registries to this database sink too (beside the ConfigMaps).

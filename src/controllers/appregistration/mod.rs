@@ -46,6 +46,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use jiff::Timestamp;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -54,7 +55,7 @@ use kube::runtime::controller::Controller;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
@@ -65,6 +66,7 @@ use crate::controllers::conditions::merge_conditions;
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::controllers::events::publish;
+use crate::controllers::store_ready::StoreReady;
 use crate::controllers::wiring::{
     Feed, api_for, drain, error_policy, object_key, prune_for_store, record_reconcile, spec_changes,
 };
@@ -118,6 +120,22 @@ pub async fn run(
     let referrers = std::sync::Mutex::new(Referrers::default());
     let consenting = trigger.store.clone();
     let later_store = trigger.store.clone();
+    let (policy_store, policy_writer) = reflector::store();
+    let (mark_policies_ready, policies_ready) = StoreReady::pair();
+    ctx.register_policy_store(policy_store, policies_ready);
+    let policies = watcher(
+        Api::<crate::api::EntraPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(prune_for_store)
+    .reflect(policy_writer)
+    .inspect(move |event| {
+        if let Ok(watcher::Event::InitDone) = event {
+            mark_policies_ready.mark();
+        }
+    })
+    .touched_objects();
     ctx.register_app_store(
         namespace.clone(),
         trigger.store.clone(),
@@ -155,19 +173,16 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         // The cluster administrator changed an EntraPolicy: what it decides (consent, adoption) is
-        // decided again now, not at the next resync.
-        .watches(
-            Api::<crate::api::EntraPolicy>::all(client.clone()),
-            watcher::Config::default(),
-            move |_: crate::api::EntraPolicy| {
-                consenting
-                    .state()
-                    .into_iter()
-                    .filter(|app| app.spec.grant_admin_consent || app.spec.adopt.is_some())
-                    .map(|app| ObjectRef::from_obj(&*app))
-                    .collect::<Vec<_>>()
-            },
-        )
+        // decided again now, not at the next resync. The reconciles read the policies from this
+        // watch's store.
+        .watches_stream(policies, move |_: crate::api::EntraPolicy| {
+            consenting
+                .state()
+                .into_iter()
+                .filter(|app| app.spec.grant_admin_consent || app.spec.adopt.is_some())
+                .map(|app| ObjectRef::from_obj(&*app))
+                .collect::<Vec<_>>()
+        })
         // Far requeues (resync, renewals) come back from the operator's own queue.
         .reconcile_on(ctx.later.clone().due(KIND, later_store))
         .with_config(controller::Config::default().concurrency(concurrency.max(1)))
@@ -276,7 +291,7 @@ async fn apply_stages(
 ) -> Result<StagesOutcome, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
-    let references = observe_references(obj, &api).await?;
+    let references = observe_references(obj, &api, ctx).await?;
     let policy = observe_policy(obj, ctx).await?;
     let (plan, view, writes) = sync_graph(obj, &references, &policy, status, ctx).await?;
 

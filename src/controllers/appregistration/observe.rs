@@ -7,7 +7,9 @@ use std::time::Duration;
 use kube::Api;
 
 use crate::api::AppRegistration;
-use crate::api::appregistration::{AppRegistrationStatus, OwnersManagement};
+use crate::api::appregistration::{
+    AppRegistrationStatus, FederatedManagement, GrantedPermissionKind, OwnersManagement,
+};
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::credentials::ObservedPassword;
@@ -16,15 +18,39 @@ use crate::graph::{Application, OptionalExt};
 use super::observed::{Observed, ObservedServicePrincipal, application_json};
 use super::references::{ResolvedReferences, referenced_names, resolve_references};
 
-/// Reads the status of referenced AppRegistrations.
+/// Reads the status of referenced AppRegistrations: from the shared AppRegistration store when a
+/// controller watches the namespace (a BankClient's child refers to its API on every reconcile,
+/// 10,000 GETs of one object for 10,000 BankClients otherwise), else from the API server. The
+/// store may lag; a referenced app's status change wakes its referrers (`Referrers`).
 pub(super) async fn observe_references(
     obj: &AppRegistration,
     api: &Api<AppRegistration>,
+    ctx: &Context,
 ) -> Result<ResolvedReferences, Error> {
+    let names = referenced_names(&obj.spec);
     let mut statuses: BTreeMap<String, AppRegistrationStatus> = BTreeMap::new();
-    for name in referenced_names(&obj.spec) {
-        if let Some(other) = api.get_opt(&name).await? {
-            statuses.insert(name, other.status.unwrap_or_default());
+    if names.is_empty() {
+        return Ok(resolve_references(&obj.spec, &statuses));
+    }
+    let namespace = obj.metadata.namespace.as_deref().unwrap_or_default();
+    let stored = ctx
+        .app_registrations_where(namespace, |a| {
+            a.metadata.name.as_ref().is_some_and(|n| names.contains(n))
+        })
+        .await;
+    match stored {
+        Some(apps) => {
+            for other in apps {
+                let name = other.metadata.name.clone().unwrap_or_default();
+                statuses.insert(name, other.status.clone().unwrap_or_default());
+            }
+        }
+        None => {
+            for name in names {
+                if let Some(other) = api.get_opt(&name).await? {
+                    statuses.insert(name, other.status.unwrap_or_default());
+                }
+            }
         }
     }
     Ok(resolve_references(&obj.spec, &statuses))
@@ -50,16 +76,23 @@ pub(super) async fn observe_policy(
     use kube::ResourceExt;
 
     let namespace = obj.namespace().unwrap_or_default();
-    let policies: Api<EntraPolicy> = Api::all(ctx.client.clone());
-    let policies = Policies(
-        policies
-            .list(&Default::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|p| (p.name_any(), p.spec))
-            .collect(),
-    );
+    let policies = match ctx.entra_policies().await {
+        Some(stored) => Policies(
+            stored
+                .iter()
+                .map(|p| (p.name_any(), p.spec.clone()))
+                .collect(),
+        ),
+        None => Policies(
+            Api::<EntraPolicy>::all(ctx.client.clone())
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .map(|p| (p.name_any(), p.spec))
+                .collect(),
+        ),
+    };
     let mut labels = BTreeMap::new();
     if PolicyView::needs_namespace_labels(&policies) {
         let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
@@ -197,13 +230,15 @@ pub(super) async fn observe_graph(
                 .map(Into::into)
                 .collect();
         }
-        let fics = graph.list_federated_identity_credentials(object_id).await?;
-        for fic in &fics {
-            if let Some(id) = &fic.id {
-                federated_ids.insert(fic.name.clone(), id.clone());
+        if federated_managed(obj) {
+            let fics = graph.list_federated_identity_credentials(object_id).await?;
+            for fic in &fics {
+                if let Some(id) = &fic.id {
+                    federated_ids.insert(fic.name.clone(), id.clone());
+                }
             }
+            observed.federated_credentials = fics.iter().map(Into::into).collect();
         }
-        observed.federated_credentials = fics.iter().map(Into::into).collect();
     }
     for resource_app_id in resource_app_ids(obj, references) {
         if let Some(sp) = resource_service_principal(ctx, &resource_app_id).await? {
@@ -212,31 +247,63 @@ pub(super) async fn observe_graph(
                 .insert(resource_app_id, sp);
         }
     }
-    let granted_before = obj
-        .status
-        .as_ref()
-        .is_some_and(|s| !s.granted_permissions.is_empty());
-    if let Some(sp_id) = observed.service_principal.as_ref().map(|sp| sp.id.clone())
-        && (!obj.spec.required_resource_access.is_empty() || granted_before)
-    {
-        observed.app_role_assignments = graph
-            .list_app_role_assignments(&sp_id)
-            .await?
-            .iter()
-            .map(Into::into)
-            .collect();
-        observed.oauth2_permission_grants = graph
-            .list_oauth2_permission_grants(&sp_id)
-            .await?
-            .iter()
-            .map(Into::into)
-            .collect();
+    if let Some(sp_id) = observed.service_principal.as_ref().map(|sp| sp.id.clone()) {
+        if permissions_of_kind(obj, GrantedPermissionKind::Application) {
+            observed.app_role_assignments = graph
+                .list_app_role_assignments(&sp_id)
+                .await?
+                .iter()
+                .map(Into::into)
+                .collect();
+        }
+        if permissions_of_kind(obj, GrantedPermissionKind::Delegated) {
+            observed.oauth2_permission_grants = graph
+                .list_oauth2_permission_grants(&sp_id)
+                .await?
+                .iter()
+                .map(Into::into)
+                .collect();
+        }
     }
     Ok(GraphView {
         observed,
         application,
         federated_ids,
     })
+}
+
+/// Whether the plan can act on the application's federated credentials: some are declared,
+/// `Exact` deletes every other one, or the status records ones the operator put there (`Additive`
+/// deletes only those). Otherwise nothing is read: a resync of an app without federated
+/// credentials costs no read for them.
+fn federated_managed(obj: &AppRegistration) -> bool {
+    let credentials = &obj.spec.credentials;
+    !credentials.federated.is_empty()
+        || credentials.federated_management == FederatedManagement::Exact
+        || obj
+            .status
+            .as_ref()
+            .is_some_and(|s| !s.federated_credentials.is_empty())
+}
+
+/// Whether permissions of `kind` are declared or were granted by the operator (recorded in the
+/// status, so one removed from the spec is revoked): only then are the service principal's app
+/// role assignments (application) or permission grants (delegated) read. Consent is decided, and
+/// revoked, only for those.
+fn permissions_of_kind(obj: &AppRegistration, kind: GrantedPermissionKind) -> bool {
+    let declared = obj
+        .spec
+        .required_resource_access
+        .iter()
+        .any(|r| match kind {
+            GrantedPermissionKind::Application => !r.application.is_empty(),
+            GrantedPermissionKind::Delegated => !r.delegated.is_empty(),
+        });
+    declared
+        || obj
+            .status
+            .as_ref()
+            .is_some_and(|s| s.granted_permissions.iter().any(|g| g.kind == kind))
 }
 
 /// A resource API's service principal (its published roles and scopes). Microsoft's own APIs are
