@@ -218,6 +218,15 @@ impl Context {
             .insert(app_id.to_string(), (Instant::now(), sp));
     }
 
+    /// Forget the cached service principals of the operator's own APIs (Microsoft's stay): a
+    /// failed write may have used a role or service principal that is gone.
+    pub fn forget_own_resource_sps(&self) {
+        self.resource_sps
+            .lock()
+            .expect("cache poisoned")
+            .retain(|app_id, _| app_id == crate::graph::MICROSOFT_GRAPH_APP_ID);
+    }
+
     /// Forget the failures of `key` after a successful reconcile.
     pub fn record_success(&self, key: &str) {
         self.failures

@@ -254,6 +254,9 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
             Ok(ctx.later.requeue(KIND, obj.as_ref(), wait))
         }
         Err(error) => {
+            if !matches!(error, Error::Graph(GraphError::Replicating(_))) {
+                ctx.forget_own_resource_sps();
+            }
             let desired = report::failure_conditions(error.reason(), &error.to_string());
             status.conditions = merge_conditions(&previous.conditions, &desired, generation, now);
             status.observed_generation = generation;
