@@ -41,6 +41,13 @@ fn is_ready(conditions: Option<&entra_operator::api::Conditions>) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
+/// Ready, and for its current generation.
+fn settled_app(app: &AppRegistration) -> bool {
+    app.status.as_ref().is_some_and(|s| {
+        is_ready(Some(&s.conditions)) && s.observed_generation == app.metadata.generation
+    })
+}
+
 async fn ready_bank_clients(h: &Harness) -> usize {
     h.api::<BankClient>(NS)
         .list(&Default::default())
@@ -142,11 +149,8 @@ async fn app_registration_reconciles_list_nothing() {
         async move {
             for name in &names {
                 let app = apps.get_opt(name).await.unwrap()?;
-                let status = app.status.as_ref()?;
-                let current = status.observed_generation == app.metadata.generation;
                 let renamed = app.spec.display_name.ends_with("renamed");
-                if !(current && is_ready(Some(&status.conditions))) || renamed != generation_changed
-                {
+                if !settled_app(&app) || renamed != generation_changed {
                     return None;
                 }
             }
@@ -209,13 +213,7 @@ async fn references_are_read_from_the_store_not_the_api_server() {
         async move {
             let list = apps.list(&Default::default()).await.unwrap().items;
             let done = list.len() == 2
-                && list.iter().all(|a| {
-                    let status = a.status.as_ref();
-                    status.is_some_and(|s| {
-                        is_ready(Some(&s.conditions))
-                            && s.observed_generation == a.metadata.generation
-                    })
-                })
+                && list.iter().all(settled_app)
                 && list.iter().any(|a| a.spec.display_name == display_name);
             done.then_some(())
         }
@@ -265,11 +263,7 @@ async fn clients_of_one_api_share_its_service_principal_and_a_new_role_is_seen_a
             let list = apps.list(&Default::default()).await.unwrap().items;
             let done = list.len() == 4
                 && list.iter().all(|a| {
-                    let current = a.status.as_ref().is_some_and(|s| {
-                        is_ready(Some(&s.conditions))
-                            && s.observed_generation == a.metadata.generation
-                    });
-                    current
+                    settled_app(a)
                         && (a.metadata.name.as_deref() == Some("api-system-integration")
                             || a.spec.display_name.ends_with(suffix))
                 });
