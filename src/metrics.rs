@@ -88,6 +88,9 @@ pub struct Metrics {
     pub rotation_failures: Family<CredentialLabels, Counter>,
     /// Reconciles by kind and result category.
     pub reconciles: Family<ReconcileLabels, Counter>,
+    /// Resyncs that found nothing changed without reading the application or its service
+    /// principal again (delta queries said neither changed).
+    pub quiet_resyncs: Family<KindLabels, Counter>,
     /// Reconcile duration by kind.
     pub reconcile_duration: Family<KindLabels, Histogram>,
     /// Graph requests by method and status.
@@ -147,6 +150,12 @@ impl Metrics {
             "reconciles",
             "Reconciles by kind and result category",
             reconciles.clone(),
+        );
+        let quiet_resyncs = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "quiet_resyncs",
+            "Resyncs that found nothing changed in Kubernetes or Entra without reading the application or its service principal",
+            quiet_resyncs.clone(),
         );
         let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
@@ -209,6 +218,7 @@ impl Metrics {
             rotations,
             rotation_failures,
             reconciles,
+            quiet_resyncs,
             reconcile_duration,
             graph_requests,
             graph_throttled,

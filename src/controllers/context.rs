@@ -75,6 +75,9 @@ pub struct Context {
     pub fence: crate::fence::Fence,
     /// Far requeues (resyncs, renewals days away), kept compactly (`later.rs`).
     pub later: Arc<super::later::Later>,
+    /// The tenant's application and service principal changes (delta queries), so that a resync
+    /// of an unchanged AppRegistration reads neither again. Not followed until its `run` runs.
+    pub changes: Arc<crate::graph::ChangeFeed>,
     failures: Mutex<HashMap<String, u32>>,
     /// Service principals of Microsoft's APIs by appId, with when they were read.
     resource_sps: Mutex<HashMap<String, (Instant, ObservedServicePrincipal)>>,
@@ -103,6 +106,7 @@ impl Context {
             registry: None,
             fence: crate::fence::Fence::unfenced(),
             later: Arc::default(),
+            changes: Arc::default(),
             failures: Mutex::new(HashMap::new()),
             resource_sps: Mutex::new(HashMap::new()),
             app_stores: Mutex::new(Vec::new()),

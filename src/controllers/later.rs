@@ -42,9 +42,31 @@ struct Key {
     name: Box<str>,
 }
 
+/// What the last full reconcile of an object saw, so that its resync can tell whether anything
+/// changed without reading Graph again (a quiet resync, `appregistration/quiet.rs`). Kept with
+/// the far entry and handed to the reconcile the entry brings back; any other trigger of the
+/// object finds none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memo {
+    /// When the application and service principal were read, in the change feed's terms.
+    pub mark: crate::graph::Mark,
+    /// A hash of what the reconcile planned from in Kubernetes (spec, status, references,
+    /// policies).
+    pub inputs: u64,
+    /// A hash of what it read from Graph that delta queries do not track (owners, federated
+    /// credentials, assignments, grants).
+    pub untracked: u64,
+    /// When something time-based is due (a renewal): no quiet resync from then on.
+    pub due: Option<i64>,
+    /// Quiet resyncs since the last full one.
+    pub streak: u8,
+}
+
 #[derive(Default)]
 struct Entries {
-    at: HashMap<Key, Instant>,
+    at: HashMap<Key, (Instant, Option<Box<Memo>>)>,
+    /// Memos of entries handed back, until their reconcile takes them.
+    fired: HashMap<Key, Box<Memo>>,
     /// The earliest deadline of each kind, or later (never after it): nothing of that kind is
     /// due before.
     next: HashMap<&'static str, Instant>,
@@ -79,21 +101,61 @@ impl Later {
     /// `wait` is near, an entry here (and no requeue in kube-runtime) when it is far. Replaces
     /// what an earlier reconcile of `obj` asked for.
     pub fn requeue<K: Resource>(&self, kind: &'static str, obj: &K, wait: Duration) -> Action {
-        let key = Key {
-            kind,
-            namespace: Text::label(obj.meta().namespace.as_deref().unwrap_or_default()),
-            name: obj.meta().name.as_deref().unwrap_or_default().into(),
-        };
+        self.requeue_with(kind, obj, wait, None)
+    }
+
+    /// As [`Later::requeue`], keeping `memo` with a far entry for the reconcile it brings back.
+    pub fn requeue_with<K: Resource>(
+        &self,
+        kind: &'static str,
+        obj: &K,
+        wait: Duration,
+        memo: Option<Memo>,
+    ) -> Action {
+        let key = key_of(kind, obj);
         let mut entries = self.lock();
+        entries.fired.remove(&key);
         if wait < self.far {
             entries.at.remove(&key);
             return Action::requeue(wait);
         }
         let at = Instant::now() + wait;
-        entries.at.insert(key, at);
+        entries.at.insert(key, (at, memo.map(Box::new)));
         let next = entries.next.entry(kind).or_insert(at);
         *next = (*next).min(at);
         Action::await_change()
+    }
+
+    /// The memo of `obj`'s far entry if that entry brought this reconcile back (taken: asked
+    /// twice, the second answer is `None`).
+    pub fn take_memo<K: Resource>(&self, kind: &'static str, obj: &K) -> Option<Memo> {
+        self.lock().fired.remove(&key_of(kind, obj)).map(|m| *m)
+    }
+
+    /// Drops the memo of an object something else changed (one of its Secrets): its next resync
+    /// is a full one.
+    pub fn forget_memo(&self, kind: &'static str, namespace: &str, name: &str) {
+        let key = Key {
+            kind,
+            namespace: Text::label(namespace),
+            name: name.into(),
+        };
+        let mut entries = self.lock();
+        entries.fired.remove(&key);
+        if let Some((_, memo)) = entries.at.get_mut(&key) {
+            *memo = None;
+        }
+    }
+
+    /// Drops every memo of `kind` (a cluster-wide input changed).
+    pub fn forget_memos(&self, kind: &'static str) {
+        let mut entries = self.lock();
+        entries.fired.retain(|key, _| key.kind != kind);
+        for (key, (_, memo)) in entries.at.iter_mut() {
+            if key.kind == kind {
+                *memo = None;
+            }
+        }
     }
 
     /// Far requeues kept (all kinds).
@@ -111,16 +173,22 @@ impl Later {
         if entries.next.get(kind).is_none_or(|next| *next > now) {
             return Vec::new();
         }
-        let due: Vec<(Text, Box<str>)> = entries
+        let taken: Vec<(Key, (Instant, Option<Box<Memo>>))> = entries
             .at
-            .extract_if(|key, at| key.kind == kind && *at <= now)
-            .map(|(key, _)| (key.namespace, key.name))
+            .extract_if(|key, (at, _)| key.kind == kind && *at <= now)
             .collect();
+        let mut due = Vec::with_capacity(taken.len());
+        for (key, (_, memo)) in taken {
+            if let Some(memo) = memo {
+                entries.fired.insert(key.clone(), memo);
+            }
+            due.push((key.namespace, key.name));
+        }
         let next = entries
             .at
             .iter()
             .filter(|(key, _)| key.kind == kind)
-            .map(|(_, at)| *at)
+            .map(|(_, (at, _))| *at)
             .min();
         match next {
             Some(next) => entries.next.insert(kind, next),
@@ -143,17 +211,28 @@ impl Later {
     where
         K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     {
-        futures::stream::unfold(self, move |later| async move {
+        futures::stream::unfold((self, store), move |(later, store)| async move {
             tokio::time::sleep(TICK).await;
-            let due = later.take_due(kind, Instant::now());
-            Some((futures::stream::iter(due), later))
+            let mut due = Vec::new();
+            for (namespace, name) in later.take_due(kind, Instant::now()) {
+                let reference = ObjectRef::<K>::new(&name).within(&namespace);
+                if store.get(&reference).is_some() {
+                    due.push(reference);
+                } else {
+                    later.forget_memo(kind, &namespace, &name);
+                }
+            }
+            Some((futures::stream::iter(due), (later, store)))
         })
         .flatten()
-        .filter_map(move |(namespace, name)| {
-            let reference = ObjectRef::<K>::new(&name).within(&namespace);
-            let kept = store.get(&reference).is_some();
-            std::future::ready(kept.then_some(reference))
-        })
+    }
+}
+
+fn key_of<K: Resource>(kind: &'static str, obj: &K) -> Key {
+    Key {
+        kind,
+        namespace: Text::label(obj.meta().namespace.as_deref().unwrap_or_default()),
+        name: obj.meta().name.as_deref().unwrap_or_default().into(),
     }
 }
 
@@ -249,5 +328,65 @@ mod tests {
             "the deleted object is not handed back"
         );
         assert!(later.is_empty());
+    }
+
+    fn memo(streak: u8) -> Memo {
+        let feed = crate::graph::ChangeFeed::new(Duration::from_secs(30));
+        Memo {
+            mark: feed.test_mark(),
+            inputs: 1,
+            untracked: 2,
+            due: None,
+            streak,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_memo_reaches_only_the_reconcile_its_entry_brings_back_and_a_forget_drops_it() {
+        let later = Later::new(Duration::from_secs(60));
+        let a = app("team-a", "orders");
+        let b = app("team-a", "billing");
+        later.requeue_with(
+            "AppRegistration",
+            &a,
+            Duration::from_secs(60),
+            Some(memo(1)),
+        );
+        later.requeue_with(
+            "AppRegistration",
+            &b,
+            Duration::from_secs(60),
+            Some(memo(2)),
+        );
+        // Not due yet: a reconcile (of another trigger) finds no memo.
+        assert_eq!(later.take_memo("AppRegistration", &a), None);
+        later.forget_memo("AppRegistration", "team-a", "billing");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(later.take_due("AppRegistration", Instant::now()).len(), 2);
+        assert_eq!(later.take_memo("AppRegistration", &a), Some(memo(1)));
+        assert_eq!(later.take_memo("AppRegistration", &a), None, "taken once");
+        assert_eq!(later.take_memo("AppRegistration", &b), None, "forgotten");
+        // A near requeue drops what was handed back and not taken.
+        later.requeue_with(
+            "AppRegistration",
+            &a,
+            Duration::from_secs(60),
+            Some(memo(3)),
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        later.take_due("AppRegistration", Instant::now());
+        later.requeue("AppRegistration", &a, Duration::from_secs(1));
+        assert_eq!(later.take_memo("AppRegistration", &a), None);
+        // A cluster-wide change drops every memo of the kind.
+        later.requeue_with(
+            "AppRegistration",
+            &a,
+            Duration::from_secs(60),
+            Some(memo(4)),
+        );
+        later.forget_memos("AppRegistration");
+        tokio::time::advance(Duration::from_secs(61)).await;
+        later.take_due("AppRegistration", Instant::now());
+        assert_eq!(later.take_memo("AppRegistration", &a), None);
     }
 }

@@ -261,7 +261,7 @@ impl Call {
         self
     }
 
-    fn operation(&self) -> String {
+    pub(crate) fn operation(&self) -> String {
         format!("{} {}", self.method, self.template)
     }
 }

@@ -35,6 +35,7 @@ mod auth;
 mod batch;
 mod client;
 mod config;
+mod delta;
 mod error;
 mod metrics;
 mod models;
@@ -51,6 +52,7 @@ pub use auth::{
 pub use batch::MAX_BATCH;
 pub use client::{GraphClient, GraphClientBuilder};
 pub use config::{CredentialConfig, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_ENDPOINT, GraphConfig};
+pub use delta::{ChangeFeed, LAG as DELTA_LAG, Mark};
 pub use error::{
     ErrorDetail, GraphError, GraphErrorBody, GraphErrorPayload, GraphInnerError, OptionalExt,
     Permission,

@@ -32,6 +32,7 @@ mod observe;
 pub mod observed;
 pub mod operation;
 pub mod plan;
+mod quiet;
 pub mod references;
 pub mod report;
 
@@ -120,6 +121,7 @@ pub async fn run(
     let referrers = std::sync::Mutex::new(Referrers::default());
     let consenting = trigger.store.clone();
     let later_store = trigger.store.clone();
+    let memos = ctx.later.clone();
     let (policy_store, policy_writer) = reflector::store();
     let (mark_policies_ready, policies_ready) = StoreReady::pair();
     ctx.register_policy_store(policy_store, policies_ready);
@@ -153,7 +155,18 @@ pub async fn run(
             )
             .default_backoff()
             .modify(prune_for_store)
-            .touched_objects(),
+            .touched_objects()
+            // A Secret of an AppRegistration changed (or went): its next resync is a full one.
+            .inspect(move |secret| {
+                if let Ok(secret) = secret {
+                    let namespace = secret.namespace().unwrap_or_default();
+                    for owner in secret.owner_references() {
+                        if owner.kind == KIND {
+                            memos.forget_memo(KIND, &namespace, &owner.name);
+                        }
+                    }
+                }
+            }),
         )
         // An AppRegistration whose status changed may be what another one waits for (appRef).
         .watches_shared_stream(changes.events, move |changed: Arc<AppRegistration>| {
@@ -206,6 +219,12 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
     };
     let generation = obj.metadata.generation;
 
+    if let Some(memo) = ctx.later.take_memo(KIND, obj.as_ref()) {
+        // Any failure of the quiet check is left to the full reconcile, which reports it.
+        if let Ok(Some(action)) = quiet_resync(&obj, memo, ctx).await {
+            return Ok(action);
+        }
+    }
     let outcome = apply_stages(&obj, ctx, &mut status, &mut writer).await;
     let now = Timestamp::now();
     match outcome {
@@ -244,14 +263,18 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
                     .later
                     .requeue(KIND, obj.as_ref(), Duration::from_secs(30)));
             }
-            let mut wait = ctx.settings.resync;
-            if let Some(at) = stages.requeue_at {
-                let until = at.duration_since(Timestamp::now());
-                let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
-                wait = wait.min(until.max(Duration::from_millis(200)));
-            }
+            let wait = resync_wait(ctx, stages.requeue_at);
+            let inputs =
+                quiet::inputs_hash(&obj, Some(&status), &stages.references, &stages.policy);
+            let memo = quiet::memo_after_full(
+                stages.mark,
+                !stages.writes.is_empty(),
+                inputs,
+                &stages.observed,
+                stages.requeue_at,
+            );
             info!(appregistration = %key, ready, requeue_in = ?wait, "reconciled");
-            Ok(ctx.later.requeue(KIND, obj.as_ref(), wait))
+            Ok(ctx.later.requeue_with(KIND, obj.as_ref(), wait, memo))
         }
         Err(error) => {
             if !matches!(error, Error::Graph(GraphError::Replicating(_))) {
@@ -284,6 +307,53 @@ struct StagesOutcome {
     plan: Plan,
     writes: Vec<&'static str>,
     requeue_at: Option<Timestamp>,
+    /// What a quiet resync compares against (`quiet.rs`).
+    mark: Option<crate::graph::Mark>,
+    references: references::ResolvedReferences,
+    policy: observe::PolicyFacts,
+    observed: Observed,
+}
+
+/// How long a settled resource waits: the resync, or less when a renewal is due sooner.
+fn resync_wait(ctx: &Context, requeue_at: Option<Timestamp>) -> Duration {
+    let mut wait = ctx.settings.resync;
+    if let Some(at) = requeue_at {
+        let until = at.duration_since(Timestamp::now());
+        let until = Duration::try_from(until).unwrap_or(Duration::ZERO);
+        wait = wait.min(until.max(Duration::from_millis(200)));
+    }
+    wait
+}
+
+/// A resync that finds nothing changed without reading the application or its service principal
+/// (`quiet.rs`): the action that brings it back, or `None` when a full reconcile must run.
+async fn quiet_resync(
+    obj: &Arc<AppRegistration>,
+    memo: crate::controllers::later::Memo,
+    ctx: &Context,
+) -> Result<Option<Action>, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+    let references = observe_references(obj, &api, ctx).await?;
+    let policy = observe_policy(obj, ctx).await?;
+    let Some(next) = quiet::check(obj, memo, &references, &policy, ctx).await? else {
+        return Ok(None);
+    };
+    let key = object_key(obj.as_ref());
+    ctx.record_success(&key);
+    ctx.metrics
+        .quiet_resyncs
+        .get_or_create(&crate::metrics::KindLabels { kind: KIND })
+        .inc();
+    let due = next.due.and_then(|s| Timestamp::from_second(s).ok());
+    let wait = resync_wait(ctx, due);
+    info!(appregistration = %key, requeue_in = ?wait, streak = next.streak, "resynced quietly: nothing changed");
+    Ok(Some(ctx.later.requeue_with(
+        KIND,
+        obj.as_ref(),
+        wait,
+        Some(next),
+    )))
 }
 
 async fn apply_stages(
@@ -296,6 +366,8 @@ async fn apply_stages(
     let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
     let references = observe_references(obj, &api, ctx).await?;
     let policy = observe_policy(obj, ctx).await?;
+    // Taken before Graph is read: a change reported after it makes the next resync a full one.
+    let mark = ctx.changes.mark();
     let (plan, view, writes) = sync_graph(obj, &references, &policy, status, ctx).await?;
 
     report::record_planned(status, &plan.status, &ctx.settings.tenant_id);
@@ -316,6 +388,10 @@ async fn apply_stages(
         plan,
         writes,
         requeue_at,
+        mark,
+        references,
+        policy,
+        observed: view.observed,
     })
 }
 

@@ -195,20 +195,10 @@ pub(super) async fn observe_graph(
         ..Observed::default()
     };
     let mut federated_ids = BTreeMap::new();
-    // Owners named by user principal name: resolved to object IDs (needs User.Read.All; a 403
-    // fails the reconcile as GraphForbidden naming it). A 404 is no such user: the plan reports it
-    // and removes no owner. Resolved even before the application exists, so that the rounds
-    // planned from a create's answer (which do not observe again) have them too.
-    for upn in &obj.spec.owner_user_principal_names {
-        let id = graph
-            .get_user_by_principal_name(upn)
-            .await
-            .optional()?
-            .map(|user| user.id);
-        observed.owner_principal_names.insert(upn.clone(), id);
-    }
+    // Owners named by user principal name: resolved even before the application exists, so that
+    // the rounds planned from a create's answer (which do not observe again) have them too.
+    observe_principal_names(obj, ctx, &mut observed).await?;
     if let Some(app) = &application {
-        let object_id = app.id.as_deref().unwrap_or_default();
         if let Some(app_id) = app.app_id.as_deref() {
             observed.service_principal = graph
                 .get_service_principal_by_app_id(app_id)
@@ -216,28 +206,6 @@ pub(super) async fn observe_graph(
                 .optional()?
                 .as_ref()
                 .map(Into::into);
-        }
-        let recorded = obj.status.as_ref();
-        let owners_managed = !obj.spec.owners.is_empty()
-            || !obj.spec.owner_user_principal_names.is_empty()
-            || obj.spec.owners_management == OwnersManagement::Exact
-            || recorded.is_some_and(|s| !s.managed_owners.is_empty());
-        if owners_managed {
-            observed.owners = graph
-                .list_application_owners(object_id)
-                .await?
-                .iter()
-                .map(Into::into)
-                .collect();
-        }
-        if federated_managed(obj) {
-            let fics = graph.list_federated_identity_credentials(object_id).await?;
-            for fic in &fics {
-                if let Some(id) = &fic.id {
-                    federated_ids.insert(fic.name.clone(), id.clone());
-                }
-            }
-            observed.federated_credentials = fics.iter().map(Into::into).collect();
         }
     }
     for (resource_app_id, needs) in resource_needs(obj, references) {
@@ -247,10 +215,84 @@ pub(super) async fn observe_graph(
                 .insert(resource_app_id, sp);
         }
     }
-    if let Some(sp_id) = observed.service_principal.as_ref().map(|sp| sp.id.clone()) {
+    if let Some(app) = &application {
+        let object_id = app.id.clone().unwrap_or_default();
+        let sp_id = observed.service_principal.as_ref().map(|sp| sp.id.clone());
+        observe_untracked(
+            obj,
+            ctx,
+            &object_id,
+            sp_id.as_deref(),
+            &mut observed,
+            &mut federated_ids,
+        )
+        .await?;
+    }
+    Ok(GraphView {
+        observed,
+        application,
+        federated_ids,
+    })
+}
+
+/// Resolves `spec.ownerUserPrincipalNames` to object IDs (needs User.Read.All; a 403 fails the
+/// reconcile as GraphForbidden naming it). A 404 is no such user: the plan reports it and removes
+/// no owner.
+pub(super) async fn observe_principal_names(
+    obj: &AppRegistration,
+    ctx: &Context,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    for upn in &obj.spec.owner_user_principal_names {
+        let id = ctx
+            .graph
+            .get_user_by_principal_name(upn)
+            .await
+            .optional()?
+            .map(|user| user.id);
+        observed.owner_principal_names.insert(upn.clone(), id);
+    }
+    Ok(())
+}
+
+/// Reads what hangs off the application and its service principal and is not tracked by delta
+/// queries, each only when the plan can act on it: owners, federated credentials, app role
+/// assignments, delegated permission grants.
+pub(super) async fn observe_untracked(
+    obj: &AppRegistration,
+    ctx: &Context,
+    object_id: &str,
+    sp_id: Option<&str>,
+    observed: &mut Observed,
+    federated_ids: &mut BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let graph = &ctx.graph;
+    let recorded = obj.status.as_ref();
+    let owners_managed = !obj.spec.owners.is_empty()
+        || !obj.spec.owner_user_principal_names.is_empty()
+        || obj.spec.owners_management == OwnersManagement::Exact
+        || recorded.is_some_and(|s| !s.managed_owners.is_empty());
+    if owners_managed {
+        observed.owners = graph
+            .list_application_owners(object_id)
+            .await?
+            .iter()
+            .map(Into::into)
+            .collect();
+    }
+    if federated_managed(obj) {
+        let fics = graph.list_federated_identity_credentials(object_id).await?;
+        for fic in &fics {
+            if let Some(id) = &fic.id {
+                federated_ids.insert(fic.name.clone(), id.clone());
+            }
+        }
+        observed.federated_credentials = fics.iter().map(Into::into).collect();
+    }
+    if let Some(sp_id) = sp_id {
         if permissions_of_kind(obj, GrantedPermissionKind::Application) {
             observed.app_role_assignments = graph
-                .list_app_role_assignments(&sp_id)
+                .list_app_role_assignments(sp_id)
                 .await?
                 .iter()
                 .map(Into::into)
@@ -258,18 +300,14 @@ pub(super) async fn observe_graph(
         }
         if permissions_of_kind(obj, GrantedPermissionKind::Delegated) {
             observed.oauth2_permission_grants = graph
-                .list_oauth2_permission_grants(&sp_id)
+                .list_oauth2_permission_grants(sp_id)
                 .await?
                 .iter()
                 .map(Into::into)
                 .collect();
         }
     }
-    Ok(GraphView {
-        observed,
-        application,
-        federated_ids,
-    })
+    Ok(())
 }
 
 /// Whether the plan can act on the application's federated credentials: some are declared,

@@ -1,0 +1,152 @@
+//! Quiet resyncs: a resync of an AppRegistration that nothing changed for, decided without
+//! reading its application or service principal again.
+//!
+//! A full reconcile that wrote nothing to Graph leaves a [`Memo`] with its far requeue: a mark in
+//! the tenant's change feed taken before it read Graph (`graph::ChangeFeed`), a hash of what it
+//! planned from in Kubernetes, a hash of what it read from Graph that delta queries do not track,
+//! and when something time-based (a renewal) is due. When that requeue brings the resource back
+//! (and nothing else did: any other trigger finds no memo), the resync is quiet if
+//! - nothing time-based is due and fewer than [`MAX_STREAK`] resyncs in a row were quiet;
+//! - the change feed says neither the application nor its service principal changed since;
+//! - the spec, annotations, status, referenced AppRegistrations and policies hash the same;
+//! - the collections delta does not track, read again (each only when the spec manages it: app
+//!   role assignments for a BankClient's child, so one read), hash the same.
+//!
+//! Otherwise it is a full reconcile, as before. One of the operator's Secrets changing drops the
+//! memo (`forget_memo`), as does a change to any EntraPolicy. A full resync still comes every
+//! [`MAX_STREAK`] + 1 resyncs, for what neither delta nor the hashes cover (a resource API's role
+//! removed behind the operator's back, a change lost by Entra's change tracking).
+
+use std::fmt::Write as _;
+use std::hash::Hasher;
+
+use jiff::Timestamp;
+
+use crate::api::AppRegistration;
+use crate::api::appregistration::AppRegistrationStatus;
+use crate::controllers::context::Context;
+use crate::controllers::error::Error;
+use crate::controllers::later::Memo;
+
+use super::observe::{PolicyFacts, observe_principal_names, observe_untracked};
+use super::observed::Observed;
+use super::references::ResolvedReferences;
+
+/// Quiet resyncs in a row before a full one (with the default hourly resync: a full read of every
+/// resource once a day).
+pub(super) const MAX_STREAK: u8 = 23;
+
+/// A renewal due within this is not waited for quietly.
+const DUE_MARGIN: i64 = 5;
+
+/// Feeds `Debug` output to a hasher without building the string.
+struct HashWriter<'a>(&'a mut std::collections::hash_map::DefaultHasher);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn debug_hash(value: &dyn std::fmt::Debug) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let _ = write!(HashWriter(&mut hasher), "{value:?}");
+    hasher.finish()
+}
+
+/// What a reconcile plans from in Kubernetes: the spec (its generation), the annotations (a
+/// rotation asked for), the status as written, the referenced AppRegistrations and the policies.
+pub(super) fn inputs_hash(
+    obj: &AppRegistration,
+    status: Option<&AppRegistrationStatus>,
+    references: &ResolvedReferences,
+    policy: &PolicyFacts,
+) -> u64 {
+    debug_hash(&(
+        obj.metadata.generation,
+        &obj.metadata.annotations,
+        status,
+        references,
+        &policy.view,
+        &policy.claimed_elsewhere,
+    ))
+}
+
+/// What was read from Graph that delta queries do not track.
+pub(super) fn untracked_hash(observed: &Observed) -> u64 {
+    debug_hash(&(
+        &observed.owner_principal_names,
+        &observed.owners,
+        &observed.federated_credentials,
+        &observed.app_role_assignments,
+        &observed.oauth2_permission_grants,
+    ))
+}
+
+/// The memo a full reconcile leaves, or `None` when the next resync must be full anyway (no mark:
+/// the change feed is not tracking; or the reconcile wrote to Graph).
+pub(super) fn memo_after_full(
+    mark: Option<crate::graph::Mark>,
+    wrote: bool,
+    inputs: u64,
+    observed: &Observed,
+    due: Option<Timestamp>,
+) -> Option<Memo> {
+    let mark = mark.filter(|_| !wrote)?;
+    Some(Memo {
+        mark,
+        inputs,
+        untracked: untracked_hash(observed),
+        due: due.map(|t| t.as_second()),
+        streak: 0,
+    })
+}
+
+/// Whether this resync is quiet: the memo the far requeue handed back still holds. Returns the
+/// memo for the next resync, or `None` (a full reconcile follows). Reads from Graph only the
+/// collections delta does not track, and only when everything else already holds.
+pub(super) async fn check(
+    obj: &AppRegistration,
+    memo: Memo,
+    references: &ResolvedReferences,
+    policy: &PolicyFacts,
+    ctx: &Context,
+) -> Result<Option<Memo>, Error> {
+    let now = Timestamp::now().as_second();
+    if memo.streak >= MAX_STREAK || memo.due.is_some_and(|due| now + DUE_MARGIN >= due) {
+        return Ok(None);
+    }
+    let status = obj.status.as_ref();
+    let (Some(object_id), Some(sp_id)) = (
+        status.and_then(|s| s.object_id.as_deref()),
+        status.and_then(|s| s.service_principal_id.as_deref()),
+    ) else {
+        return Ok(None);
+    };
+    if !ctx.changes.unchanged_since(memo.mark, &[object_id, sp_id]) {
+        return Ok(None);
+    }
+    if inputs_hash(obj, status, references, policy) != memo.inputs {
+        return Ok(None);
+    }
+    let mut observed = Observed::default();
+    observe_principal_names(obj, ctx, &mut observed).await?;
+    let mut federated_ids = Default::default();
+    observe_untracked(
+        obj,
+        ctx,
+        object_id,
+        Some(sp_id),
+        &mut observed,
+        &mut federated_ids,
+    )
+    .await?;
+    if untracked_hash(&observed) != memo.untracked {
+        return Ok(None);
+    }
+    Ok(Some(Memo {
+        streak: memo.streak + 1,
+        ..memo
+    }))
+}

@@ -1,0 +1,387 @@
+//! Change tracking with Graph's delta queries: which applications and service principals of the
+//! tenant changed, so that a resync of an unchanged AppRegistration need not read them again.
+//!
+//! One [`ChangeFeed`] per operator follows `GET /applications/delta` and
+//! `GET /servicePrincipals/delta` ([application: delta], [servicePrincipal: delta]): it starts from
+//! now (`$deltatoken=latest`, no data), then every interval follows each delta link to the next
+//! one and remembers, for every object reported, when it was reported (a 64-bit hash of its ID and
+//! a time, not the object: the operator only needs to know *that* it changed). A reconcile that
+//! reads an application and its service principal takes a [`Mark`] first; a later resync asks
+//! [`ChangeFeed::unchanged_since`] whether either may have changed since that read.
+//!
+//! Why the answer is safe (docs/architecture.md, "Quiet resyncs"):
+//! - Entra's replicas and its change tracking may lag. [`LAG`] is how long the feed assumes they
+//!   may lag, at most: a change reported less than [`LAG`] before the read may not have been seen
+//!   by it, so it counts as a change; a read counts as covered only once a round that *started*
+//!   [`LAG`] after it has completed; a mark is refused for [`LAG`] after tracking (re)starts.
+//! - Tracking that fails for good (an expired delta token: 400 `syncStateNotFound`, or 410 Gone,
+//!   [delta query overview]) starts over with a new generation: every mark taken before is void,
+//!   so every resource reads Graph again at its next resync.
+//! - Owners, federated credentials, app role assignments and permission grants are not tracked by
+//!   either delta function; the caller reads those it manages.
+//!
+//! [application: delta]: https://learn.microsoft.com/en-us/graph/api/application-delta
+//! [servicePrincipal: delta]: https://learn.microsoft.com/en-us/graph/api/serviceprincipal-delta
+//! [delta query overview]: https://learn.microsoft.com/en-us/graph/delta-query-overview
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::client::{Call, GraphClient};
+use super::error::GraphError;
+
+/// How long Entra's replicas and its change tracking are assumed to lag behind a write, at most.
+pub const LAG: Duration = Duration::from_secs(30);
+
+/// How often the delta links are followed by default.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The two collections followed, with their delta function.
+const COLLECTIONS: [(&str, &str); 2] = [
+    ("/applications/delta", "/applications/delta"),
+    ("/servicePrincipals/delta", "/servicePrincipals/delta"),
+];
+
+/// When a reconcile read an application and its service principal, in the feed's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    generation: u32,
+    /// Seconds since the feed was created.
+    at: u32,
+}
+
+#[derive(Default)]
+struct FeedState {
+    /// Bumped when tracking starts over: marks of an older generation are void.
+    generation: u32,
+    /// Delta links of the two collections, once the first round (from `latest`) completed.
+    links: Option<[String; 2]>,
+    /// When this generation's tracking started (seconds since the feed was created).
+    tracking_since: u32,
+    /// When the last completed round started.
+    covered_until: Option<u32>,
+    /// Objects reported in this generation (hash of the ID) and when they were last reported.
+    changed: HashMap<u64, u32>,
+}
+
+/// The tenant's application and service principal changes, as far as a quiet resync needs them.
+pub struct ChangeFeed {
+    epoch: Instant,
+    interval: Duration,
+    /// [`LAG`], or less in tests.
+    lag: u32,
+    hasher: std::hash::RandomState,
+    state: Mutex<FeedState>,
+}
+
+impl Default for ChangeFeed {
+    fn default() -> Self {
+        ChangeFeed::new(DEFAULT_INTERVAL)
+    }
+}
+
+#[derive(Deserialize)]
+struct DeltaItem {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct DeltaPage {
+    #[serde(default)]
+    value: Vec<DeltaItem>,
+    #[serde(rename = "@odata.nextLink", default)]
+    next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink", default)]
+    delta_link: Option<String>,
+}
+
+/// The most pages one round follows (a round after a burst of 10,000 creates is about 100 pages
+/// per collection).
+const MAX_PAGES: usize = 2_000;
+
+impl ChangeFeed {
+    /// A feed that follows the delta links every `interval` once [`ChangeFeed::run`] runs. Until
+    /// then (and when the operator's identity may not read them) it offers no mark, and every
+    /// resync reads Graph as before.
+    pub fn new(interval: Duration) -> Self {
+        ChangeFeed::with_lag(interval, LAG)
+    }
+
+    /// As [`ChangeFeed::new`], assuming replicas lag by `lag` at most (tests shorten it).
+    pub fn with_lag(interval: Duration, lag: Duration) -> Self {
+        ChangeFeed {
+            epoch: Instant::now(),
+            interval,
+            lag: u32::try_from(lag.as_secs()).unwrap_or(u32::MAX),
+            hasher: std::hash::RandomState::new(),
+            state: Mutex::new(FeedState::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
+    fn key(&self, id: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        id.to_ascii_lowercase().hash(&mut h);
+        h.finish()
+    }
+
+    /// A mark for a read about to start, or `None` when the feed is not tracking (not started,
+    /// starting over, or started less than [`LAG`] ago).
+    pub fn mark(&self) -> Option<Mark> {
+        let now = self.now();
+        let st = self.lock();
+        let lag = self.lag;
+        (st.links.is_some() && now >= st.tracking_since.saturating_add(lag)).then_some(Mark {
+            generation: st.generation,
+            at: now,
+        })
+    }
+
+    /// Whether none of the objects `ids` can have changed since the read `mark` was taken for:
+    /// tracking has not started over, a round that started [`LAG`] after the read has completed,
+    /// and none of them was reported later than [`LAG`] before the read.
+    pub fn unchanged_since(&self, mark: Mark, ids: &[&str]) -> bool {
+        let keys: Vec<u64> = ids.iter().map(|id| self.key(id)).collect();
+        let st = self.lock();
+        let lag = self.lag;
+        st.generation == mark.generation
+            && st
+                .covered_until
+                .is_some_and(|start| start >= mark.at.saturating_add(lag))
+            && keys.iter().all(|k| {
+                st.changed
+                    .get(k)
+                    .is_none_or(|reported| reported.saturating_add(lag) <= mark.at)
+            })
+    }
+
+    /// A mark of the current generation at the current time, whatever the feed's state (unit
+    /// tests elsewhere need one).
+    #[cfg(test)]
+    pub(crate) fn test_mark(&self) -> Mark {
+        Mark {
+            generation: self.lock().generation,
+            at: self.now(),
+        }
+    }
+
+    fn report(&self, items: &[DeltaItem]) {
+        let now = self.now();
+        let keys: Vec<u64> = items.iter().map(|i| self.key(&i.id)).collect();
+        let mut st = self.lock();
+        for k in keys {
+            st.changed.insert(k, now);
+        }
+    }
+
+    /// Tracking starts over: every mark so far is void.
+    fn restart(&self) {
+        let mut st = self.lock();
+        st.generation = st.generation.wrapping_add(1);
+        st.links = None;
+        st.covered_until = None;
+        st.changed = HashMap::new();
+    }
+
+    /// Follows the delta links every interval until `shutdown` resolves.
+    pub async fn run(
+        self: std::sync::Arc<Self>,
+        graph: GraphClient,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(error) = self.round(&graph).await {
+                if starts_over(&error) {
+                    tracing::info!(error = %error, "delta tracking starts over; the next resync of every resource reads Graph");
+                    self.restart();
+                } else {
+                    tracing::warn!(error = %error, "could not follow the delta links; resyncs read Graph until they can");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.interval) => {}
+                _ = &mut shutdown => return,
+            }
+        }
+    }
+
+    /// One round: both collections from their delta link (or from `latest`) to the next one.
+    async fn round(&self, graph: &GraphClient) -> Result<(), GraphError> {
+        let started = self.now();
+        let (links, generation) = {
+            let st = self.lock();
+            (st.links.clone(), st.generation)
+        };
+        let mut next: [String; 2] = Default::default();
+        for (i, (path, template)) in COLLECTIONS.iter().enumerate() {
+            let first = match &links {
+                Some(links) => links[i].clone(),
+                None => format!("{path}?$deltatoken=latest"),
+            };
+            next[i] = self.follow(graph, first, template).await?;
+        }
+        let mut st = self.lock();
+        if st.generation == generation {
+            if st.links.is_none() {
+                st.tracking_since = started;
+            } else {
+                st.covered_until = Some(started);
+            }
+            st.links = Some(next);
+        }
+        Ok(())
+    }
+
+    /// Pages from `link` to the delta link, reporting every object on the way.
+    async fn follow(
+        &self,
+        graph: &GraphClient,
+        link: String,
+        template: &'static str,
+    ) -> Result<String, GraphError> {
+        let mut call = Call::get(
+            link,
+            template,
+            super::error::Permission::ApplicationReadAll,
+            1,
+        );
+        for _ in 0..MAX_PAGES {
+            let page: DeltaPage = graph.fetch(&call).await?;
+            self.report(&page.value);
+            match (page.next_link, page.delta_link) {
+                (Some(next), _) => call.path = next,
+                (None, Some(delta)) => return Ok(delta),
+                (None, None) => {
+                    return Err(GraphError::Decode {
+                        operation: call.operation(),
+                        message: "a delta page without a next or delta link".into(),
+                    });
+                }
+            }
+        }
+        Err(GraphError::Decode {
+            operation: call.operation(),
+            message: format!("more than {MAX_PAGES} pages"),
+        })
+    }
+}
+
+/// Whether an error of a delta round means the tracking state is gone: an expired or unknown
+/// token (400, e.g. `syncStateNotFound`), 410 Gone, or a 404 on the link.
+fn starts_over(error: &GraphError) -> bool {
+    match error {
+        GraphError::BadRequest(_) | GraphError::NotFound(_) => true,
+        GraphError::Unexpected(detail) => detail.status == 410,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(id: &str) -> DeltaItem {
+        DeltaItem { id: id.into() }
+    }
+
+    /// A feed that tracks since `since` seconds, with its last round started at `covered`.
+    fn tracking(feed: &ChangeFeed, since: u32, covered: Option<u32>) {
+        let mut st = feed.lock();
+        st.links = Some(Default::default());
+        st.tracking_since = since;
+        st.covered_until = covered;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_mark_before_tracking_has_run_for_the_lag() {
+        let feed = ChangeFeed::new(Duration::from_secs(30));
+        assert_eq!(feed.mark(), None, "not tracking");
+        tracking(&feed, 0, None);
+        assert_eq!(feed.mark(), None, "tracking for less than the lag");
+        tokio::time::advance(LAG).await;
+        assert!(feed.mark().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unchanged_only_once_a_later_round_completed_and_nothing_was_reported_after_the_read() {
+        let feed = ChangeFeed::new(Duration::from_secs(30));
+        tracking(&feed, 0, Some(0));
+        feed.report(&[item("APP-1")]); // reported at 0
+        tokio::time::advance(Duration::from_secs(40)).await;
+        let mark = feed.mark().expect("tracking");
+        // The read at 40 saw APP-1's change, reported 40 s before it.
+        assert!(!feed.unchanged_since(mark, &["app-1"]), "no round since");
+        tracking(&feed, 0, Some(60));
+        assert!(
+            !feed.unchanged_since(mark, &["app-1"]),
+            "round began too soon"
+        );
+        tracking(&feed, 0, Some(70));
+        assert!(feed.unchanged_since(mark, &["app-1", "sp-1"]));
+        // A change reported after the read, or within the lag before it, is a change.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        feed.report(&[item("sp-1")]);
+        assert!(!feed.unchanged_since(mark, &["app-1", "sp-1"]));
+        assert!(feed.unchanged_since(mark, &["app-1"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_reported_just_before_the_read_counts_as_unseen() {
+        let feed = ChangeFeed::new(Duration::from_secs(30));
+        tracking(&feed, 0, None);
+        tokio::time::advance(Duration::from_secs(100)).await;
+        feed.report(&[item("app-1")]); // at 100
+        tokio::time::advance(Duration::from_secs(29)).await;
+        let mark = feed.mark().unwrap(); // at 129
+        tracking(&feed, 0, Some(200));
+        assert!(!feed.unchanged_since(mark, &["app-1"]));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let later = feed.mark().unwrap(); // at 130: the report is LAG old
+        assert!(feed.unchanged_since(later, &["app-1"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn starting_over_voids_every_mark() {
+        let feed = ChangeFeed::new(Duration::from_secs(30));
+        tracking(&feed, 0, None);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let mark = feed.mark().unwrap();
+        feed.restart();
+        tracking(&feed, 0, Some(1_000));
+        assert!(!feed.unchanged_since(mark, &["app-1"]));
+    }
+
+    #[test]
+    fn expired_or_gone_tokens_start_over_and_throttling_does_not() {
+        let detail = |status: u16, code: &str| super::super::error::ErrorDetail {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+            operation: String::new(),
+        };
+        assert!(starts_over(&GraphError::BadRequest(detail(
+            400,
+            "syncStateNotFound"
+        ))));
+        assert!(starts_over(&GraphError::Unexpected(detail(410, "Gone"))));
+        assert!(!starts_over(&GraphError::Server(detail(503, "x"))));
+        assert!(!starts_over(&GraphError::Throttled {
+            retry_after: None,
+            detail: detail(429, "x"),
+        }));
+    }
+}
