@@ -583,3 +583,140 @@ async fn repeated_events_become_a_series_and_their_memory_is_bounded() {
         2
     );
 }
+
+/// Quiet resyncs (`appregistration/quiet.rs`): with the change feed following Graph's delta
+/// queries, a resync of an unchanged client reads only its app role assignments (which delta does
+/// not track), and an API with nothing untracked reads nothing; a change made in Entra behind the
+/// operator's back (the client's application, the API's service principal) is reported by delta
+/// and repaired at the next resync, well before a full resync would come anyway.
+#[tokio::test]
+async fn an_unchanged_resync_reads_only_what_delta_does_not_track_and_drift_is_still_repaired() {
+    use entra_operator::controllers::later::Later;
+    use entra_operator::graph::ChangeFeed;
+    use entra_operator::metrics::KindLabels;
+    use std::sync::Arc;
+
+    let mut h = Harness::start().await;
+    // So that the test, as the operator, may change a service principal it does not own yet.
+    h.grant_least_privilege_and(&["Directory.Read.All"]);
+    {
+        let ctx = Arc::get_mut(&mut h.ctx).expect("no controller holds the context");
+        ctx.settings.resync = Duration::from_secs(2);
+        ctx.later = Arc::new(Later::new(Duration::from_secs(2)));
+        ctx.changes = Arc::new(ChangeFeed::with_lag(
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+        ));
+    }
+    let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = tokio::spawn(h.ctx.changes.clone().run(h.ctx.graph.clone(), async {
+        let _ = feed_stopped.await;
+    }));
+    h.start_controllers();
+    h.apply(system_api()).await;
+    h.apply(cr(
+        "AppRegistration",
+        "client-a",
+        json!({"displayName": "client-a", "grantAdminConsent": true,
+               "requiredResourceAccess": [
+                   {"appRef": {"name": "api-system-integration"}, "application": ["System"]}],
+               "credentials": {"passwords": [{"secretName": "client-a-credentials"}]}}),
+    ))
+    .await;
+    let apps = h.api::<AppRegistration>(NS);
+    h.wait_for("both Ready", WAIT, || async {
+        let list = apps.list(&Default::default()).await.unwrap().items;
+        (list.len() == 2 && list.iter().all(settled_app)).then_some(())
+    })
+    .await;
+    let quiet = |h: &Harness| {
+        h.metrics
+            .quiet_resyncs
+            .get_or_create(&KindLabels {
+                kind: "AppRegistration",
+            })
+            .get()
+    };
+    h.wait_for("the first quiet resyncs", WAIT, || async {
+        (quiet(&h) >= 2).then_some(())
+    })
+    .await;
+
+    // A window of quiet resyncs: no write, no read of an application or service principal, and
+    // one read of the client's assignments per resync.
+    h.entra.clear_requests();
+    let before = quiet(&h);
+    h.wait_for("six more quiet resyncs", WAIT, || async {
+        (quiet(&h) >= before + 6).then_some(())
+    })
+    .await;
+    let requests = h.entra.requests();
+    let in_window = quiet(&h) - before;
+    let resource_reads: Vec<String> = requests
+        .iter()
+        .filter(|r| r.template.starts_with("/v1.0") && !r.template.ends_with("/delta"))
+        .map(|r| format!("{} {}", r.method, r.template))
+        .collect();
+    assert!(
+        resource_reads.iter().all(|r| r.starts_with("GET ")),
+        "no writes: {resource_reads:?}"
+    );
+    let assignments = resource_reads
+        .iter()
+        .filter(|r| r.ends_with("/appRoleAssignments"))
+        .count();
+    assert_eq!(
+        assignments,
+        resource_reads.len(),
+        "only assignments are read: {resource_reads:?}"
+    );
+    assert!(
+        (assignments as u64) <= in_window,
+        "at most one read per quiet resync: {assignments} reads, {in_window} resyncs"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.template == "/v1.0/applications/delta")
+            && requests
+                .iter()
+                .any(|r| r.template == "/v1.0/servicePrincipals/delta"),
+        "the feed follows both delta links"
+    );
+
+    // Drift behind the operator's back: delta reports both objects and the next resyncs repair them.
+    let client = apps.get("client-a").await.unwrap().status.unwrap();
+    let api = apps
+        .get("api-system-integration")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    let client_object = client.object_id.unwrap();
+    let api_sp = api.service_principal_id.unwrap();
+    h.ctx
+        .graph
+        .update_application(&client_object, &json!({"displayName": "tampered"}))
+        .await
+        .unwrap();
+    h.ctx
+        .graph
+        .update_service_principal(&api_sp, &json!({"appRoleAssignmentRequired": false}))
+        .await
+        .unwrap();
+    h.wait_for("both repaired", Duration::from_secs(30), || async {
+        let app = h.ctx.graph.get_application(&client_object).await.ok()?;
+        let sp = h
+            .ctx
+            .graph
+            .get_service_principal_by_app_id(api.app_id.as_deref()?)
+            .await
+            .ok()?;
+        (app.display_name.as_deref() == Some("client-a")
+            && sp.app_role_assignment_required == Some(true))
+        .then_some(())
+    })
+    .await;
+    let _ = stop_feed.send(());
+    let _ = feed.await;
+}

@@ -62,9 +62,12 @@ pub struct Memo {
     pub streak: u8,
 }
 
+/// A far entry: its deadline, and the memo of the reconcile that asked for it.
+type Entry = (Instant, Option<Box<Memo>>);
+
 #[derive(Default)]
 struct Entries {
-    at: HashMap<Key, (Instant, Option<Box<Memo>>)>,
+    at: HashMap<Key, Entry>,
     /// Memos of entries handed back, until their reconcile takes them.
     fired: HashMap<Key, Box<Memo>>,
     /// The earliest deadline of each kind, or later (never after it): nothing of that kind is
@@ -173,7 +176,7 @@ impl Later {
         if entries.next.get(kind).is_none_or(|next| *next > now) {
             return Vec::new();
         }
-        let taken: Vec<(Key, (Instant, Option<Box<Memo>>))> = entries
+        let taken: Vec<(Key, Entry)> = entries
             .at
             .extract_if(|key, (at, _)| key.kind == kind && *at <= now)
             .collect();

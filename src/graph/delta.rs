@@ -25,7 +25,7 @@
 //! [delta query overview]: https://learn.microsoft.com/en-us/graph/delta-query-overview
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -132,9 +132,7 @@ impl ChangeFeed {
     }
 
     fn key(&self, id: &str) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        id.to_ascii_lowercase().hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(id.to_ascii_lowercase())
     }
 
     /// A mark for a read about to start, or `None` when the feed is not tracking (not started,

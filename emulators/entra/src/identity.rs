@@ -773,7 +773,7 @@ pub(crate) fn grant_consent(st: &mut State, tid: &str, client_app_id: &str) -> S
         if !ok {
             return None;
         }
-        let sp = Sp::new(app_id, now, visible_at);
+        let sp = Sp::new(app_id, now, visible_at, st.next_seq());
         let id = sp.id.clone();
         st.tenants.get_mut(tid)?.insert_sp(sp);
         Some(id)

@@ -457,12 +457,13 @@ fn create_operator(
         }],
         fics: Vec::new(),
         owners: Vec::new(),
-        changed_seq: 0,
+        // A real sequence number, so the operator's app is in an initial delta round.
+        changed_seq: st.next_seq(),
     };
     let object_id = app.id.clone();
     st.app_home
         .insert(app_id.clone(), (home.to_string(), object_id.clone()));
-    let sp = Sp::new(&app_id, now, now);
+    let sp = Sp::new(&app_id, now, now, st.next_seq());
     let sp_id = sp.id.clone();
     let tenant = st.tenants.get_mut(home).expect("home tenant");
     tenant.insert_app(app);

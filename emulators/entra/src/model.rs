@@ -15,7 +15,9 @@ pub(crate) struct State {
     pub(crate) tenants: BTreeMap<String, Tenant>,
     pub(crate) switches: Switches,
     pub(crate) clock_offset_ms: i64,
-    /// Change sequence for delta queries.
+    /// Change sequence for delta queries: the last value [`State::next_seq`] handed out. Every
+    /// object gets one when created (the built-in ones too), so an initial delta round returns
+    /// them all and `$deltatoken=latest` (which starts after `seq`) returns none of them.
     pub(crate) seq: u64,
     pub(crate) log: RequestLog,
     pub(crate) throttle: Throttle,
@@ -70,6 +72,7 @@ impl State {
         let mut domains = vec![default_domain.clone()];
         domains.extend(spec.verified_domains.iter().cloned());
         let now = self.now();
+        let graph_sp_seq = self.next_seq();
         let mut tenant = Tenant {
             id: id.clone(),
             display_name: spec
@@ -85,10 +88,11 @@ impl State {
             grants_listed_at: BTreeMap::new(),
             assignments: BTreeMap::new(),
             tombstones: Vec::new(),
+            sp_tombstones: Vec::new(),
             users: BTreeMap::new(),
             index: Index::default(),
         };
-        tenant.insert_sp(Sp::builtin_graph(now));
+        tenant.insert_sp(Sp::builtin_graph(now, graph_sp_seq));
         self.tenants.insert(id.clone(), tenant);
         id
     }
@@ -302,6 +306,10 @@ pub(crate) struct Tenant {
     pub(crate) assignments: BTreeMap<String, Assignment>,
     /// (seq, object id, reason) of applications deleted, for delta.
     pub(crate) tombstones: Vec<(u64, String, &'static str)>,
+    /// (seq, object id) of service principals deleted, for delta. The emulator has no soft delete
+    /// for service principals (`DELETE` removes one for good), so delta reports each with reason
+    /// `deleted`.
+    pub(crate) sp_tombstones: Vec<(u64, String)>,
     /// Users by object id (lowercase): created through the control API only.
     pub(crate) users: BTreeMap<String, User>,
     /// Object ids by appId and uniqueName, so lookups by either do not scan the tenant (the
@@ -613,6 +621,11 @@ pub(crate) struct Sp {
     /// Object ids of its owners (lowercase). A new service principal has none: Graph does not
     /// document that its creator becomes an owner, so the emulator takes the stricter reading.
     pub(crate) owners: Vec<String>,
+    /// [`State::next_seq`] at its last change, for `servicePrincipals/delta`: set on create and
+    /// bumped by every write to the service principal itself (PATCH, owners). App role assignments
+    /// and delegated permission grants are objects of their own and leave it alone (see
+    /// `graph/delta.rs`).
+    pub(crate) changed_seq: u64,
 }
 
 impl Sp {
@@ -620,7 +633,13 @@ impl Sp {
         self.visible_at <= now
     }
 
-    pub(crate) fn new(app_id: &str, created: Timestamp, visible_at: Timestamp) -> Self {
+    /// A new service principal; `changed_seq` comes from [`State::next_seq`].
+    pub(crate) fn new(
+        app_id: &str,
+        created: Timestamp,
+        visible_at: Timestamp,
+        changed_seq: u64,
+    ) -> Self {
         Self {
             id: new_guid(),
             app_id: app_id.to_string(),
@@ -628,10 +647,11 @@ impl Sp {
             created,
             visible_at,
             owners: Vec::new(),
+            changed_seq,
         }
     }
 
-    fn builtin_graph(now: Timestamp) -> Self {
+    fn builtin_graph(now: Timestamp, changed_seq: u64) -> Self {
         let props = json!({
             "displayName": "Microsoft Graph",
             "appDisplayName": "Microsoft Graph",
@@ -653,6 +673,7 @@ impl Sp {
             created: now,
             visible_at: now,
             owners: Vec::new(),
+            changed_seq,
         }
     }
 }

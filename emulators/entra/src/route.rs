@@ -56,13 +56,14 @@ pub(crate) fn route(path: &str) -> Route {
         for seg in &segs[1..] {
             out.push('/');
             let seg = crate::util::percent_decode(seg);
-            let bare = seg
-                .strip_prefix("microsoft.graph.")
-                .filter(|s| GRAPH_LITERALS.contains(s))
-                .unwrap_or(&seg);
-            let bare = bare.strip_suffix("()").unwrap_or(bare);
-            if GRAPH_LITERALS.contains(&bare) {
-                out.push_str(bare);
+            // A function may be called as `delta`, `delta()` or `microsoft.graph.delta()`, an
+            // action as `addPassword` or `microsoft.graph.addPassword`.
+            let bare = seg.strip_suffix("()").unwrap_or(&seg);
+            let literal = [bare, bare.strip_prefix("microsoft.graph.").unwrap_or(bare)]
+                .into_iter()
+                .find(|s| GRAPH_LITERALS.contains(s));
+            if let Some(literal) = literal {
+                out.push_str(literal);
             } else if let Some(open) = bare.find('(')
                 && bare.ends_with(')')
             {
@@ -141,5 +142,15 @@ mod tests {
         assert_eq!(r.params, vec!["alice@contoso.com"]);
         let r = route("/v1.0/applications/delta()");
         assert_eq!(r.template, "/v1.0/applications/delta");
+        for p in [
+            "/v1.0/servicePrincipals/delta",
+            "/v1.0/servicePrincipals/delta()",
+            "/v1.0/servicePrincipals/microsoft.graph.delta()",
+            "/v1.0/servicePrincipals/microsoft.graph.delta",
+        ] {
+            let r = route(p);
+            assert_eq!(r.template, "/v1.0/servicePrincipals/delta", "{p}");
+            assert!(r.params.is_empty(), "{p}");
+        }
     }
 }

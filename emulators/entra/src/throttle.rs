@@ -241,6 +241,15 @@ mod tests {
     }
 
     #[test]
+    fn both_delta_functions_cost_one_resource_unit() {
+        // Neither is in the identity cost table's list of 2-RU reads ([throttle] in FIDELITY.md).
+        for t in ["/v1.0/applications/delta", "/v1.0/servicePrincipals/delta"] {
+            assert_eq!(cost("GET", t, false, false), (1, false), "{t}");
+            assert_eq!(cost("GET", t, true, false), (1, false), "{t}");
+        }
+    }
+
+    #[test]
     fn off_never_throttles() {
         let mut t = Throttle::default();
         for _ in 0..10_000 {

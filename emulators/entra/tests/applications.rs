@@ -1,6 +1,8 @@
 //! Graph applications: CRUD, upsert, PATCH rules, credentials, federated credentials, owners,
-//! deleted items, delta.
+//! deleted items, delta (of applications and of service principals).
 mod common;
+
+use std::time::Duration;
 
 use common::*;
 use entra_emulator::{
@@ -629,4 +631,278 @@ async fn delta_pages_to_a_delta_link_and_reports_changes() {
         .json();
     assert_eq!(latest["value"], json!([]));
     assert!(latest["@odata.deltaLink"].is_string());
+}
+
+/// The values of a delta page, the link that ends it (`@odata.nextLink` or `@odata.deltaLink`) as a
+/// path on the emulator, and whether it is the delta link.
+async fn delta_page(env: &Env, path: &str) -> (Vec<Value>, String, bool) {
+    let r = env.call("GET", path, None).await;
+    assert_eq!(r.status, 200, "{path}: {}", r.json());
+    let body = r.json();
+    let (link, is_delta) = match (
+        body["@odata.nextLink"].as_str(),
+        body["@odata.deltaLink"].as_str(),
+    ) {
+        (Some(next), None) => (next, false),
+        (None, Some(delta)) => (delta, true),
+        _ => panic!("a page has exactly one of nextLink and deltaLink: {body}"),
+    };
+    let path = link.strip_prefix(&env.base).unwrap().to_string();
+    (body["value"].as_array().unwrap().clone(), path, is_delta)
+}
+
+/// Follows a round to its delta link: every value, and the delta link's path.
+async fn delta_round(env: &Env, path: &str) -> (Vec<Value>, String) {
+    let mut all = Vec::new();
+    let mut path = path.to_string();
+    loop {
+        let (values, link, done) = delta_page(env, &path).await;
+        all.extend(values);
+        path = link;
+        if done {
+            return (all, path);
+        }
+    }
+}
+
+fn ids(values: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = values
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn service_principal_delta_pages_from_scratch_to_a_delta_link() {
+    let env = Env::new().await;
+    let graph_sp = env
+        .call(
+            "GET",
+            "/v1.0/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')",
+            None,
+        )
+        .await
+        .json();
+    let mut expected = vec![
+        graph_sp["id"].as_str().unwrap().to_string(),
+        env.emu.operator_credentials().service_principal_id,
+    ];
+    // 100 more than the two built in: more than one page of 100.
+    for i in 0..100 {
+        let app = env
+            .create_app(json!({"displayName": format!("sp-{i}")}))
+            .await;
+        let sp = env.create_sp(app["appId"].as_str().unwrap()).await;
+        expected.push(sp["id"].as_str().unwrap().to_string());
+    }
+    expected.sort();
+    let r = env
+        .call(
+            "GET",
+            "/v1.0/servicePrincipals/delta()?$select=appId,displayName",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    let first = r.json();
+    assert_eq!(
+        first["@odata.context"],
+        "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals"
+    );
+    assert_eq!(first["value"].as_array().unwrap().len(), 100);
+    assert!(first.get("@odata.deltaLink").is_none(), "{first}");
+    let next = first["@odata.nextLink"].as_str().unwrap();
+    assert!(
+        next.starts_with(&format!("{}/v1.0/servicePrincipals/delta?", env.base)),
+        "{next}"
+    );
+    let (rest, link, done) = delta_page(&env, next.strip_prefix(&env.base).unwrap()).await;
+    assert!(done, "the second page ends the round");
+    assert_eq!(rest.len(), 2);
+    let mut all = first["value"].as_array().unwrap().clone();
+    all.extend(rest);
+    assert_eq!(ids(&all), expected, "every service principal, once");
+    for v in &all {
+        // $select is carried to the next page; id always comes.
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["appId", "displayName", "id"], "{v}");
+    }
+    assert!(all.iter().any(|v| v["displayName"] == "sp-99"));
+    let (none, _, done) = delta_page(&env, &link).await;
+    assert!(done);
+    assert_eq!(none, Vec::<Value>::new(), "nothing changed since the round");
+}
+
+#[tokio::test]
+async fn service_principal_delta_after_latest_reports_a_patch_a_new_one_and_a_deleted_one() {
+    let env = Env::new().await;
+    let mut sps = Vec::new();
+    for name in ["patched", "deleted", "untouched"] {
+        let app = env.create_app(json!({"displayName": name})).await;
+        sps.push(env.create_sp(app["appId"].as_str().unwrap()).await);
+    }
+    let id = |sp: &Value| sp["id"].as_str().unwrap().to_string();
+    let (none, link) = delta_round(&env, "/v1.0/servicePrincipals/delta?$deltatoken=latest").await;
+    assert_eq!(none, Vec::<Value>::new(), "latest returns no data");
+
+    let r = env
+        .call(
+            "PATCH",
+            &format!("/v1.0/servicePrincipals/{}", id(&sps[0])),
+            Some(json!({"notes": "changed"})),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.json());
+    let r = env
+        .call(
+            "DELETE",
+            &format!("/v1.0/servicePrincipals/{}", id(&sps[1])),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let app = env.create_app(json!({"displayName": "new"})).await;
+    let created = env.create_sp(app["appId"].as_str().unwrap()).await;
+    // An application without a service principal is no change here.
+    env.create_app(json!({"displayName": "no-sp"})).await;
+
+    let (changes, link) = delta_round(&env, &link).await;
+    assert_eq!(changes.len(), 3, "{changes:#?}");
+    let by_id = |i: String| changes.iter().find(|v| v["id"] == i.as_str()).unwrap();
+    assert_eq!(by_id(id(&sps[0]))["notes"], "changed");
+    assert!(by_id(id(&sps[0])).get("@removed").is_none());
+    assert_eq!(by_id(id(&created))["appId"], app["appId"]);
+    assert_eq!(
+        *by_id(id(&sps[1])),
+        json!({"id": id(&sps[1]), "@removed": {"reason": "deleted"}}),
+        "no soft delete for service principals: gone for good"
+    );
+    let (none, _) = delta_round(&env, &link).await;
+    assert_eq!(none, Vec::<Value>::new());
+}
+
+#[tokio::test]
+async fn service_principal_delta_ignores_app_role_assignments_and_grants() {
+    let env = Env::new().await;
+    let app = env.create_app(json!({"displayName": "client"})).await;
+    let sp = env.create_sp(app["appId"].as_str().unwrap()).await;
+    let sp_id = sp["id"].as_str().unwrap();
+    let graph = env
+        .call(
+            "GET",
+            "/v1.0/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')",
+            None,
+        )
+        .await
+        .json();
+    let graph_id = graph["id"].as_str().unwrap();
+    let (_, link) = delta_round(&env, "/v1.0/servicePrincipals/delta").await;
+
+    let role = entra_emulator::msgraph::graph_role_id("User.Read.All").unwrap();
+    let path = format!("/v1.0/servicePrincipals/{graph_id}/appRoleAssignedTo");
+    let r = env
+        .call(
+            "POST",
+            &path,
+            Some(json!({"principalId": sp_id, "resourceId": graph_id, "appRoleId": role})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let r = env
+        .call(
+            "POST",
+            "/v1.0/oauth2PermissionGrants",
+            Some(json!({"clientId": sp_id, "consentType": "AllPrincipals",
+                "resourceId": graph_id, "scope": "User.Read"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.json());
+    let (changes, link) = delta_round(&env, &link).await;
+    assert_eq!(
+        changes,
+        Vec::<Value>::new(),
+        "assignments and grants are objects of their own"
+    );
+    // A change to the service principal itself still shows.
+    let r = env
+        .call(
+            "PATCH",
+            &format!("/v1.0/servicePrincipals/{sp_id}"),
+            Some(json!({"tags": ["HideApp"]})),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let (changes, _) = delta_round(&env, &link).await;
+    assert_eq!(ids(&changes), [sp_id]);
+}
+
+#[tokio::test]
+async fn delta_filter_by_id_scopes_both_delta_functions() {
+    let env = Env::new().await;
+    let (mut apps, mut sps) = (Vec::new(), Vec::new());
+    for name in ["f1", "f2", "f3"] {
+        let app = env.create_app(json!({"displayName": name})).await;
+        sps.push(
+            env.create_sp(app["appId"].as_str().unwrap()).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        apps.push(app["id"].as_str().unwrap().to_string());
+    }
+    for (collection, ids_of) in [("servicePrincipals", &sps), ("applications", &apps)] {
+        let q = format!(
+            "/v1.0/{collection}/delta?$filter=id%20eq%20'{}'%20or%20id%20eq%20'{}'",
+            ids_of[0], ids_of[1]
+        );
+        let (values, link) = delta_round(&env, &q).await;
+        let mut want = vec![ids_of[0].clone(), ids_of[1].clone()];
+        want.sort();
+        assert_eq!(ids(&values), want, "{collection}");
+        // The delta link keeps the filter: a change outside it does not show.
+        for id in [&ids_of[0], &ids_of[2]] {
+            let r = env
+                .call(
+                    "PATCH",
+                    &format!("/v1.0/{collection}/{id}"),
+                    Some(json!({"notes": "n"})),
+                )
+                .await;
+            assert_eq!(r.status, 204, "{}", r.json());
+        }
+        let (values, _) = delta_round(&env, &link).await;
+        assert_eq!(ids(&values), [ids_of[0].clone()], "{collection}");
+        let r = env
+            .call(
+                "GET",
+                &format!("/v1.0/{collection}/delta?$filter=displayName%20eq%20'f1'"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 400);
+        assert_eq!(error_code(&r), "Request_UnsupportedQuery");
+    }
+}
+
+#[tokio::test]
+async fn delta_returns_an_object_still_replicating_in_a_later_round() {
+    let env = Env::new().await;
+    let app = env.create_app(json!({"displayName": "backing"})).await;
+    let (_, sp_link) = delta_round(&env, "/v1.0/servicePrincipals/delta?$deltatoken=latest").await;
+    let (_, app_link) = delta_round(&env, "/v1.0/applications/delta?$deltatoken=latest").await;
+    env.emu.set_replication_delay(Duration::from_secs(30));
+    let sp = env.create_sp(app["appId"].as_str().unwrap()).await;
+    let late_app = env.create_app(json!({"displayName": "late"})).await;
+    let (sp_none, sp_link) = delta_round(&env, &sp_link).await;
+    let (app_none, app_link) = delta_round(&env, &app_link).await;
+    assert_eq!(sp_none, Vec::<Value>::new(), "not replicated yet");
+    assert_eq!(app_none, Vec::<Value>::new(), "not replicated yet");
+    env.emu.advance_clock(Duration::from_secs(31));
+    let (sps, _) = delta_round(&env, &sp_link).await;
+    let (apps, _) = delta_round(&env, &app_link).await;
+    assert_eq!(ids(&sps), [sp["id"].as_str().unwrap()]);
+    assert_eq!(ids(&apps), [late_app["id"].as_str().unwrap()]);
 }

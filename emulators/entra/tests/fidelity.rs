@@ -259,6 +259,32 @@ async fn expired_delta_token_is_400_sync_state_not_found() {
 }
 
 #[tokio::test]
+async fn expired_service_principal_delta_token_is_400_sync_state_not_found() {
+    let env = Env::new().await;
+    let r = env.call("GET", "/v1.0/servicePrincipals/delta", None).await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    let link = r.json()["@odata.deltaLink"].as_str().unwrap().to_string();
+    env.emu.advance_clock(Duration::from_secs(8 * 24 * 3600));
+    let token = env.emu.operator_token().await.unwrap();
+    let r = env
+        .client
+        .send(
+            "GET",
+            &link,
+            &[("authorization", &format!("Bearer {token}"))],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(error_code(&r), "syncStateNotFound");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "The sync state generation is not found. The delta token is expired and data must be synchronized again."
+    );
+}
+
+#[tokio::test]
 async fn throttle_scope_is_sent_on_throttled_answers_only() {
     let env = Env::new().await;
     env.emu.set_throttling(ThrottleMode::Scaled {

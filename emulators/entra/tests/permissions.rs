@@ -761,3 +761,32 @@ async fn adding_a_service_principal_owner_needs_directory_read_all_and_ownership
     .await;
     assert_eq!(r.status, 403, "not an owner of that one: {}", r.json());
 }
+
+#[tokio::test]
+async fn service_principal_delta_is_read_with_owned_by_and_the_higher_permissions() {
+    let env = Env::new().await;
+    // "servicePrincipal: delta", Permissions: OwnedBy least privileged, then Application.Read.All,
+    // Application.ReadWrite.All, Directory.Read.All, Directory.ReadWrite.All (the emulator's Graph
+    // service principal does not publish the last, so no token carries it).
+    for role in [
+        "Application.ReadWrite.OwnedBy",
+        "Application.Read.All",
+        "Application.ReadWrite.All",
+        "Directory.Read.All",
+    ] {
+        env.emu.set_operator_graph_roles(&[role]);
+        let token = env.emu.operator_token().await.unwrap();
+        let r = call_as(&env, &token, "GET", "/v1.0/servicePrincipals/delta", None).await;
+        assert_eq!(r.status, 200, "{role}: {}", r.json());
+        assert!(r.json()["@odata.deltaLink"].is_string(), "{role}");
+        assert!(
+            !r.json()["value"].as_array().unwrap().is_empty(),
+            "{role}: every service principal (our choice for OwnedBy, as for applications)"
+        );
+    }
+    env.emu.set_operator_graph_roles(&["User.Read.All"]);
+    let token = env.emu.operator_token().await.unwrap();
+    let r = call_as(&env, &token, "GET", "/v1.0/servicePrincipals/delta", None).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(error_code(&r), "Authorization_RequestDenied");
+}

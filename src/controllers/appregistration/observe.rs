@@ -198,15 +198,13 @@ pub(super) async fn observe_graph(
     // Owners named by user principal name: resolved even before the application exists, so that
     // the rounds planned from a create's answer (which do not observe again) have them too.
     observe_principal_names(obj, ctx, &mut observed).await?;
-    if let Some(app) = &application {
-        if let Some(app_id) = app.app_id.as_deref() {
-            observed.service_principal = graph
-                .get_service_principal_by_app_id(app_id)
-                .await
-                .optional()?
-                .as_ref()
-                .map(Into::into);
-        }
+    if let Some(app_id) = application.as_ref().and_then(|a| a.app_id.as_deref()) {
+        observed.service_principal = graph
+            .get_service_principal_by_app_id(app_id)
+            .await
+            .optional()?
+            .as_ref()
+            .map(Into::into);
     }
     for (resource_app_id, needs) in resource_needs(obj, references) {
         if let Some(sp) = resource_service_principal(ctx, &resource_app_id, &needs).await? {

@@ -5,6 +5,7 @@ use super::*;
 pub(super) fn delete_app(st: &mut State, caller: &Caller, id: &str) -> GResult {
     let now = st.now();
     let seq = st.next_seq();
+    let sp_seq = st.next_seq();
     let t = tenant_mut(st, caller);
     let app = t.apps.get_mut(id).expect("app");
     app.deleted_at = Some(now);
@@ -13,13 +14,19 @@ pub(super) fn delete_app(st: &mut State, caller: &Caller, id: &str) -> GResult {
     t.tombstones.push((seq, id.to_string(), "changed"));
     // The home tenant's service principal goes with the application.
     if let Some(sp_id) = t.sp_by_app_id(&app_id).map(|s| s.id.clone()) {
-        remove_sp(t, &sp_id);
+        remove_sp(t, &sp_id, sp_seq);
     }
     Ok(Resp::empty(204))
 }
 
-pub(super) fn remove_sp(t: &mut Tenant, sp_id: &str) {
-    t.sps.remove(sp_id);
+/// Removes a service principal for good (the emulator has no soft delete for service principals)
+/// with its app role assignments and grants; `servicePrincipals/delta` reports it removed with
+/// reason `deleted` from change `seq` on. The assignments and grants going is no change of any
+/// other service principal's delta.
+pub(super) fn remove_sp(t: &mut Tenant, sp_id: &str, seq: u64) {
+    if t.sps.remove(sp_id).is_some() {
+        t.sp_tombstones.push((seq, sp_id.to_string()));
+    }
     t.assignments
         .retain(|_, a| a.principal_id != sp_id && a.resource_id != sp_id);
     t.grants.retain(|_, g| {

@@ -1,6 +1,6 @@
 //! Microsoft Graph v1.0: applications, credentials, federated credentials, owners, deleted items,
-//! delta, service principals, app role assignments, delegated grants, tenant information, users
-//! (read by id or user principal name), `$batch`.
+//! delta (of applications and of service principals), service principals, app role assignments,
+//! delegated grants, tenant information, users (read by id or user principal name), `$batch`.
 
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
@@ -238,8 +238,13 @@ pub(crate) fn dispatch(
     match (m, t) {
         ("POST", "/v1.0/applications") => return create_app(st, caller, req, None),
         ("GET", "/v1.0/applications") => return list_apps(st, caller, req, base),
-        ("GET", "/v1.0/applications/delta") => return delta(st, caller, req, base),
+        ("GET", "/v1.0/applications/delta") => {
+            return delta(st, caller, req, base, DeltaOf::Applications);
+        }
         ("GET", "/v1.0/servicePrincipals") => return list_sps(st, caller, req, base),
+        ("GET", "/v1.0/servicePrincipals/delta") => {
+            return delta(st, caller, req, base, DeltaOf::ServicePrincipals);
+        }
         ("POST", "/v1.0/servicePrincipals") => return create_sp(st, caller, req, None),
         ("GET", "/v1.0/oauth2PermissionGrants") => return list_grants(st, caller, req, base),
         ("POST", "/v1.0/oauth2PermissionGrants") => return create_grant(st, caller, req),

@@ -49,10 +49,10 @@ pub(super) fn remove_owner(owners: &mut Vec<String>, owner: &str) -> Result<(), 
 /// `POST /applications/{id}/owners/$ref`.
 pub(super) fn add_owner(st: &mut State, caller: &Caller, req: &Req, id: &str) -> GResult {
     let oid = owner_reference(req)?;
-    let seq = st.next_seq();
     let app = tenant_mut(st, caller).apps.get_mut(id).expect("app");
+    // Not a change delta reports: owners are not tracked by `applications/delta`
+    // (docs/graph.md, "Reading many objects"; "application: delta").
     push_owner(&mut app.owners, oid)?;
-    app.changed_seq = seq;
     Ok(Resp::empty(204))
 }
 
@@ -62,6 +62,8 @@ pub(super) fn add_owner(st: &mut State, caller: &Caller, req: &Req, id: &str) ->
 pub(super) fn add_sp_owner(st: &mut State, caller: &Caller, req: &Req, id: &str) -> GResult {
     let oid = owner_reference(req)?;
     let sp = tenant_mut(st, caller).sps.get_mut(id).expect("sp");
+    // Owners are not tracked by delta, as for applications (our choice for service principals:
+    // their delta page lists no tracked navigation either).
     push_owner(&mut sp.owners, oid)?;
     Ok(Resp::empty(204))
 }

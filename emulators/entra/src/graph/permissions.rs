@@ -124,7 +124,18 @@ pub(super) fn authorize(
                 && addressed_app(st, caller, t, p).is_some_and(|id| owns_app(st, caller, &id))
         }
     } else if t.starts_with("/v1.0/servicePrincipals") {
-        if read {
+        if read && t == "/v1.0/servicePrincipals/delta" {
+            // "servicePrincipal: delta" (https://learn.microsoft.com/graph/api/serviceprincipal-delta,
+            // Permissions, application): least privileged Application.ReadWrite.OwnedBy; higher
+            // Application.Read.All, Application.ReadWrite.All, Directory.Read.All,
+            // Directory.ReadWrite.All. As for applications/delta, an OwnedBy caller gets every
+            // service principal (our choice: whether Graph narrows it is undocumented).
+            has(OWNED_BY)
+                || has(READ_ALL)
+                || has(READ_WRITE_ALL)
+                || has(DIRECTORY_READ_ALL)
+                || has(DIRECTORY_READ_WRITE_ALL)
+        } else if read {
             has(READ_ALL) || has(DIRECTORY_READ_ALL) || has(READ_WRITE_ALL) || has(OWNED_BY)
         } else if has(READ_WRITE_ALL) {
             true

@@ -1,4 +1,7 @@
 //! Service principals and app role assignments.
+//!
+//! Every write to a service principal itself bumps its `changed_seq` (for `servicePrincipals/delta`,
+//! `delta.rs`); writes to its app role assignments and grants do not: they are objects of their own.
 
 use super::*;
 
@@ -64,7 +67,8 @@ pub(super) fn create_sp(
         body.remove(*p);
     }
     let visible_at = st.visible_at();
-    let mut sp = Sp::new(&app_id, now, visible_at);
+    let seq = st.next_seq();
+    let mut sp = Sp::new(&app_id, now, visible_at, seq);
     sp.props = body;
     let rendered = st.render_sp(tenant(st, caller), &sp);
     tenant_mut(st, caller).insert_sp(sp);
@@ -101,7 +105,8 @@ pub(super) fn sp_routes(
         }
         ("PATCH", "") => patch_sp(st, caller, req, &id),
         ("DELETE", "") => {
-            remove_sp(tenant_mut(st, caller), &id);
+            let seq = st.next_seq();
+            remove_sp(tenant_mut(st, caller), &id, seq);
             Ok(Resp::empty(204))
         }
         // "List owners" (https://learn.microsoft.com/graph/api/serviceprincipal-list-owners).
@@ -115,8 +120,11 @@ pub(super) fn sp_routes(
         // only the reference goes. Not an owner → 404, as for applications (our choice).
         ("DELETE", "/owners/{id}/$ref") => {
             let owner = rest[0].to_ascii_lowercase();
+            let seq = st.next_seq();
             let sp = tenant_mut(st, caller).sps.get_mut(&id).expect("sp");
             remove_owner(&mut sp.owners, &owner)?;
+            // As for applications (`app_routes`), an owner change is a change to the object.
+            sp.changed_seq = seq;
             Ok(Resp::empty(204))
         }
         ("GET", "/appRoleAssignedTo") | ("GET", "/appRoleAssignments") => {
@@ -216,8 +224,10 @@ pub(super) fn patch_sp(st: &mut State, caller: &Caller, req: &Req, id: &str) -> 
             "Property 'appRoleAssignmentRequired' must be a boolean.",
         ));
     }
+    let seq = st.next_seq();
     let sp = tenant_mut(st, caller).sps.get_mut(id).expect("sp");
     deep_merge(&mut sp.props, body);
+    sp.changed_seq = seq;
     Ok(Resp::empty(204))
 }
 
