@@ -25,7 +25,10 @@
 # the operator runs under, e.g. `heaptrack -o /tmp/op` for a heap profile), TIMEOUT (seconds, 3600),
 # REQUESTS_OUT (a file to keep the emulator's request log of the run in), RESYNC=1 (afterwards,
 # restart the operator, so every resource is reconciled again with nothing changed, and count the
-# Graph requests that costs per resource until Graph sees none for 10 s).
+# Graph requests that costs per resource until Graph sees none for 10 s), PERIODIC=S (the operator
+# resyncs every S seconds; once all are Ready, wait two periods (the first resync after a change is
+# a full one), then count the Graph requests of the next two periods per resource and resync: the
+# steady cost of resyncing unchanged resources, quiet resyncs included).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kind=${1:-bankclients}
@@ -40,9 +43,12 @@ throttling=${THROTTLING:-real}
 factor=${LIMIT_FACTOR:-1}
 throttle_args=()
 operator_env=()
+if [ -n "${PERIODIC:-}" ]; then
+  operator_env+=(RESYNC_PERIOD="${PERIODIC}s")
+fi
 if [ "$throttling" = scaled ]; then
   throttle_args=(--throttle-limit-factor "$factor" --throttle-window-factor 1)
-  operator_env=(GRAPH_WRITE_BUDGET=$(python3 -c "print(int(2850*$factor))")
+  operator_env+=(GRAPH_WRITE_BUDGET=$(python3 -c "print(int(2850*$factor))")
     GRAPH_READ_BUDGET=$(python3 -c "print(int(2800*$factor))"))
 fi
 delay=${REPLICATION_DELAY_MS:-2000}
@@ -247,4 +253,38 @@ print(w, r)"; }
   python3 -c "
 n=$n; w=$w1-$w0; r=$r1-$r0
 print(f'resync after a restart, nothing changed: {w} writes, {r} reads ({r/n:.2f} per resource), settled within {$(date +%s.%N)-$rstart-10:.0f} s')"
+fi
+
+if [ -n "${PERIODIC:-}" ] && [ "$ready" -ge "$n" ]; then
+  counts() { curl -sk "$control/requests" | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['counts']))"; }
+  quiet_total() { curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^entra_operator_quiet_resyncs_total/ {s+=$2} END {print s+0}'; }
+  sleep $(( 2 * PERIODIC ))
+  c0=$(counts); q0=$(quiet_total)
+  sleep $(( 2 * PERIODIC ))
+  c1=$(counts); q1=$(quiet_total)
+  python3 - "$c0" "$c1" "$n" "$q0" "$q1" "$PERIODIC" <<'PY'
+import json, sys
+c0, c1 = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+n, q0, q1, period = int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+writes = reads = delta = 0
+by = {}
+for key, v in c1.items():
+    v -= c0.get(key, 0)
+    method, template = key.split(" ", 1)
+    if v <= 0 or template.endswith("$batch") or template.endswith("/token"):
+        continue
+    by[key] = v
+    if method != "GET":
+        writes += v
+    elif template.endswith("/delta"):
+        delta += v
+    else:
+        reads += v
+# Two periods: every resource (and its child, for a BankClient) resyncs twice.
+resyncs = 2 * n
+print(f"periodic resync every {period} s, nothing changed, two periods: {writes} writes, {reads} reads "
+      f"({reads/resyncs:.2f} per resource and resync), {delta} delta pages; quiet resyncs {q1-q0:.0f}")
+for key, v in sorted(by.items(), key=lambda kv: -kv[1]):
+    print(f"  {v/resyncs:6.2f} per resource and resync  {key}")
+PY
 fi

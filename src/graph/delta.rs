@@ -200,13 +200,25 @@ impl ChangeFeed {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
+        // Warned once per streak of failures, not every interval.
+        let mut failing = false;
         loop {
-            if let Err(error) = self.round(&graph).await {
-                if starts_over(&error) {
+            match self.round(&graph).await {
+                Ok(()) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("following the delta links again");
+                    }
+                }
+                Err(error) if starts_over(&error) => {
                     tracing::info!(error = %error, "delta tracking starts over; the next resync of every resource reads Graph");
                     self.restart();
-                } else {
-                    tracing::warn!(error = %error, "could not follow the delta links; resyncs read Graph until they can");
+                }
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %error, "could not follow the delta links; resyncs read Graph in full until they can");
+                }
+                Err(error) => {
+                    tracing::debug!(error = %error, "could not follow the delta links");
                 }
             }
             tokio::select! {
