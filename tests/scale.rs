@@ -720,3 +720,61 @@ async fn an_unchanged_resync_reads_only_what_delta_does_not_track_and_drift_is_s
     let _ = stop_feed.send(());
     let _ = feed.await;
 }
+
+/// A BankClient's child AppRegistration resyncs quietly too: the BankClient's own resync (which
+/// applies the child and writes the Secret's registry entry) changes nothing the child plans from.
+#[tokio::test]
+async fn a_bank_clients_child_resyncs_quietly() {
+    use entra_operator::controllers::later::Later;
+    use entra_operator::graph::ChangeFeed;
+    use entra_operator::metrics::KindLabels;
+    use std::sync::Arc;
+
+    const N: usize = 3;
+    let mut h = Harness::start().await;
+    {
+        let ctx = Arc::get_mut(&mut h.ctx).expect("no controller holds the context");
+        ctx.settings.resync = Duration::from_secs(2);
+        ctx.later = Arc::new(Later::new(Duration::from_secs(2)));
+        ctx.changes = Arc::new(ChangeFeed::with_lag(
+            Duration::from_millis(300),
+            Duration::from_secs(1),
+        ));
+    }
+    let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
+    let feed = tokio::spawn(h.ctx.changes.clone().run(h.ctx.graph.clone(), async {
+        let _ = feed_stopped.await;
+    }));
+    h.start_all_controllers();
+    h.apply(system_api()).await;
+    for i in 0..N {
+        h.apply(cr(
+            "BankClient",
+            &format!("bank-{i}"),
+            json!({"bankId": format!("bank-{i}"), "api": {"appRef": {"name": "api-system-integration"}, "role": "System"},
+                   "secret": {"name": format!("bank-{i}-credentials")}}),
+        ))
+        .await;
+    }
+    h.wait_for("all BankClients Ready", WAIT, || async {
+        (ready_bank_clients(&h).await == N).then_some(())
+    })
+    .await;
+    let quiet = |h: &Harness| {
+        h.metrics
+            .quiet_resyncs
+            .get_or_create(&KindLabels {
+                kind: "AppRegistration",
+            })
+            .get()
+    };
+    let before = quiet(&h);
+    h.wait_for(
+        "every child and the API resync quietly twice",
+        WAIT,
+        || async { (quiet(&h) >= before + 2 * (N as u64 + 1)).then_some(()) },
+    )
+    .await;
+    let _ = stop_feed.send(());
+    let _ = feed.await;
+}

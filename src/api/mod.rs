@@ -110,14 +110,33 @@ impl JsonSchema for Condition {
 }
 
 /// The conditions of a resource, kept as a list keyed by `type` so server-side apply merges them.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// Equal when they hold the same conditions in any order: the list is a map (the API server keeps
+/// the order of the first apply, the operator computes them in its own).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema)]
 #[serde(transparent)]
 pub struct Conditions(
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub Vec<Condition>,
 );
 
+impl PartialEq for Conditions {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .all(|c| other.get(&c.type_).is_some_and(|o| o == c))
+    }
+}
+
 impl Conditions {
+    /// The conditions sorted by type (a canonical form of the map, for hashing).
+    pub fn sorted(&self) -> Conditions {
+        let mut list = self.0.clone();
+        list.sort_by(|a, b| a.type_.cmp(&b.type_));
+        Conditions(list)
+    }
+
     /// The condition of the given type, if present.
     pub fn get(&self, type_: &str) -> Option<&Condition> {
         self.0.iter().find(|c| c.type_ == type_)

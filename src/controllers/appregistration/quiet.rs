@@ -63,10 +63,16 @@ pub(super) fn inputs_hash(
     references: &ResolvedReferences,
     policy: &PolicyFacts,
 ) -> u64 {
+    // The conditions in one order: the API server keeps the order of the first apply, the
+    // reconcile computes them in its own.
+    let status = status.map(|s| AppRegistrationStatus {
+        conditions: s.conditions.sorted(),
+        ..s.clone()
+    });
     debug_hash(&(
         obj.metadata.generation,
         &obj.metadata.annotations,
-        status,
+        &status,
         references,
         &policy.view,
         &policy.claimed_elsewhere,
@@ -103,6 +109,17 @@ pub(super) fn memo_after_full(
     })
 }
 
+/// Logs why a resync is a full one (debug: one line per resource and resync).
+fn full(obj: &AppRegistration, why: &str) -> Option<Memo> {
+    use kube::ResourceExt;
+    tracing::debug!(
+        appregistration = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+        why,
+        "resync reads Graph in full"
+    );
+    None
+}
+
 /// Whether this resync is quiet: the memo the far requeue handed back still holds. Returns the
 /// memo for the next resync, or `None` (a full reconcile follows). Reads from Graph only the
 /// collections delta does not track, and only when everything else already holds.
@@ -115,20 +132,23 @@ pub(super) async fn check(
 ) -> Result<Option<Memo>, Error> {
     let now = Timestamp::now().as_second();
     if memo.streak >= MAX_STREAK || memo.due.is_some_and(|due| now + DUE_MARGIN >= due) {
-        return Ok(None);
+        return Ok(full(obj, "a full resync or a renewal is due"));
     }
     let status = obj.status.as_ref();
     let (Some(object_id), Some(sp_id)) = (
         status.and_then(|s| s.object_id.as_deref()),
         status.and_then(|s| s.service_principal_id.as_deref()),
     ) else {
-        return Ok(None);
+        return Ok(full(obj, "no application or service principal recorded"));
     };
     if !ctx.changes.unchanged_since(memo.mark, &[object_id, sp_id]) {
-        return Ok(None);
+        return Ok(full(obj, "delta reports a change, or has not caught up"));
     }
     if inputs_hash(obj, status, references, policy) != memo.inputs {
-        return Ok(None);
+        return Ok(full(
+            obj,
+            "the spec, status, references or policies changed",
+        ));
     }
     let mut observed = Observed::default();
     observe_principal_names(obj, ctx, &mut observed).await?;
@@ -143,10 +163,67 @@ pub(super) async fn check(
     )
     .await?;
     if untracked_hash(&observed) != memo.untracked {
-        return Ok(None);
+        return Ok(full(
+            obj,
+            "owners, federated credentials, assignments or grants changed",
+        ));
     }
     Ok(Some(Memo {
         streak: memo.streak + 1,
         ..memo
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Condition, Conditions};
+
+    fn condition(type_: &str, status: &str) -> Condition {
+        serde_json::from_value(serde_json::json!({
+            "type": type_, "status": status, "reason": "R", "message": "m",
+            "lastTransitionTime": "2026-12-04T15:11:50Z"
+        }))
+        .expect("a condition")
+    }
+
+    #[test]
+    fn conditions_in_another_order_are_the_same_conditions_and_the_same_inputs() {
+        let obj: AppRegistration = serde_json::from_value(serde_json::json!({
+            "apiVersion": "entra.bookme.io/v1alpha1", "kind": "AppRegistration",
+            "metadata": {"name": "orders", "namespace": "team-a", "generation": 1},
+            "spec": {"displayName": "orders"}
+        }))
+        .unwrap();
+        let status = |conditions: Vec<Condition>| AppRegistrationStatus {
+            conditions: Conditions(conditions),
+            ..Default::default()
+        };
+        let stored = status(vec![
+            condition("Ready", "True"),
+            condition("Synced", "True"),
+        ]);
+        let computed = status(vec![
+            condition("Synced", "True"),
+            condition("Ready", "True"),
+        ]);
+        let changed = status(vec![
+            condition("Synced", "False"),
+            condition("Ready", "True"),
+        ]);
+        assert_eq!(stored.conditions, computed.conditions);
+        assert_ne!(stored.conditions, changed.conditions);
+        assert_ne!(
+            stored.conditions,
+            Conditions(vec![condition("Ready", "True")])
+        );
+        let policy = PolicyFacts {
+            view: Default::default(),
+            claimed_elsewhere: Default::default(),
+        };
+        let refs = ResolvedReferences::default();
+        let hash = |s: &AppRegistrationStatus| inputs_hash(&obj, Some(s), &refs, &policy);
+        assert_eq!(hash(&stored), hash(&computed));
+        assert_ne!(hash(&stored), hash(&changed));
+    }
 }
