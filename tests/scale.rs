@@ -584,6 +584,38 @@ async fn repeated_events_become_a_series_and_their_memory_is_bounded() {
     );
 }
 
+/// Resyncs every 2 s (kept in the operator's own queue from 2 s on) and a change feed that follows
+/// Graph's delta links every 300 ms assuming 1 s of lag, as quiet resyncs need. The feed runs until
+/// the test's runtime ends.
+fn follow_changes_quickly(h: &mut Harness) -> tokio::task::JoinHandle<()> {
+    use entra_operator::controllers::later::Later;
+    use entra_operator::graph::ChangeFeed;
+    use std::sync::Arc;
+    let ctx = Arc::get_mut(&mut h.ctx).expect("no controller holds the context");
+    ctx.settings.resync = Duration::from_secs(2);
+    ctx.later = Arc::new(Later::new(Duration::from_secs(2)));
+    ctx.changes = Arc::new(ChangeFeed::with_lag(
+        Duration::from_millis(300),
+        Duration::from_secs(1),
+    ));
+    tokio::spawn(
+        h.ctx
+            .changes
+            .clone()
+            .run(h.ctx.graph.clone(), std::future::pending()),
+    )
+}
+
+/// Quiet resyncs of AppRegistrations so far.
+fn quiet_resyncs(h: &Harness) -> u64 {
+    h.metrics
+        .quiet_resyncs
+        .get_or_create(&entra_operator::metrics::KindLabels {
+            kind: "AppRegistration",
+        })
+        .get()
+}
+
 /// Quiet resyncs (`appregistration/quiet.rs`): with the change feed following Graph's delta
 /// queries, a resync of an unchanged client reads only its app role assignments (which delta does
 /// not track), and an API with nothing untracked reads nothing; a change made in Entra behind the
@@ -591,27 +623,10 @@ async fn repeated_events_become_a_series_and_their_memory_is_bounded() {
 /// and repaired at the next resync, well before a full resync would come anyway.
 #[tokio::test]
 async fn an_unchanged_resync_reads_only_what_delta_does_not_track_and_drift_is_still_repaired() {
-    use entra_operator::controllers::later::Later;
-    use entra_operator::graph::ChangeFeed;
-    use entra_operator::metrics::KindLabels;
-    use std::sync::Arc;
-
     let mut h = Harness::start().await;
     // So that the test, as the operator, may change a service principal it does not own yet.
     h.grant_least_privilege_and(&["Directory.Read.All"]);
-    {
-        let ctx = Arc::get_mut(&mut h.ctx).expect("no controller holds the context");
-        ctx.settings.resync = Duration::from_secs(2);
-        ctx.later = Arc::new(Later::new(Duration::from_secs(2)));
-        ctx.changes = Arc::new(ChangeFeed::with_lag(
-            Duration::from_millis(300),
-            Duration::from_secs(1),
-        ));
-    }
-    let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
-    let feed = tokio::spawn(h.ctx.changes.clone().run(h.ctx.graph.clone(), async {
-        let _ = feed_stopped.await;
-    }));
+    let _feed = follow_changes_quickly(&mut h);
     h.start_controllers();
     h.apply(system_api()).await;
     h.apply(cr(
@@ -629,29 +644,21 @@ async fn an_unchanged_resync_reads_only_what_delta_does_not_track_and_drift_is_s
         (list.len() == 2 && list.iter().all(settled_app)).then_some(())
     })
     .await;
-    let quiet = |h: &Harness| {
-        h.metrics
-            .quiet_resyncs
-            .get_or_create(&KindLabels {
-                kind: "AppRegistration",
-            })
-            .get()
-    };
     h.wait_for("the first quiet resyncs", WAIT, || async {
-        (quiet(&h) >= 2).then_some(())
+        (quiet_resyncs(&h) >= 2).then_some(())
     })
     .await;
 
     // A window of quiet resyncs: no write, no read of an application or service principal, and
     // one read of the client's assignments per resync.
     h.entra.clear_requests();
-    let before = quiet(&h);
+    let before = quiet_resyncs(&h);
     h.wait_for("six more quiet resyncs", WAIT, || async {
-        (quiet(&h) >= before + 6).then_some(())
+        (quiet_resyncs(&h) >= before + 6).then_some(())
     })
     .await;
     let requests = h.entra.requests();
-    let in_window = quiet(&h) - before;
+    let in_window = quiet_resyncs(&h) - before;
     let resource_reads: Vec<String> = requests
         .iter()
         .filter(|r| r.template.starts_with("/v1.0") && !r.template.ends_with("/delta"))
@@ -717,34 +724,15 @@ async fn an_unchanged_resync_reads_only_what_delta_does_not_track_and_drift_is_s
         .then_some(())
     })
     .await;
-    let _ = stop_feed.send(());
-    let _ = feed.await;
 }
 
 /// A BankClient's child AppRegistration resyncs quietly too: the BankClient's own resync (which
 /// applies the child and writes the Secret's registry entry) changes nothing the child plans from.
 #[tokio::test]
 async fn a_bank_clients_child_resyncs_quietly() {
-    use entra_operator::controllers::later::Later;
-    use entra_operator::graph::ChangeFeed;
-    use entra_operator::metrics::KindLabels;
-    use std::sync::Arc;
-
     const N: usize = 3;
     let mut h = Harness::start().await;
-    {
-        let ctx = Arc::get_mut(&mut h.ctx).expect("no controller holds the context");
-        ctx.settings.resync = Duration::from_secs(2);
-        ctx.later = Arc::new(Later::new(Duration::from_secs(2)));
-        ctx.changes = Arc::new(ChangeFeed::with_lag(
-            Duration::from_millis(300),
-            Duration::from_secs(1),
-        ));
-    }
-    let (stop_feed, feed_stopped) = tokio::sync::oneshot::channel::<()>();
-    let feed = tokio::spawn(h.ctx.changes.clone().run(h.ctx.graph.clone(), async {
-        let _ = feed_stopped.await;
-    }));
+    let _feed = follow_changes_quickly(&mut h);
     h.start_all_controllers();
     h.apply(system_api()).await;
     for i in 0..N {
@@ -760,21 +748,11 @@ async fn a_bank_clients_child_resyncs_quietly() {
         (ready_bank_clients(&h).await == N).then_some(())
     })
     .await;
-    let quiet = |h: &Harness| {
-        h.metrics
-            .quiet_resyncs
-            .get_or_create(&KindLabels {
-                kind: "AppRegistration",
-            })
-            .get()
-    };
-    let before = quiet(&h);
+    let before = quiet_resyncs(&h);
     h.wait_for(
         "every child and the API resync quietly twice",
         WAIT,
-        || async { (quiet(&h) >= before + 2 * (N as u64 + 1)).then_some(()) },
+        || async { (quiet_resyncs(&h) >= before + 2 * (N as u64 + 1)).then_some(()) },
     )
     .await;
-    let _ = stop_feed.send(());
-    let _ = feed.await;
 }
