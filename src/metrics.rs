@@ -91,6 +91,9 @@ pub struct Metrics {
     /// Resyncs that found nothing changed without reading the application or its service
     /// principal again (delta queries said neither changed).
     pub quiet_resyncs: Family<KindLabels, Counter>,
+    /// Resources reconciled before their resync because delta reported a change to their
+    /// application or service principal after their last read (drift behind the operator's back).
+    pub drift_wakeups: Counter,
     /// Reconcile duration by kind.
     pub reconcile_duration: Family<KindLabels, Histogram>,
     /// Graph requests by method and status.
@@ -157,6 +160,12 @@ impl Metrics {
             "Resyncs that found nothing changed in Kubernetes or Entra without reading the application or its service principal",
             quiet_resyncs.clone(),
         );
+        let drift_wakeups = Counter::default();
+        registry.register(
+            "drift_wakeups",
+            "Resources reconciled before their resync because delta reported a change to their application or service principal after their last read",
+            drift_wakeups.clone(),
+        );
         let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
@@ -219,6 +228,7 @@ impl Metrics {
             rotation_failures,
             reconciles,
             quiet_resyncs,
+            drift_wakeups,
             reconcile_duration,
             graph_requests,
             graph_throttled,

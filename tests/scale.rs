@@ -587,23 +587,18 @@ async fn repeated_events_become_a_series_and_their_memory_is_bounded() {
 /// Resyncs every 2 s (kept in the operator's own queue from 2 s on) and a change feed that follows
 /// Graph's delta links every 300 ms assuming 1 s of lag, as quiet resyncs need. The feed runs until
 /// the test's runtime ends.
-fn follow_changes_quickly(h: &mut Harness) -> tokio::task::JoinHandle<()> {
+fn follow_changes_quickly(h: &mut Harness, resync: Duration) -> tokio::task::JoinHandle<()> {
     use entra_operator::controllers::later::Later;
     use entra_operator::graph::ChangeFeed;
     use std::sync::Arc;
     let ctx = Arc::get_mut(&mut h.ctx).expect("no controller holds the context");
-    ctx.settings.resync = Duration::from_secs(2);
+    ctx.settings.resync = resync;
     ctx.later = Arc::new(Later::new(Duration::from_secs(2)));
     ctx.changes = Arc::new(ChangeFeed::with_lag(
         Duration::from_millis(300),
         Duration::from_secs(1),
     ));
-    tokio::spawn(
-        h.ctx
-            .changes
-            .clone()
-            .run(h.ctx.graph.clone(), std::future::pending()),
-    )
+    tokio::spawn(h.ctx.follow_changes(std::future::pending()))
 }
 
 /// Quiet resyncs of AppRegistrations so far.
@@ -626,7 +621,7 @@ async fn an_unchanged_resync_reads_only_what_delta_does_not_track_and_drift_is_s
     let mut h = Harness::start().await;
     // So that the test, as the operator, may change a service principal it does not own yet.
     h.grant_least_privilege_and(&["Directory.Read.All"]);
-    let _feed = follow_changes_quickly(&mut h);
+    let _feed = follow_changes_quickly(&mut h, Duration::from_secs(2));
     h.start_controllers();
     h.apply(system_api()).await;
     h.apply(cr(
@@ -726,13 +721,95 @@ async fn an_unchanged_resync_reads_only_what_delta_does_not_track_and_drift_is_s
     .await;
 }
 
+/// Drift is repaired when delta reports it, not at the next resync: a settled resource whose
+/// application is changed behind the operator's back is woken by the change feed's next rounds.
+/// The operator's own writes (creating the application) wake nothing.
+#[tokio::test]
+async fn drift_reported_by_delta_is_repaired_before_the_next_resync() {
+    const RESYNC: Duration = Duration::from_secs(20);
+    let mut h = Harness::start().await;
+    let _feed = follow_changes_quickly(&mut h, RESYNC);
+    h.start_controllers();
+    h.apply(cr(
+        "AppRegistration",
+        "orders",
+        json!({"displayName": "orders",
+               "credentials": {"passwords": [{"secretName": "orders-credentials"}]}}),
+    ))
+    .await;
+    let apps = h.api::<AppRegistration>(NS);
+    h.wait_for("Ready", WAIT, || async {
+        let app = apps.get("orders").await.ok()?;
+        settled_app(&app).then_some(())
+    })
+    .await;
+    // The first resync reads in full, writes nothing and leaves a memo.
+    h.wait_for("a memo", RESYNC + WAIT, || async {
+        (h.ctx.later.memos() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.metrics.drift_wakeups.get(),
+        0,
+        "the operator's own writes wake nothing"
+    );
+    // A change within the feed's lag (1 s here) after that read is indistinguishable from the
+    // operator's own last write and waits for the resync; one later than that is drift.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let object_id = apps
+        .get("orders")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .object_id
+        .unwrap();
+    h.ctx
+        .graph
+        .update_application(&object_id, &json!({"displayName": "tampered"}))
+        .await
+        .unwrap();
+    // The next resync is about 20 s away; the feed follows delta every 0.3 s with a 1 s lag.
+    h.wait_for("repaired", Duration::from_secs(8), || async {
+        let app = h.ctx.graph.get_application(&object_id).await.ok()?;
+        (app.display_name.as_deref() == Some("orders")).then_some(())
+    })
+    .await;
+    assert_eq!(h.metrics.drift_wakeups.get(), 1);
+
+    // A rotation (the operator's own write, here made at once after a full read) wakes nothing.
+    h.wait_for("a memo again", RESYNC + WAIT, || async {
+        (h.ctx.later.memos() == 1).then_some(())
+    })
+    .await;
+    apps.patch(
+        "orders",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"entra.bookme.io/rotate": "r1"}}})),
+    )
+    .await
+    .unwrap();
+    h.wait_for("rotated", WAIT, || async {
+        let app = apps.get("orders").await.ok()?;
+        let credentials = app.status?.credentials;
+        (credentials.first()?.rotate_token.as_deref() == Some("r1")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        h.metrics.drift_wakeups.get(),
+        1,
+        "the rotation woke nothing"
+    );
+}
+
 /// A BankClient's child AppRegistration resyncs quietly too: the BankClient's own resync (which
 /// applies the child and writes the Secret's registry entry) changes nothing the child plans from.
 #[tokio::test]
 async fn a_bank_clients_child_resyncs_quietly() {
     const N: usize = 3;
     let mut h = Harness::start().await;
-    let _feed = follow_changes_quickly(&mut h);
+    let _feed = follow_changes_quickly(&mut h, Duration::from_secs(2));
     h.start_all_controllers();
     h.apply(system_api()).await;
     for i in 0..N {

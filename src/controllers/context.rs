@@ -114,6 +114,33 @@ impl Context {
         }
     }
 
+    /// Follows the tenant's change feed (`graph::ChangeFeed`) until `shutdown` resolves. A
+    /// resource whose application or service principal a round reports after its last full read
+    /// was covered is reconciled now (`Later::wake`), not at its next resync: drift behind the
+    /// operator's back is repaired within about two feed intervals.
+    pub fn follow_changes<S>(
+        &self,
+        shutdown: S,
+    ) -> impl std::future::Future<Output = ()> + Send + use<S>
+    where
+        S: std::future::Future<Output = ()> + Send,
+    {
+        let later = self.later.clone();
+        let metrics = self.metrics.clone();
+        self.changes
+            .clone()
+            .run(self.graph.clone(), shutdown, move |round| {
+                let woken = later.wake(|memo| round.changed_after(memo.mark, &memo.ids));
+                if woken > 0 {
+                    metrics.drift_wakeups.inc_by(woken as u64);
+                    tracing::info!(
+                        resources = woken,
+                        "delta reports changes made in Entra since these resources were last read; reconciling them now"
+                    );
+                }
+            })
+    }
+
     /// Makes an AppRegistration controller's store (watching `namespace`, `None`: all) available
     /// to [`Context::app_registrations_where`].
     pub fn register_app_store(

@@ -50,6 +50,9 @@ struct Key {
 pub struct Memo {
     /// When the application and service principal were read, in the change feed's terms.
     pub mark: crate::graph::Mark,
+    /// The change feed's keys of the application and the service principal
+    /// (`ChangeFeed::id_key`), so a round reporting either wakes the object ([`Later::wake`]).
+    pub ids: [u64; 2],
     /// A hash of what the reconcile planned from in Kubernetes (spec, status, references,
     /// policies).
     pub inputs: u64,
@@ -159,6 +162,36 @@ impl Later {
                 *memo = None;
             }
         }
+    }
+
+    /// Brings back now every object whose memo `changed` says is out of date (the change feed
+    /// reported its application or service principal after it was read), dropping the memo: its
+    /// reconcile is a full one. Returns how many.
+    pub fn wake(&self, changed: impl Fn(&Memo) -> bool) -> usize {
+        let now = Instant::now();
+        let mut entries = self.lock();
+        let mut kinds = Vec::new();
+        let mut woken = 0;
+        for (key, (at, memo)) in entries.at.iter_mut() {
+            if memo.as_deref().is_some_and(&changed) {
+                *memo = None;
+                *at = now;
+                woken += 1;
+                if !kinds.contains(&key.kind) {
+                    kinds.push(key.kind);
+                }
+            }
+        }
+        for kind in kinds {
+            entries.next.insert(kind, now);
+        }
+        woken
+    }
+
+    /// Far requeues that hold a memo (their resync may be quiet, and a change feed round may wake
+    /// them).
+    pub fn memos(&self) -> usize {
+        self.lock().at.values().filter(|(_, m)| m.is_some()).count()
     }
 
     /// Far requeues kept (all kinds).
@@ -337,6 +370,7 @@ mod tests {
         let feed = crate::graph::ChangeFeed::new(Duration::from_secs(30));
         Memo {
             mark: feed.test_mark(),
+            ids: [u64::from(streak), 100],
             inputs: 1,
             untracked: 2,
             due: None,
@@ -391,5 +425,31 @@ mod tests {
         tokio::time::advance(Duration::from_secs(61)).await;
         later.take_due("AppRegistration", Instant::now());
         assert_eq!(later.take_memo("AppRegistration", &a), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_brings_back_now_only_the_objects_whose_memo_is_out_of_date() {
+        let later = Later::new(Duration::from_secs(60));
+        let a = app("team-a", "orders");
+        let b = app("team-a", "billing");
+        let c = app("team-a", "no-memo");
+        for (obj, memo) in [(&a, Some(memo(1))), (&b, Some(memo(2))), (&c, None)] {
+            later.requeue_with("AppRegistration", obj, Duration::from_secs(3600), memo);
+        }
+        assert_eq!(later.wake(|m| m.ids[0] == 7), 0, "nothing out of date");
+        assert!(later.take_due("AppRegistration", Instant::now()).is_empty());
+        assert_eq!(later.wake(|m| m.ids[0] == 2), 1);
+        let due = later.take_due("AppRegistration", Instant::now());
+        assert_eq!(due.len(), 1, "only billing is due now");
+        assert_eq!(&*due[0].1, "billing");
+        assert_eq!(
+            later.take_memo("AppRegistration", &b),
+            None,
+            "its reconcile is a full one"
+        );
+        // The others keep their deadline and their memo.
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert_eq!(later.take_due("AppRegistration", Instant::now()).len(), 2);
+        assert_eq!(later.take_memo("AppRegistration", &a), Some(memo(1)));
     }
 }

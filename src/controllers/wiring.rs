@@ -261,13 +261,27 @@ where
 
 /// The objects of `stream` whose spec or metadata changed since last seen (as `controller_for`'s
 /// trigger does for an unshared watch): a status write does not wake the resource again.
-///
-/// What was last seen of each object is two numbers, a hash of its identity and a hash of its
-/// spec and metadata, not its reference: the map holds every watched object (its reference would
-/// be four strings each). Two objects whose identities hash alike share an entry, so one may be
-/// woken once more than needed; a wake is never lost unless a 64-bit hash of one object's new spec
-/// equals the other's.
 pub fn spec_changes<K, S>(stream: S) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    S: futures::Stream<Item = Arc<K>> + Send + 'static,
+{
+    changes_of(stream, |obj: &K| {
+        spec_or_metadata_changed(obj).unwrap_or_default()
+    })
+}
+
+/// The objects of `stream` whose `view` (a hash of what the consumer acts on) changed since last
+/// seen.
+///
+/// What was last seen of each object is two numbers, a hash of its identity and its view, not its
+/// reference: the map holds every watched object (its reference would be four strings each). Two
+/// objects whose identities hash alike share an entry, so one may be woken once more than needed;
+/// a wake is never lost unless a 64-bit hash of one object's new view equals the other's.
+pub fn changes_of<K, S>(
+    stream: S,
+    view: fn(&K) -> u64,
+) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + Send + Sync + 'static,
     S: futures::Stream<Item = Arc<K>> + Send + 'static,
@@ -275,7 +289,7 @@ where
     let mut seen: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     stream.filter(move |obj| {
         let key = identity_hash(obj.meta());
-        let hash = spec_or_metadata_changed(obj.as_ref()).unwrap_or_default();
+        let hash = view(obj.as_ref());
         let changed = seen.insert(key, hash) != Some(hash);
         if obj.meta().deletion_timestamp.is_some() && seen.len() > 1024 {
             // Forget objects on their way out so the map does not grow with churn; a later
@@ -284,6 +298,26 @@ where
         }
         futures::future::ready(changed)
     })
+}
+
+/// Feeds `Debug` output to a hasher without building the string.
+struct HashWriter<'a>(&'a mut std::collections::hash_map::DefaultHasher);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        use std::hash::Hasher;
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// A hash of `value`'s `Debug` form (for views of types that do not implement `Hash`).
+pub fn debug_hash(value: &dyn std::fmt::Debug) -> u64 {
+    use std::fmt::Write as _;
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let _ = write!(HashWriter(&mut hasher), "{value:?}");
+    hasher.finish()
 }
 
 /// A hash of which object this is: namespace, name and UID.

@@ -20,11 +20,16 @@
 //! - Owners, federated credentials, app role assignments and permission grants are not tracked by
 //!   either delta function; the caller reads those it manages.
 //!
+//! Each completed round is also handed to the caller of [`ChangeFeed::run`] as a [`Round`]: a
+//! resource whose last read the round before already covered, and whose application or service
+//! principal this round reports, changed after that read (drift behind the operator's back) and is
+//! reconciled now rather than at its next resync (`controllers::later::Later::wake`).
+//!
 //! [application: delta]: https://learn.microsoft.com/en-us/graph/api/application-delta
 //! [servicePrincipal: delta]: https://learn.microsoft.com/en-us/graph/api/serviceprincipal-delta
 //! [delta query overview]: https://learn.microsoft.com/en-us/graph/delta-query-overview
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -53,6 +58,36 @@ pub struct Mark {
     generation: u32,
     /// Seconds since the feed was created.
     at: u32,
+}
+
+/// What one round of the feed reported, for waking the resources whose application or service
+/// principal changed after their last read (instead of at their next resync).
+pub struct Round {
+    generation: u32,
+    /// When the round before this one started: every change made more than the lag before that
+    /// was reported by it or earlier, so a report in this round is a later change.
+    covered_before: Option<u32>,
+    lag: u32,
+    /// The objects reported in this round (hashes of their IDs, as [`ChangeFeed::id_key`]).
+    keys: HashSet<u64>,
+}
+
+impl Round {
+    /// Whether any of the objects `ids` (keys from [`ChangeFeed::id_key`]) changed after the read
+    /// `mark` was taken for: that read was already covered before this round, and this round
+    /// reports one of them. A read not yet covered is left to its resync's own check.
+    pub fn changed_after(&self, mark: Mark, ids: &[u64]) -> bool {
+        self.generation == mark.generation
+            && self
+                .covered_before
+                .is_some_and(|start| start >= mark.at.saturating_add(self.lag))
+            && ids.iter().any(|k| self.keys.contains(k))
+    }
+
+    /// Whether the round reported nothing.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -131,7 +166,8 @@ impl ChangeFeed {
         u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
     }
 
-    fn key(&self, id: &str) -> u64 {
+    /// The feed's key for an object ID (a hash, case-insensitive as Graph's IDs are).
+    pub fn id_key(&self, id: &str) -> u64 {
         self.hasher.hash_one(id.to_ascii_lowercase())
     }
 
@@ -151,7 +187,7 @@ impl ChangeFeed {
     /// tracking has not started over, a round that started [`LAG`] after the read has completed,
     /// and none of them was reported later than [`LAG`] before the read.
     pub fn unchanged_since(&self, mark: Mark, ids: &[&str]) -> bool {
-        let keys: Vec<u64> = ids.iter().map(|id| self.key(id)).collect();
+        let keys: Vec<u64> = ids.iter().map(|id| self.id_key(id)).collect();
         let st = self.lock();
         let lag = self.lag;
         st.generation == mark.generation
@@ -175,12 +211,13 @@ impl ChangeFeed {
         }
     }
 
-    fn report(&self, items: &[DeltaItem]) {
+    fn report(&self, items: &[DeltaItem], round: &mut HashSet<u64>) {
         let now = self.now();
-        let keys: Vec<u64> = items.iter().map(|i| self.key(&i.id)).collect();
+        let keys: Vec<u64> = items.iter().map(|i| self.id_key(&i.id)).collect();
         let mut st = self.lock();
         for k in keys {
             st.changed.insert(k, now);
+            round.insert(k);
         }
     }
 
@@ -193,18 +230,23 @@ impl ChangeFeed {
         st.changed = HashMap::new();
     }
 
-    /// Follows the delta links every interval until `shutdown` resolves.
+    /// Follows the delta links every interval until `shutdown` resolves, handing every completed
+    /// round of tracking to `on_round`.
     pub async fn run(
         self: std::sync::Arc<Self>,
         graph: GraphClient,
         shutdown: impl std::future::Future<Output = ()>,
+        on_round: impl Fn(&Round),
     ) {
         tokio::pin!(shutdown);
         // Warned once per streak of failures, not every interval.
         let mut failing = false;
         loop {
             match self.round(&graph).await {
-                Ok(()) => {
+                Ok(round) => {
+                    if let Some(round) = round.filter(|r| !r.is_empty()) {
+                        on_round(&round);
+                    }
                     if std::mem::take(&mut failing) {
                         tracing::info!("following the delta links again");
                     }
@@ -229,30 +271,41 @@ impl ChangeFeed {
     }
 
     /// One round: both collections from their delta link (or from `latest`) to the next one.
-    async fn round(&self, graph: &GraphClient) -> Result<(), GraphError> {
+    /// What it reported, unless it was the first of its generation (from `latest`, which reports
+    /// nothing) or tracking started over meanwhile.
+    async fn round(&self, graph: &GraphClient) -> Result<Option<Round>, GraphError> {
         let started = self.now();
         let (links, generation) = {
             let st = self.lock();
             (st.links.clone(), st.generation)
         };
         let mut next: [String; 2] = Default::default();
+        let mut keys = HashSet::new();
         for (i, (path, template)) in COLLECTIONS.iter().enumerate() {
             let first = match &links {
                 Some(links) => links[i].clone(),
                 None => format!("{path}?$deltatoken=latest"),
             };
-            next[i] = self.follow(graph, first, template).await?;
+            next[i] = self.follow(graph, first, template, &mut keys).await?;
         }
         let mut st = self.lock();
-        if st.generation == generation {
-            if st.links.is_none() {
-                st.tracking_since = started;
-            } else {
-                st.covered_until = Some(started);
-            }
-            st.links = Some(next);
+        if st.generation != generation {
+            return Ok(None);
         }
-        Ok(())
+        let round = if st.links.is_none() {
+            st.tracking_since = started;
+            None
+        } else {
+            let covered_before = st.covered_until.replace(started);
+            Some(Round {
+                generation,
+                covered_before,
+                lag: self.lag,
+                keys,
+            })
+        };
+        st.links = Some(next);
+        Ok(round)
     }
 
     /// Pages from `link` to the delta link, reporting every object on the way.
@@ -261,6 +314,7 @@ impl ChangeFeed {
         graph: &GraphClient,
         link: String,
         template: &'static str,
+        round: &mut HashSet<u64>,
     ) -> Result<String, GraphError> {
         let mut call = Call::get(
             link,
@@ -270,7 +324,7 @@ impl ChangeFeed {
         );
         for _ in 0..MAX_PAGES {
             let page: DeltaPage = graph.fetch(&call).await?;
-            self.report(&page.value);
+            self.report(&page.value, round);
             match (page.next_link, page.delta_link) {
                 (Some(next), _) => call.path = next,
                 (None, Some(delta)) => return Ok(delta),
@@ -329,7 +383,7 @@ mod tests {
     async fn unchanged_only_once_a_later_round_completed_and_nothing_was_reported_after_the_read() {
         let feed = ChangeFeed::new(Duration::from_secs(30));
         tracking(&feed, 0, Some(0));
-        feed.report(&[item("APP-1")]); // reported at 0
+        feed.report(&[item("APP-1")], &mut HashSet::new()); // reported at 0
         tokio::time::advance(Duration::from_secs(40)).await;
         let mark = feed.mark().expect("tracking");
         // The read at 40 saw APP-1's change, reported 40 s before it.
@@ -343,7 +397,7 @@ mod tests {
         assert!(feed.unchanged_since(mark, &["app-1", "sp-1"]));
         // A change reported after the read, or within the lag before it, is a change.
         tokio::time::advance(Duration::from_secs(1)).await;
-        feed.report(&[item("sp-1")]);
+        feed.report(&[item("sp-1")], &mut HashSet::new());
         assert!(!feed.unchanged_since(mark, &["app-1", "sp-1"]));
         assert!(feed.unchanged_since(mark, &["app-1"]));
     }
@@ -353,7 +407,7 @@ mod tests {
         let feed = ChangeFeed::new(Duration::from_secs(30));
         tracking(&feed, 0, None);
         tokio::time::advance(Duration::from_secs(100)).await;
-        feed.report(&[item("app-1")]); // at 100
+        feed.report(&[item("app-1")], &mut HashSet::new()); // at 100
         tokio::time::advance(Duration::from_secs(29)).await;
         let mark = feed.mark().unwrap(); // at 129
         tracking(&feed, 0, Some(200));
@@ -372,6 +426,36 @@ mod tests {
         feed.restart();
         tracking(&feed, 0, Some(1_000));
         assert!(!feed.unchanged_since(mark, &["app-1"]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_wakes_only_reads_it_reports_a_later_change_for() {
+        let feed = ChangeFeed::new(Duration::from_secs(30));
+        tracking(&feed, 0, Some(0));
+        tokio::time::advance(Duration::from_secs(40)).await;
+        let mark = feed.mark().expect("tracking"); // a read at 40
+        let round = |covered_before: Option<u32>, ids: &[&str]| Round {
+            generation: 0,
+            covered_before,
+            lag: LAG.as_secs() as u32,
+            keys: ids.iter().map(|id| feed.id_key(id)).collect(),
+        };
+        let ids = [feed.id_key("app-1"), feed.id_key("sp-1")];
+        // The round before this one began 30 s after the read: it reported everything up to the
+        // read, so this round's report of the service principal is a later change.
+        assert!(round(Some(70), &["SP-1"]).changed_after(mark, &ids));
+        assert!(!round(Some(70), &["other"]).changed_after(mark, &ids));
+        // The previous round began too soon after the read: this report may be of a change the
+        // read saw (the operator's own last write), so it wakes nothing.
+        assert!(!round(Some(69), &["app-1"]).changed_after(mark, &ids));
+        assert!(!round(None, &["app-1"]).changed_after(mark, &ids));
+        // A mark of an older generation is not this round's to judge.
+        feed.restart();
+        let newer = Round {
+            generation: 1,
+            ..round(Some(1_000), &["app-1"])
+        };
+        assert!(!newer.changed_after(mark, &ids));
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use auth::{
 pub use batch::MAX_BATCH;
 pub use client::{GraphClient, GraphClientBuilder};
 pub use config::{CredentialConfig, DEFAULT_AUTHORITY_HOST, DEFAULT_GRAPH_ENDPOINT, GraphConfig};
-pub use delta::{ChangeFeed, Mark};
+pub use delta::{ChangeFeed, Mark, Round};
 pub use error::{
     ErrorDetail, GraphError, GraphErrorBody, GraphErrorPayload, GraphInnerError, OptionalExt,
     Permission,

@@ -179,8 +179,9 @@ pub fn spawn_controllers(
         Some(list) => list.iter().cloned().map(Some).collect(),
         None => vec![None],
     };
-    // The tenant's application and service principal changes, for quiet resyncs.
-    tasks.spawn(ctx.changes.clone().run(ctx.graph.clone(), shutdown.wait()));
+    // The tenant's application and service principal changes, for quiet resyncs and to repair
+    // drift early.
+    tasks.spawn(ctx.follow_changes(shutdown.wait()));
     for ns in scopes {
         // One watch of AppRegistrations per scope, shared by all four controllers: one store of
         // them in memory instead of one per controller, and one list and watch on the API server.

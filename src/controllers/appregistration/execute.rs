@@ -29,7 +29,7 @@ use crate::labels::FIELD_MANAGER;
 use crate::metrics::CredentialLabels;
 
 use super::KIND;
-use super::observe::{GraphView, PolicyFacts, observe_graph, observed_passwords};
+use super::observe::{GraphView, PolicyFacts, observe_graph};
 use super::plan::{GraphOperation, Plan, PlanInput, plan_app_registration};
 use super::references::ResolvedReferences;
 use super::report::earliest;
@@ -298,6 +298,9 @@ impl StatusWriter<'_> {
 /// Outcome of the credentials stage.
 pub(super) struct CredentialsOutcome {
     pub(super) requeue_at: Option<Timestamp>,
+    /// Whether a password or certificate was added to or removed from the application (the
+    /// change feed will report it: no memo for a quiet resync, `quiet.rs`).
+    pub(super) wrote: bool,
 }
 
 /// Publishes the driver's events and counts rotations.
@@ -490,7 +493,8 @@ pub(super) async fn sync_credentials(
         namespace: namespace.clone(),
         name: name.clone(),
     };
-    let mut graph_passwords = observed_passwords(app);
+    let read_passwords = crate::credentials::observed_passwords(app);
+    let mut graph_passwords = read_passwords.clone();
     let mut requeue_at: Option<Timestamp> = None;
 
     let declared: Vec<&str> = obj
@@ -569,7 +573,8 @@ pub(super) async fn sync_credentials(
 
     // Certificates: the same discipline, their own state machine; ones no longer declared wind
     // down over the default overlap, like passwords.
-    let mut graph_keys = crate::credentials::observed_keys(app);
+    let read_keys = crate::credentials::observed_keys(app);
+    let mut graph_keys = read_keys.clone();
     let declared_certificates: Vec<&str> = obj
         .spec
         .credentials
@@ -678,7 +683,10 @@ pub(super) async fn sync_credentials(
     }
     status.unmanaged_credentials =
         Some(crate::credentials::count_unmanaged(&graph_passwords, &owner_uid) as i32);
-    Ok(CredentialsOutcome { requeue_at })
+    Ok(CredentialsOutcome {
+        requeue_at,
+        wrote: graph_passwords != read_passwords || graph_keys != read_keys,
+    })
 }
 
 /// The secretNames this resource declares that an older AppRegistration of the namespace declares

@@ -219,13 +219,17 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
     };
     let generation = obj.metadata.generation;
 
+    // What the quiet check already read from the stores, for the full reconcile that follows it.
+    let mut inputs = None;
     if let Some(memo) = ctx.later.take_memo(KIND, obj.as_ref()) {
         // Any failure of the quiet check is left to the full reconcile, which reports it.
-        if let Ok(Some(action)) = quiet_resync(&obj, memo, ctx).await {
-            return Ok(action);
+        match quiet_resync(&obj, memo, ctx).await {
+            Ok(Resync::Quiet(action)) => return Ok(action),
+            Ok(Resync::Full(references, policy)) => inputs = Some((references, policy)),
+            Err(_) => {}
         }
     }
-    let outcome = apply_stages(&obj, ctx, &mut status, &mut writer).await;
+    let outcome = apply_stages(&obj, ctx, inputs, &mut status, &mut writer).await;
     let now = Timestamp::now();
     match outcome {
         Ok(stages) => {
@@ -267,9 +271,11 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
             let inputs =
                 quiet::inputs_hash(&obj, Some(&status), &stages.references, &stages.policy);
             let memo = quiet::memo_after_full(
+                &ctx.changes,
                 stages.mark,
-                !stages.writes.is_empty(),
+                stages.wrote,
                 inputs,
+                &status,
                 &stages.observed,
                 stages.requeue_at,
             );
@@ -306,6 +312,9 @@ async fn apply(obj: Arc<AppRegistration>, ctx: &Context) -> Result<Action, Error
 struct StagesOutcome {
     plan: Plan,
     writes: Vec<&'static str>,
+    /// Whether anything was written to the application or service principal (the plan's writes,
+    /// or a credential added or removed).
+    wrote: bool,
     requeue_at: Option<Timestamp>,
     /// What a quiet resync compares against (`quiet.rs`).
     mark: Option<crate::graph::Mark>,
@@ -325,19 +334,27 @@ fn resync_wait(ctx: &Context, requeue_at: Option<Timestamp>) -> Duration {
     wait
 }
 
+/// What a resync with a memo comes to.
+enum Resync {
+    /// Nothing changed: the action that brings the resource back.
+    Quiet(Action),
+    /// A full reconcile must run; it plans from the references and policies already read.
+    Full(references::ResolvedReferences, observe::PolicyFacts),
+}
+
 /// A resync that finds nothing changed without reading the application or its service principal
-/// (`quiet.rs`): the action that brings it back, or `None` when a full reconcile must run.
+/// (`quiet.rs`).
 async fn quiet_resync(
     obj: &Arc<AppRegistration>,
     memo: crate::controllers::later::Memo,
     ctx: &Context,
-) -> Result<Option<Action>, Error> {
+) -> Result<Resync, Error> {
     let namespace = obj.namespace().unwrap_or_default();
     let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
     let references = observe_references(obj, &api, ctx).await?;
     let policy = observe_policy(obj, ctx).await?;
     let Some(next) = quiet::check(obj, memo, &references, &policy, ctx).await? else {
-        return Ok(None);
+        return Ok(Resync::Full(references, policy));
     };
     let key = object_key(obj.as_ref());
     ctx.record_success(&key);
@@ -348,7 +365,7 @@ async fn quiet_resync(
     let due = next.due.and_then(|s| Timestamp::from_second(s).ok());
     let wait = resync_wait(ctx, due);
     info!(appregistration = %key, requeue_in = ?wait, streak = next.streak, "resynced quietly: nothing changed");
-    Ok(Some(ctx.later.requeue_with(
+    Ok(Resync::Quiet(ctx.later.requeue_with(
         KIND,
         obj.as_ref(),
         wait,
@@ -356,16 +373,26 @@ async fn quiet_resync(
     )))
 }
 
+/// The full reconcile's stages; `inputs` are the references and policies when this reconcile
+/// already read them (a quiet check that failed), otherwise they are read here.
 async fn apply_stages(
     obj: &AppRegistration,
     ctx: &Context,
+    inputs: Option<(references::ResolvedReferences, observe::PolicyFacts)>,
     status: &mut AppRegistrationStatus,
     writer: &mut StatusWriter<'_>,
 ) -> Result<StagesOutcome, Error> {
-    let namespace = obj.namespace().unwrap_or_default();
-    let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
-    let references = observe_references(obj, &api, ctx).await?;
-    let policy = observe_policy(obj, ctx).await?;
+    let (references, policy) = match inputs {
+        Some(inputs) => inputs,
+        None => {
+            let namespace = obj.namespace().unwrap_or_default();
+            let api: Api<AppRegistration> = Api::namespaced(ctx.client.clone(), &namespace);
+            (
+                observe_references(obj, &api, ctx).await?,
+                observe_policy(obj, ctx).await?,
+            )
+        }
+    };
     // Taken before Graph is read: a change reported after it makes the next resync a full one.
     let mark = ctx.changes.mark();
     let (plan, view, writes) = sync_graph(obj, &references, &policy, status, ctx).await?;
@@ -375,6 +402,7 @@ async fn apply_stages(
     writer.write(status).await?;
 
     let mut requeue_at = None;
+    let mut wrote = !writes.is_empty();
     // An application this resource may not adopt is read, never written: no credential either.
     if let Some(app) = view
         .application
@@ -383,10 +411,12 @@ async fn apply_stages(
     {
         let outcome = sync_credentials(obj, app, status, writer, ctx).await?;
         requeue_at = outcome.requeue_at;
+        wrote |= outcome.wrote;
     }
     Ok(StagesOutcome {
         plan,
         writes,
+        wrote,
         requeue_at,
         mark,
         references,

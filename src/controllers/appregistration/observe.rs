@@ -12,7 +12,6 @@ use crate::api::appregistration::{
 };
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
-use crate::credentials::ObservedPassword;
 use crate::graph::{Application, OptionalExt};
 
 use super::observed::{Observed, ObservedServicePrincipal, application_json};
@@ -431,23 +430,6 @@ fn resource_needs(
         }
     }
     out
-}
-
-/// The application's password credentials as the state machine sees them.
-pub(super) fn observed_passwords(app: &Application) -> Vec<ObservedPassword> {
-    app.password_credentials
-        .iter()
-        .flatten()
-        .filter_map(|p| {
-            Some(ObservedPassword {
-                key_id: p.key_id.clone()?,
-                display_name: p.display_name.clone(),
-                hint: p.hint.clone(),
-                start: p.start_date_time,
-                end: p.end_date_time?,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -12,13 +12,13 @@
 //! - the collections delta does not track, read again (each only when the spec manages it: app
 //!   role assignments for a BankClient's child, so one read), hash the same.
 //!
-//! Otherwise it is a full reconcile, as before. One of the operator's Secrets changing drops the
+//! Otherwise it is a full reconcile, as before. A memo also lets the change feed wake the resource
+//! early: a round that reports its application or service principal after the memo's read was
+//! covered brings it back now, for a full reconcile (`Context::follow_changes`), so drift behind
+//! the operator's back is repaired within a minute or so rather than at the next resync. One of the operator's Secrets changing drops the
 //! memo (`forget_memo`), as does a change to any EntraPolicy. A full resync still comes every
 //! [`MAX_STREAK`] + 1 resyncs, for what neither delta nor the hashes cover (a resource API's role
 //! removed behind the operator's back, a change lost by Entra's change tracking).
-
-use std::fmt::Write as _;
-use std::hash::Hasher;
 
 use jiff::Timestamp;
 
@@ -27,6 +27,8 @@ use crate::api::appregistration::AppRegistrationStatus;
 use crate::controllers::context::Context;
 use crate::controllers::error::Error;
 use crate::controllers::later::Memo;
+use crate::controllers::wiring::debug_hash;
+use crate::graph::{ChangeFeed, Mark};
 
 use super::observe::{PolicyFacts, observe_principal_names, observe_untracked};
 use super::observed::Observed;
@@ -38,22 +40,6 @@ pub(super) const MAX_STREAK: u8 = 23;
 
 /// A renewal due within this is not waited for quietly.
 const DUE_MARGIN: i64 = 5;
-
-/// Feeds `Debug` output to a hasher without building the string.
-struct HashWriter<'a>(&'a mut std::collections::hash_map::DefaultHasher);
-
-impl std::fmt::Write for HashWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.write(s.as_bytes());
-        Ok(())
-    }
-}
-
-fn debug_hash(value: &dyn std::fmt::Debug) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let _ = write!(HashWriter(&mut hasher), "{value:?}");
-    hasher.finish()
-}
 
 /// What a reconcile plans from in Kubernetes: the spec (its generation), the annotations (a
 /// rotation asked for), the status as written, the referenced AppRegistrations and the policies.
@@ -91,17 +77,23 @@ pub(super) fn untracked_hash(observed: &Observed) -> u64 {
 }
 
 /// The memo a full reconcile leaves, or `None` when the next resync must be full anyway (no mark:
-/// the change feed is not tracking; or the reconcile wrote to Graph).
+/// the change feed is not tracking; the reconcile wrote to Graph; no application or service
+/// principal recorded).
 pub(super) fn memo_after_full(
-    mark: Option<crate::graph::Mark>,
+    feed: &ChangeFeed,
+    mark: Option<Mark>,
     wrote: bool,
     inputs: u64,
+    status: &AppRegistrationStatus,
     observed: &Observed,
     due: Option<Timestamp>,
 ) -> Option<Memo> {
     let mark = mark.filter(|_| !wrote)?;
+    let app = status.object_id.as_deref()?;
+    let sp = status.service_principal_id.as_deref()?;
     Some(Memo {
         mark,
+        ids: [feed.id_key(app), feed.id_key(sp)],
         inputs,
         untracked: untracked_hash(observed),
         due: due.map(|t| t.as_second()),

@@ -33,7 +33,8 @@ use crate::controllers::events::publish;
 use crate::controllers::registry_sink as registry;
 use crate::controllers::status_writer::apply_status;
 use crate::controllers::wiring::{
-    Feed, SharedWatch, api_for, drain, error_policy, object_key, record_reconcile, spec_changes,
+    Feed, SharedWatch, api_for, changes_of, drain, error_policy, object_key, record_reconcile,
+    spec_changes,
 };
 use crate::metrics::HandoverLabels;
 
@@ -353,8 +354,9 @@ pub async fn run(
         spec_changes(bank_client_watch.subscribe()),
         stores.bank_clients.clone(),
     )
-    // The child's status (appId, secret expiry, Ready) is what the parent mirrors.
-    .owns_shared_stream(apps.events)
+    // The child's status (appId, secret expiry, Ready) is what the parent mirrors: only a change
+    // of that wakes it.
+    .owns_shared_stream(changes_of(apps.events, report::mirrored_view))
     // A BankClient that lost a bankId conflict waits for the holder to go: any change of a
     // BankClient wakes the others claiming the same bankId.
     .watches_shared_stream(

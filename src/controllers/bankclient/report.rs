@@ -55,6 +55,31 @@ pub fn status(
     (status, ready)
 }
 
+/// A hash of what a BankClient takes from its child AppRegistration: its generation, deletion and
+/// owners, and from its status the observed generation, appId, credentials (expiry, rotation,
+/// handover), consent state and Ready condition (`status` and `children_readiness` above, the
+/// handover, the registry entry). The child's other status writes (the IDs it records first, what
+/// it planned) do not wake the BankClient.
+pub fn mirrored_view(child: &AppRegistration) -> u64 {
+    let status = child.status.as_ref();
+    crate::controllers::wiring::debug_hash(&(
+        child.metadata.generation,
+        child.metadata.deletion_timestamp.is_some(),
+        &child.metadata.owner_references,
+        status.map(|s| {
+            (
+                s.observed_generation,
+                &s.app_id,
+                &s.credentials,
+                s.consent.as_ref().map(|c| &c.state),
+                s.conditions
+                    .get(condition::READY)
+                    .map(|c| (&c.status, &c.reason, &c.message)),
+            )
+        }),
+    ))
+}
+
 /// The event a reconcile publishes: Ready when it became ready, Conflict when it newly lost its
 /// bankId; nothing when the condition did not change.
 pub fn event(
@@ -119,6 +144,35 @@ mod tests {
             ..Default::default()
         });
         app
+    }
+
+    #[test]
+    fn only_a_change_the_parent_mirrors_changes_the_childs_view() {
+        let settled = child(Some("app-1"), true);
+        let view = mirrored_view(&settled);
+        // The IDs and other status the child records for itself: the same view.
+        let mut recorded = settled.clone();
+        if let Some(s) = recorded.status.as_mut() {
+            s.object_id = Some("object-1".into());
+            s.service_principal_id = Some("sp-1".into());
+            s.unique_name = Some("bankclient-nordbank".into());
+        }
+        assert_eq!(mirrored_view(&recorded), view);
+        // What the parent mirrors: another view.
+        assert_ne!(mirrored_view(&child(Some("app-1"), false)), view);
+        assert_ne!(mirrored_view(&child(Some("app-2"), true)), view);
+        assert_ne!(mirrored_view(&child(None, true)), view);
+        let mut rotated = settled.clone();
+        if let Some(s) = rotated.status.as_mut() {
+            s.credentials = vec![
+                serde_json::from_value(serde_json::json!({"secretName": "nordbank-credentials"}))
+                    .unwrap(),
+            ];
+        }
+        assert_ne!(mirrored_view(&rotated), view);
+        let mut respecced = settled;
+        respecced.metadata.generation = Some(2);
+        assert_ne!(mirrored_view(&respecced), view);
     }
 
     #[test]
