@@ -356,7 +356,11 @@ pub async fn run(
     )
     // The child's status (appId, secret expiry, Ready) is what the parent mirrors: only a change
     // of that wakes it.
-    .owns_shared_stream(changes_of(apps.events, report::mirrored_view))
+    .owns_shared_stream(changes_of(
+        apps.events,
+        report::mirrored_view,
+        Some(apps.store.clone()),
+    ))
     // A BankClient that lost a bankId conflict waits for the holder to go: any change of a
     // BankClient wakes the others claiming the same bankId.
     .watches_shared_stream(
