@@ -837,3 +837,44 @@ async fn the_platform_example_converges_to_all_ready() {
         "NAA settings"
     );
 }
+
+/// A BankClient's child AppRegistration deleted by hand (with the default `deletionPolicy: Delete`
+/// its application goes too) comes back at once, not at the next resync: the parent's trigger
+/// passes every event of a child that goes, though what it mirrors did not change.
+#[tokio::test]
+async fn a_child_deleted_by_hand_is_recreated_at_once() {
+    let mut h = Harness::start().await;
+    h.start_all_controllers();
+    h.apply(system_api()).await;
+    h.apply(bank_client(
+        "nordbank",
+        "nordbank",
+        json!({"name": "nordbank-creds"}),
+    ))
+    .await;
+    wait_bank_client(&h, "nordbank", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    let first = app_registration(&h, "bankclient-nordbank")
+        .await
+        .expect("the child")
+        .metadata
+        .uid;
+    h.api::<AppRegistration>(NS)
+        .delete("bankclient-nordbank", &Default::default())
+        .await
+        .unwrap();
+    // The harness resyncs every 5 minutes: only the child's deletion can bring it back sooner.
+    h.wait_for("a new child", WAIT, || async {
+        let child = app_registration(&h, "bankclient-nordbank").await?;
+        (child.metadata.uid != first && child.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await;
+    wait_bank_client(&h, "nordbank", "Ready again", |bc| {
+        is_ready(bank_ready(bc))
+            && bc
+                .status
+                .as_ref()
+                .and_then(|s| s.client_id.as_ref())
+                .is_some()
+    })
+    .await;
+}

@@ -263,19 +263,20 @@ where
 /// trigger does for an unshared watch): a status write does not wake the resource again.
 pub fn spec_changes<K, S>(stream: S) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
 where
-    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
     S: futures::Stream<Item = Arc<K>> + Send + 'static,
 {
     changes_of(
         stream,
         |obj: &K| spec_or_metadata_changed(obj).unwrap_or_default(),
-        None,
+        false,
     )
 }
 
 /// The objects of `stream` whose `view` (a hash of what the consumer acts on) changed since last
-/// seen. With `store` (the one the stream's watch fills), an object the store no longer holds
-/// (deleted) always passes, as does any object being deleted: a consumer must see its objects go.
+/// seen; with `going`, also every event of an object being deleted (its view may not change while
+/// it goes, and the consumer must see it go). kube-runtime's shared watches never hand on the
+/// deletion itself.
 ///
 /// What was last seen of each object is two numbers, a hash of its identity and its view, not its
 /// reference: the map holds every watched object (its reference would be four strings each). Two
@@ -284,10 +285,10 @@ where
 pub fn changes_of<K, S>(
     stream: S,
     view: fn(&K) -> u64,
-    store: Option<reflector::Store<K>>,
+    going: bool,
 ) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
 where
-    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
     S: futures::Stream<Item = Arc<K>> + Send + 'static,
 {
     let mut seen: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
@@ -295,16 +296,13 @@ where
         let key = identity_hash(obj.meta());
         let hash = view(obj.as_ref());
         let changed = seen.insert(key, hash) != Some(hash);
-        let going = obj.meta().deletion_timestamp.is_some();
-        let gone = store
-            .as_ref()
-            .is_some_and(|store| store.get(&ObjectRef::from_obj(obj.as_ref())).is_none());
-        if (going || gone) && seen.len() > 1024 {
+        let deleting = obj.meta().deletion_timestamp.is_some();
+        if deleting && seen.len() > 1024 {
             // Forget objects on their way out so the map does not grow with churn; a later
             // event of the same object counts as a change, which is harmless.
             seen.remove(&key);
         }
-        futures::future::ready(changed || (store.is_some() && (going || gone)))
+        futures::future::ready(changed || (going && deleting))
     })
 }
 
@@ -355,49 +353,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_changed_views_pass_and_an_object_that_goes_always_does() {
+    async fn only_changed_views_pass_and_an_object_being_deleted_always_does() {
         use crate::controllers::bankclient::report::mirrored_view;
-        let (store, mut writer) = reflector::store();
-        let first = child(None, None);
-        writer.apply_watcher_event(&watcher::Event::Apply(first.clone()));
         let recorded = child(None, Some("object-1"));
         let with_app_id = child(Some("app-1"), Some("object-1"));
         let mut going = with_app_id.clone();
         going.metadata.deletion_timestamp = Some(
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
         );
-        let events = vec![
-            first,
-            recorded.clone(), // the IDs only: not what the parent mirrors
+        let events = [
+            child(None, None),
+            recorded, // the IDs only: not what the parent mirrors
             with_app_id.clone(),
-            with_app_id.clone(), // seen
+            with_app_id, // seen
+            going.clone(),
+            going, // its finalizer removed: the same view, and it passes
         ];
         let passed: Vec<_> = changes_of(
             futures::stream::iter(events.into_iter().map(Arc::new)),
             mirrored_view,
-            Some(store.clone()),
+            true,
         )
         .collect()
         .await;
-        assert_eq!(passed.len(), 2, "the first sight and the appId");
+        let app_ids: Vec<_> = passed
+            .iter()
+            .map(|c| {
+                (
+                    c.status.as_ref().and_then(|s| s.app_id.as_deref()),
+                    c.metadata.deletion_timestamp.is_some(),
+                )
+            })
+            .collect();
         assert_eq!(
-            passed[1].status.as_ref().and_then(|s| s.app_id.as_deref()),
-            Some("app-1")
+            app_ids,
+            [
+                (None, false),
+                (Some("app-1"), false),
+                (Some("app-1"), true),
+                (Some("app-1"), true)
+            ]
         );
-        // Going, then gone from the store: both pass though the view did not change.
-        writer.apply_watcher_event(&watcher::Event::Delete(going.clone()));
-        let passed: Vec<_> = changes_of(
-            futures::stream::iter(
-                [with_app_id.clone(), going.clone(), with_app_id]
-                    .into_iter()
-                    .map(Arc::new),
-            ),
-            mirrored_view,
-            Some(store),
-        )
-        .collect()
-        .await;
-        assert_eq!(passed.len(), 3, "every event of an object that went");
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub struct Stores {
     pub apps_ready: StoreReady,
 }
 
+/// How often a BankClient whose child is being deleted looks whether it is gone, to apply it again.
+const CHILD_GONE_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Entry point for the controller runtime.
 pub async fn reconcile(
     obj: Arc<BankClient>,
@@ -198,11 +201,17 @@ async fn apply(obj: Arc<BankClient>, ctx: &Arc<Context>, stores: &Stores) -> Res
         }
     }
     ctx.record_success(&key);
-    Ok(ctx.later.requeue(
-        KIND,
-        obj.as_ref(),
-        notify_retry.map_or(ctx.settings.resync, |retry| retry.min(ctx.settings.resync)),
-    ))
+    // A child on its way out (deleted by hand) is applied again once it is gone. Nothing else
+    // wakes the parent then: kube-runtime's shared watches do not hand on deletions.
+    let child_going = child
+        .as_ref()
+        .is_some_and(|c| c.metadata.deletion_timestamp.is_some());
+    let wait = if child_going {
+        CHILD_GONE_POLL
+    } else {
+        notify_retry.map_or(ctx.settings.resync, |retry| retry.min(ctx.settings.resync))
+    };
+    Ok(ctx.later.requeue(KIND, obj.as_ref(), wait))
 }
 
 fn handover_labels(obj: &BankClient) -> HandoverLabels {
@@ -356,11 +365,7 @@ pub async fn run(
     )
     // The child's status (appId, secret expiry, Ready) is what the parent mirrors: only a change
     // of that wakes it.
-    .owns_shared_stream(changes_of(
-        apps.events,
-        report::mirrored_view,
-        Some(apps.store.clone()),
-    ))
+    .owns_shared_stream(changes_of(apps.events, report::mirrored_view, true))
     // A BankClient that lost a bankId conflict waits for the holder to go: any change of a
     // BankClient wakes the others claiming the same bankId.
     .watches_shared_stream(
