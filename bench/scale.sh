@@ -28,7 +28,9 @@
 # Graph requests that costs per resource until Graph sees none for 10 s), PERIODIC=S (the operator
 # resyncs every S seconds; once all are Ready, wait two periods (the first resync after a change is
 # a full one), then count the Graph requests of the next two periods per resource and resync: the
-# steady cost of resyncing unchanged resources, quiet resyncs included).
+# steady cost of resyncing unchanged resources, quiet resyncs included, and the drift wake-ups,
+# which should be none: nothing changes behind the operator's back). The operator's reconciles per
+# resource by kind (any result) are printed for the timed phase.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kind=${1:-bankclients}
@@ -95,6 +97,8 @@ rss_mib() { awk '/VmRSS/ {printf "%d", $2/1024}' "/proc/$1/status"; }
 # Resident memory by kind: anonymous (the heap, stacks) and file-backed (the binary's pages).
 rss_parts() { awk '/RssAnon|RssFile/ {printf "%s %d MiB ", $1, $2/1024}' "/proc/$1/status"; }
 requests() { curl -sk "$control/requests${1:+?since=$1}"; }
+# Reconciles so far by kind (every result), as "Kind=count ..." from the operator's metrics.
+reconciles() { curl -s "http://127.0.0.1:$admin_port/metrics" | awk -F'[{}"]' '/^entra_operator_reconciles_total/ {n[$3]+=$NF} END {for (k in n) printf "%s=%d ", k, n[k]}'; }
 
 # Examples first (the API app the BankClients reference), as a new user would.
 kubectl apply -f "$root/examples/" >/dev/null
@@ -102,7 +106,7 @@ kubectl wait --for=condition=Ready appregistrations --all --timeout=300s >/dev/n
 kubectl wait --for=condition=Ready bankclients --all --timeout=300s >/dev/null
 requests >"$work/requests0.json"
 since=$(python3 -c "import json,sys; r=json.load(open('$work/requests0.json'))['requests']; print(max([x['seq'] for x in r], default=0))")
-op0=$(ticks $op); kube0=$(ticks $kube); entra0=$(ticks $entra)
+op0=$(ticks $op); kube0=$(ticks $kube); entra0=$(ticks $entra); rec0=$(reconciles)
 
 case "$kind" in
   bankclients) resource=bankclients ;;
@@ -158,7 +162,7 @@ if [ "$kind" = rotation ]; then
   until [ "$(count_done)" -ge "$n" ]; do sleep 2; done
   requests >"$work/requests0.json"
   since=$(python3 -c "import json,sys; r=json.load(open('$work/requests0.json'))['requests']; print(max([x['seq'] for x in r], default=0))")
-  op0=$(ticks $op); kube0=$(ticks $kube); entra0=$(ticks $entra)
+  op0=$(ticks $op); kube0=$(ticks $kube); entra0=$(ticks $entra); rec0=$(reconciles)
   wave=wave-1
   start=$(date +%s.%N)
   kubectl annotate appregistrations -l bench=rotation "entra.bookme.io/rotate=$wave" --overwrite >/dev/null
@@ -183,16 +187,16 @@ while :; do
 done
 end=$(date +%s.%N)
 parts=$(rss_parts $op)
-op1=$(ticks $op); kube1=$(ticks $kube); entra1=$(ticks $entra)
+op1=$(ticks $op); kube1=$(ticks $kube); entra1=$(ticks $entra); rec1=$(reconciles)
 # Time requests spent waiting for the operator's own Graph budget (client-side pacing).
 budget_wait=$(curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^entra_operator_graph_budget_wait_seconds_total/ {print $2}')
 requests "$since" >"$work/requests.json"
 [ -n "${REQUESTS_OUT:-}" ] && cp "$work/requests.json" "$REQUESTS_OUT"
 python3 - "$work/requests0.json" "$work/requests.json" "$n" "$start" "$created" "$end" "$ready" \
   "$(( op1 - op0 ))" "$(( kube1 - kube0 ))" "$(( entra1 - entra0 ))" "$hz" "$peak" "$(rss_mib $op)" "$kind" \
-  "$throttling" "$factor" "${budget_wait:-0}" "$parts" <<'PY'
+  "$throttling" "$factor" "${budget_wait:-0}" "$parts" "$rec0" "$rec1" <<'PY'
 import json, sys
-path0, path, n, start, created, end, ready, op_t, kube_t, entra_t, hz, peak, rss, kind, throttling, factor, budget_wait, parts = sys.argv[1:]
+path0, path, n, start, created, end, ready, op_t, kube_t, entra_t, hz, peak, rss, kind, throttling, factor, budget_wait, parts, rec0, rec1 = sys.argv[1:]
 n, ready = int(n), int(ready)
 start, created, end = float(start), float(created), float(end)
 hz = float(hz)
@@ -230,6 +234,11 @@ print(f"429 responses: {throttled}; requests waited {float(budget_wait or 0):.0f
 for key, count in sorted(by_template.items(), key=lambda kv: -kv[1]):
     print(f"  {count/n:6.2f} per resource  {key}")
 print(f"operator: RSS {rss} MiB at the end ({parts.strip()}), peak {peak} MiB sampled; CPU {int(op_t)/hz:.1f} s ({int(op_t)/hz/elapsed*100:.0f}% of one core)")
+def counts(text):
+    return {k: int(v) for k, v in (x.split("=") for x in text.split())}
+r0, r1 = counts(rec0), counts(rec1)
+print("reconciles per resource (any result): " + ", ".join(
+    f"{k} {(r1[k] - r0.get(k, 0)) / n:.2f}" for k in sorted(r1) if r1[k] > r0.get(k, 0)))
 print(f"kube emulator CPU {int(kube_t)/hz:.1f} s ({int(kube_t)/hz/elapsed*100:.0f}%); entra emulator CPU {int(entra_t)/hz:.1f} s ({int(entra_t)/hz/elapsed*100:.0f}%)")
 PY
 
@@ -257,15 +266,16 @@ fi
 
 if [ -n "${PERIODIC:-}" ] && [ "$ready" -ge "$n" ]; then
   counts() { curl -sk "$control/requests" | python3 -c "import json,sys; print(json.dumps(json.load(sys.stdin)['counts']))"; }
-  quiet_total() { curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^entra_operator_quiet_resyncs_total/ {s+=$2} END {print s+0}'; }
+  quiet_total() { curl -s "http://127.0.0.1:$admin_port/metrics" | awk '/^entra_operator_(quiet_resyncs|drift_wakeups)_total/ {s[$1 ~ /drift/]+=$NF} END {print s[0]+0, s[1]+0}'; }
   sleep $(( 2 * PERIODIC ))
-  c0=$(counts); q0=$(quiet_total)
+  read -r q0 w0 < <(quiet_total); c0=$(counts)
   sleep $(( 2 * PERIODIC ))
-  c1=$(counts); q1=$(quiet_total)
-  python3 - "$c0" "$c1" "$n" "$q0" "$q1" "$PERIODIC" <<'PY'
+  read -r q1 w1 < <(quiet_total); c1=$(counts)
+  python3 - "$c0" "$c1" "$n" "$q0" "$q1" "$PERIODIC" "$w0" "$w1" <<'PY'
 import json, sys
 c0, c1 = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 n, q0, q1, period = int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6])
+woken = float(sys.argv[8]) - float(sys.argv[7])
 writes = reads = delta = 0
 by = {}
 for key, v in c1.items():
@@ -283,7 +293,8 @@ for key, v in c1.items():
 # Two periods: every resource (and its child, for a BankClient) resyncs twice.
 resyncs = 2 * n
 print(f"periodic resync every {period} s, nothing changed, two periods: {writes} writes, {reads} reads "
-      f"({reads/resyncs:.2f} per resource and resync), {delta} delta pages; quiet resyncs {q1-q0:.0f}")
+      f"({reads/resyncs:.2f} per resource and resync), {delta} delta pages; quiet resyncs {q1-q0:.0f}, "
+      f"drift wake-ups {woken:.0f}")
 for key, v in sorted(by.items(), key=lambda kv: -kv[1]):
     print(f"  {v/resyncs:6.2f} per resource and resync  {key}")
 PY
