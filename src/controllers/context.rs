@@ -131,10 +131,14 @@ impl Context {
             .clone()
             .run(self.graph.clone(), shutdown, move |round| {
                 let woken = later.wake(|memo| round.changed_after(memo.mark, &memo.ids));
-                if woken > 0 {
-                    metrics.drift_wakeups.inc_by(woken as u64);
+                if !woken.is_empty() {
+                    metrics.drift_wakeups.inc_by(woken.len() as u64);
+                    // Someone changed these in Entra (the portal, a script): worth a line each for
+                    // whoever reviews what happened, but not thousands in one line.
+                    const NAMED: usize = 20;
                     tracing::info!(
-                        resources = woken,
+                        count = woken.len(),
+                        resources = %woken[..woken.len().min(NAMED)].join(", "),
                         "delta reports changes made in Entra since these resources were last read; reconciling them now"
                     );
                 }

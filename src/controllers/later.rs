@@ -166,26 +166,25 @@ impl Later {
 
     /// Brings back now every object whose memo `changed` says is out of date (the change feed
     /// reported its application or service principal after it was read), dropping the memo: its
-    /// reconcile is a full one. Returns how many.
-    pub fn wake(&self, changed: impl Fn(&Memo) -> bool) -> usize {
+    /// reconcile is a full one. Returns them, as `kind namespace/name`.
+    pub fn wake(&self, changed: impl Fn(&Memo) -> bool) -> Vec<String> {
         let now = Instant::now();
         let mut entries = self.lock();
-        let mut kinds = Vec::new();
-        let mut woken = 0;
+        let mut woken = Vec::new();
         for (key, (at, memo)) in entries.at.iter_mut() {
             if memo.as_deref().is_some_and(&changed) {
                 *memo = None;
                 *at = now;
-                woken += 1;
-                if !kinds.contains(&key.kind) {
-                    kinds.push(key.kind);
-                }
+                woken.push((
+                    key.kind,
+                    format!("{} {}/{}", key.kind, key.namespace, key.name),
+                ));
             }
         }
-        for kind in kinds {
+        for (kind, _) in &woken {
             entries.next.insert(kind, now);
         }
-        woken
+        woken.into_iter().map(|(_, name)| name).collect()
     }
 
     /// Far requeues that hold a memo (their resync may be quiet, and a change feed round may wake
@@ -436,9 +435,15 @@ mod tests {
         for (obj, memo) in [(&a, Some(memo(1))), (&b, Some(memo(2))), (&c, None)] {
             later.requeue_with("AppRegistration", obj, Duration::from_secs(3600), memo);
         }
-        assert_eq!(later.wake(|m| m.ids[0] == 7), 0, "nothing out of date");
+        assert!(
+            later.wake(|m| m.ids[0] == 7).is_empty(),
+            "nothing out of date"
+        );
         assert!(later.take_due("AppRegistration", Instant::now()).is_empty());
-        assert_eq!(later.wake(|m| m.ids[0] == 2), 1);
+        assert_eq!(
+            later.wake(|m| m.ids[0] == 2),
+            ["AppRegistration team-a/billing"]
+        );
         let due = later.take_due("AppRegistration", Instant::now());
         assert_eq!(due.len(), 1, "only billing is due now");
         assert_eq!(&*due[0].1, "billing");
