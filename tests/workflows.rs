@@ -104,18 +104,21 @@ async fn api_app_id(h: &Harness) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn bank_client_becomes_ready_and_its_secret_alone_gets_a_system_token() {
+/// A harness with all controllers, the API and the BankClient `nordbank` (its Secret `secret`)
+/// Ready.
+async fn ready_nordbank(secret: &str) -> (Harness, BankClient) {
     let mut h = Harness::start().await;
     h.start_all_controllers();
     h.apply(system_api()).await;
-    h.apply(bank_client(
-        "nordbank",
-        "nordbank",
-        json!({"name": "nordbank-system-credentials"}),
-    ))
-    .await;
+    h.apply(bank_client("nordbank", "nordbank", json!({"name": secret})))
+        .await;
     let bc = wait_bank_client(&h, "nordbank", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    (h, bc)
+}
+
+#[tokio::test]
+async fn bank_client_becomes_ready_and_its_secret_alone_gets_a_system_token() {
+    let (h, bc) = ready_nordbank("nordbank-system-credentials").await;
     let status = bc.status.unwrap();
     let client_id = status.client_id.clone().expect("clientId");
     assert_eq!(
@@ -262,16 +265,7 @@ async fn deleting_a_bank_client_removes_app_secret_and_registry_entry() {
 
 #[tokio::test]
 async fn a_second_claim_of_a_bank_id_is_a_conflict_until_the_first_goes() {
-    let mut h = Harness::start().await;
-    h.start_all_controllers();
-    h.apply(system_api()).await;
-    h.apply(bank_client(
-        "nordbank",
-        "nordbank",
-        json!({"name": "nordbank-creds"}),
-    ))
-    .await;
-    let first = wait_bank_client(&h, "nordbank", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    let (h, first) = ready_nordbank("nordbank-creds").await;
     let first_client = first.status.unwrap().client_id.unwrap();
     // Creation times have second precision: make the order unambiguous.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -843,16 +837,7 @@ async fn the_platform_example_converges_to_all_ready() {
 /// passes every event of a child that goes, though what it mirrors did not change.
 #[tokio::test]
 async fn a_child_deleted_by_hand_is_recreated_at_once() {
-    let mut h = Harness::start().await;
-    h.start_all_controllers();
-    h.apply(system_api()).await;
-    h.apply(bank_client(
-        "nordbank",
-        "nordbank",
-        json!({"name": "nordbank-creds"}),
-    ))
-    .await;
-    wait_bank_client(&h, "nordbank", "Ready", |bc| is_ready(bank_ready(bc))).await;
+    let (h, _) = ready_nordbank("nordbank-creds").await;
     let first = app_registration(&h, "bankclient-nordbank")
         .await
         .expect("the child")
