@@ -60,6 +60,15 @@ pub struct Mark {
     at: u32,
 }
 
+impl Mark {
+    /// Whether a round of `generation` that started at `round_start` saw every change made before
+    /// this mark's read: same generation, and it started at least `lag` after the read.
+    fn covered_by(self, generation: u32, round_start: Option<u32>, lag: u32) -> bool {
+        self.generation == generation
+            && round_start.is_some_and(|start| start >= self.at.saturating_add(lag))
+    }
+}
+
 /// What one round of the feed reported, for waking the resources whose application or service
 /// principal changed after their last read (instead of at their next resync).
 pub struct Round {
@@ -77,10 +86,7 @@ impl Round {
     /// `mark` was taken for: that read was already covered before this round, and this round
     /// reports one of them. A read not yet covered is left to its resync's own check.
     pub fn changed_after(&self, mark: Mark, ids: &[u64]) -> bool {
-        self.generation == mark.generation
-            && self
-                .covered_before
-                .is_some_and(|start| start >= mark.at.saturating_add(self.lag))
+        mark.covered_by(self.generation, self.covered_before, self.lag)
             && ids.iter().any(|k| self.keys.contains(k))
     }
 
@@ -190,10 +196,7 @@ impl ChangeFeed {
         let keys: Vec<u64> = ids.iter().map(|id| self.id_key(id)).collect();
         let st = self.lock();
         let lag = self.lag;
-        st.generation == mark.generation
-            && st
-                .covered_until
-                .is_some_and(|start| start >= mark.at.saturating_add(lag))
+        mark.covered_by(st.generation, st.covered_until, lag)
             && keys.iter().all(|k| {
                 st.changed
                     .get(k)
