@@ -33,7 +33,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => {
+            // Before the runtime starts its threads: arenas made before stay.
+            let tuning = entra_operator::runtime::allocator::tune();
             entra_operator::runtime::run::init_logging(args.log_format, &args.log_level)?;
+            tracing::debug!(?tuning, "allocator");
             let runtime = tokio::runtime::Runtime::new()?;
             if let Err(e) = runtime.block_on(entra_operator::runtime::run::run(*args)) {
                 tracing::error!(error = %e, "entra-operator stopped");

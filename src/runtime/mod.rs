@@ -2,6 +2,7 @@
 //! controllers (each wired in its own `controllers/<kind>/mod.rs`).
 
 pub mod admin;
+pub mod allocator;
 pub mod config;
 pub mod leader;
 pub mod run;
