@@ -117,6 +117,9 @@ mod tests {
             "a 1 MiB block after an 8 MiB one was freed is not mapped: {before} -> {during} bytes mapped"
         );
         drop(block);
-        assert!(mapped() + (1 << 20) <= during, "the mapped block is given back");
+        assert!(
+            mapped() + (1 << 20) <= during,
+            "the mapped block is given back"
+        );
     }
 }
