@@ -7,7 +7,7 @@
 //! - **One arena per busy thread.** glibc gives a thread that finds the main arena locked an arena
 //!   of its own (up to 8 per core). Memory freed in one arena serves only that arena's later
 //!   requests, so each holds its own peak. The operator spends most of its time waiting on Graph
-//!   and the API server (about a quarter of one core at 10,000 resources), so one arena costs no
+//!   and the API server (a fifth of one core at 10,000 BankClients), so one arena costs no
 //!   measurable time.
 //! - **A moving mmap threshold.** A block larger than the threshold (128 KiB at first) gets its own
 //!   mapping, returned whole when freed; but freeing one raises the threshold to its size (up to
@@ -16,8 +16,8 @@
 //!   Setting both thresholds fixes them: large blocks are always mapped and returned, and free
 //!   space at the top of the heap beyond 128 KiB goes back to the system.
 //!
-//! `man 3 mallopt` (M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD: "setting this parameter
-//! disables the dynamic adjustment"). Measured in BENCHMARKS.md ("Allocator", "10,000
+//! `man 3 mallopt` (M_ARENA_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD; an explicit threshold turns
+//! the dynamic adjustment off). Measured in BENCHMARKS.md ("Allocator", "10,000
 //! BankClients"): 3,000 BankClients end at 49 MiB instead of 56, 10,000 at 113 MiB instead of 132,
 //! at the same speed.
 //!
