@@ -28,7 +28,8 @@
 # Graph requests that costs per resource until Graph sees none for 10 s), PERIODIC=S (the operator
 # resyncs every S seconds; once all are Ready, wait two periods (the first resync after a change is
 # a full one), then count the Graph requests of the next two periods per resource and resync: the
-# steady cost of resyncing unchanged resources, quiet resyncs included, and the drift wake-ups,
+# steady cost of resyncing unchanged resources, quiet resyncs included, the drift wake-ups and the
+# operator's RSS after them,
 # which should be none: nothing changes behind the operator's back). The operator's reconciles per
 # resource by kind (any result) are printed for the timed phase.
 set -euo pipefail
@@ -271,6 +272,7 @@ if [ -n "${PERIODIC:-}" ] && [ "$ready" -ge "$n" ]; then
   read -r q0 w0 < <(quiet_total); c0=$(counts)
   sleep $(( 2 * PERIODIC ))
   read -r q1 w1 < <(quiet_total); c1=$(counts)
+  echo "operator RSS after the four periods of resyncs: $(rss_mib $op) MiB"
   python3 - "$c0" "$c1" "$n" "$q0" "$q1" "$PERIODIC" "$w0" "$w1" <<'PY'
 import json, sys
 c0, c1 = json.loads(sys.argv[1]), json.loads(sys.argv[2])
