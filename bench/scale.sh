@@ -58,7 +58,8 @@ delay=${REPLICATION_DELAY_MS:-2000}
 timeout=${TIMEOUT:-3600}
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# A wrapper (OPERATOR_WRAPPER) may run the operator as its child: stop the children too.
+cleanup() { for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 "$bin/kube-emulator" --port 0 --kubeconfig-out "$work/kubeconfig" --crds "$root/crds" >"$work/kube.log" 2>&1 &
