@@ -28,9 +28,9 @@
 # Graph requests that costs per resource until Graph sees none for 10 s), PERIODIC=S (the operator
 # resyncs every S seconds; once all are Ready, wait two periods (the first resync after a change is
 # a full one), then count the Graph requests of the next two periods per resource and resync: the
-# steady cost of resyncing unchanged resources, quiet resyncs included, the drift wake-ups and the
-# operator's RSS after them,
-# which should be none: nothing changes behind the operator's back). The operator's reconciles per
+# steady cost of resyncing unchanged resources, quiet resyncs included; the drift wake-ups, which
+# should be none (nothing changes behind the operator's back); and the operator's RSS after the
+# resyncs). The operator's reconciles per
 # resource by kind (any result) are printed for the timed phase.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

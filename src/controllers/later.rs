@@ -170,21 +170,17 @@ impl Later {
     pub fn wake(&self, changed: impl Fn(&Memo) -> bool) -> Vec<String> {
         let now = Instant::now();
         let mut entries = self.lock();
+        let Entries { at, next, .. } = &mut *entries;
         let mut woken = Vec::new();
-        for (key, (at, memo)) in entries.at.iter_mut() {
+        for (key, (due, memo)) in at.iter_mut() {
             if memo.as_deref().is_some_and(&changed) {
                 *memo = None;
-                *at = now;
-                woken.push((
-                    key.kind,
-                    format!("{} {}/{}", key.kind, key.namespace, key.name),
-                ));
+                *due = now;
+                next.insert(key.kind, now);
+                woken.push(format!("{} {}/{}", key.kind, key.namespace, key.name));
             }
         }
-        for (kind, _) in &woken {
-            entries.next.insert(kind, now);
-        }
-        woken.into_iter().map(|(_, name)| name).collect()
+        woken
     }
 
     /// Far requeues that hold a memo (their resync may be quiet, and a change feed round may wake

@@ -17,9 +17,9 @@
 //! covered brings it back now, for a full reconcile (`Context::follow_changes`), so drift behind
 //! the operator's back is repaired within a minute or so rather than at the next resync. One of
 //! the operator's Secrets changing drops the memo (`forget_memo`), as does a change to any
-//! EntraPolicy. A full resync still comes every
-//! [`MAX_STREAK`] + 1 resyncs, for what neither delta nor the hashes cover (a resource API's role
-//! removed behind the operator's back, a change lost by Entra's change tracking).
+//! EntraPolicy. A full resync still comes every [`MAX_STREAK`] + 1 resyncs, for what neither
+//! delta nor the hashes cover (a resource API's role removed behind the operator's back, a change
+//! lost by Entra's change tracking).
 
 use jiff::Timestamp;
 
